@@ -1,0 +1,39 @@
+# Two entry points: `make run` (the main job on embedded defaults) and `make test` (the whole suite).
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export FEAST_USAGE := False
+export PYTHONHASHSEED := 0
+
+.PHONY: run test venv lock lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/leadscope run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check leadscope features graphs training serving tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/score_latency.py
+
+# Re-resolve the lock from requirements.in (needs network access to PyPI).
+lock:
+	$(BIN)/python -m pip install --quiet uv && $(BIN)/uv pip compile requirements.in -o requirements.lock --python-version 3.11 --generate-hashes
+
+clean:
+	rm -rf $(VENV) data mlruns/mlflow.db mlruns/[0-9]* mlruns/models

@@ -1,0 +1,154 @@
+"""Pure feature functions: canonical tables in, one row per (customer, cut time) out.
+
+Every value at cut time t is computed from rows with ts <= t only; that is what makes the Feast
+point-in-time join leakage-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from leadscope.schema import ENTITY, RESERVED_COLUMNS, TS
+
+DAY = 86_400.0
+WINDOWS = (7, 30, 90)
+TX_WINDOWS = (30, 90, 365)
+EVENT_TYPES = ("page_view", "pricing_view", "email_sent", "email_open", "email_click", "wechat_message",
+               "social_engage", "ad_click", "form_submit", "inbound_call", "store_visit", "sms_click", "app_open")
+NO_TOUCH = 9_999.0  # recency when a customer never did the thing: far away, but finite for trees
+
+
+def cut_times(*, start: pd.Timestamp, end: pd.Timestamp, cadence_days: int) -> pd.DatetimeIndex:
+    """Feature snapshot times, anchored at `end` (so the newest is exactly `end`) going back by cadence."""
+    n = int((end - start) / pd.Timedelta(days=cadence_days))
+    return pd.DatetimeIndex([end - pd.Timedelta(days=cadence_days * k) for k in range(n, -1, -1)])
+
+
+def profile_features(customers: pd.DataFrame) -> pd.DataFrame:
+    """Customer attributes valid from created_at: every non-PII column, custom ones included."""
+    cols = [c for c in customers.columns if c not in RESERVED_COLUMNS]
+    out = customers[[ENTITY, *cols]].copy()
+    for c in cols:
+        s = out[c]
+        is_flag = s.dtype == object and s.dropna().map(type).eq(bool).all() and s.notna().any()
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s) or is_flag:
+            out[c] = s.astype("float64")
+        else:
+            out[c] = s.astype("string")
+    out.insert(1, TS, pd.to_datetime(customers["created_at"], utc=True))
+    return out
+
+
+def transaction_features(transactions: pd.DataFrame, customers: pd.DataFrame, cuts: pd.DatetimeIndex) -> pd.DataFrame:
+    """RFM and windowed order counts/sums, average order value and refund rate at each cut."""
+    tx = transactions.sort_values("ts", kind="stable")
+    t = _seconds(tx["ts"])
+    codes = _codes(tx[ENTITY], customers[ENTITY])
+    refund = tx["is_refund"].fillna(False).to_numpy(bool) if "is_refund" in tx else np.zeros(len(tx), bool)
+    amount = tx["amount"].to_numpy(float)
+    order, signed = (~refund).astype(float), np.where(refund, -amount, amount)
+    frames = []
+    for cut, alive, last, lo in _cuts(t, codes, customers, cuts, mask=~refund):
+        hi = np.searchsorted(t, _seconds_one(cut), side="right")
+        n = len(customers)
+        cnt = np.bincount(codes[:hi], weights=order[:hi], minlength=n)
+        amt = np.bincount(codes[:hi], weights=signed[:hi], minlength=n)
+        refunds = np.bincount(codes[:hi], weights=refund[:hi].astype(float), minlength=n)
+        f = {"tx_recency_days": _recency(cut, last), "tx_count_total": cnt, "tx_amount_total": amt,
+             "tx_avg_order_value": np.divide(amt, cnt, out=np.zeros(n), where=cnt > 0),
+             "tx_refund_rate": np.divide(refunds, cnt, out=np.zeros(n), where=cnt > 0)}
+        for w in TX_WINDOWS:
+            a = np.searchsorted(t, _seconds_one(cut) - w * DAY, side="right")
+            f[f"tx_count_{w}d"] = np.bincount(codes[a:hi], weights=order[a:hi], minlength=n)
+            f[f"tx_amount_{w}d"] = np.bincount(codes[a:hi], weights=signed[a:hi], minlength=n)
+        frames.append(_frame(customers, cut, alive, f))
+    return pd.concat(frames, ignore_index=True)
+
+
+def engagement_features(events: pd.DataFrame, customers: pd.DataFrame, cuts: pd.DatetimeIndex) -> pd.DataFrame:
+    """Windowed counts per event type, recency, email rates, trend and tenure at each cut."""
+    ev = events.sort_values("ts", kind="stable")
+    t = _seconds(ev["ts"])
+    codes = _codes(ev[ENTITY], customers[ENTITY])
+    etype = ev["event_type"].to_numpy()
+    onehot = {e: (etype == e).astype(float) for e in EVENT_TYPES}
+    touch = (etype != "email_sent").astype(float)
+    pricing_last = np.full(len(customers), -np.inf)
+    created = _seconds(customers["created_at"])
+    frames, prev = [], 0
+    for cut, alive, last, _ in _cuts(t, codes, customers, cuts, mask=touch.astype(bool)):
+        c = _seconds_one(cut)
+        hi = np.searchsorted(t, c, side="right")
+        sel = slice(prev, hi)
+        pm = onehot["pricing_view"][sel].astype(bool)
+        np.maximum.at(pricing_last, codes[sel][pm], t[sel][pm])
+        prev = hi
+        n = len(customers)
+        f: dict[str, np.ndarray] = {"tenure_days": (c - created) / DAY, "days_since_last_touch": _recency(cut, last),
+                                    "days_since_pricing_view": _recency(cut, pricing_last)}
+        for w in WINDOWS:
+            a = np.searchsorted(t, c - w * DAY, side="right")
+            for e in EVENT_TYPES:
+                f[f"{e}_{w}d"] = np.bincount(codes[a:hi], weights=onehot[e][a:hi], minlength=n)
+            f[f"touches_{w}d"] = np.bincount(codes[a:hi], weights=touch[a:hi], minlength=n)
+        for e in EVENT_TYPES:
+            f[f"{e}_total"] = np.bincount(codes[:hi], weights=onehot[e][:hi], minlength=n)
+        life = np.maximum(f["tenure_days"], 1.0)
+        f["touches_per_week"] = np.bincount(codes[:hi], weights=touch[:hi], minlength=n) * 7.0 / life
+        f["pricing_share"] = _rate(f["pricing_view_total"], f["pricing_view_total"] + f["page_view_total"])
+        f["email_open_rate_total"] = _rate(f["email_open_total"], f["email_sent_total"])
+        a90 = np.searchsorted(t, c - 90 * DAY, side="right")
+        prior = np.bincount(codes[a90:hi], weights=touch[a90:hi], minlength=n) - f["touches_30d"]
+        f["touch_trend"] = (f["touches_30d"] + 1.0) / (prior / 2.0 + 1.0)
+        f["email_open_rate_90d"] = _rate(f["email_open_90d"], f["email_sent_90d"])
+        f["email_click_rate_90d"] = _rate(f["email_click_90d"], f["email_open_90d"])
+        frames.append(_frame(customers, cut, alive, f))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _cuts(t: np.ndarray, codes: np.ndarray, customers: pd.DataFrame, cuts: pd.DatetimeIndex,
+          mask: np.ndarray) -> Iterator[tuple[pd.Timestamp, np.ndarray, np.ndarray, int]]:
+    """Walk cut times in order, keeping each customer's last (masked) event time up to the cut."""
+    created = _seconds(customers["created_at"])
+    last = np.full(len(customers), -np.inf)
+    prev = 0
+    for cut in cuts:
+        hi = np.searchsorted(t, _seconds_one(cut), side="right")
+        m = mask[prev:hi]
+        np.maximum.at(last, codes[prev:hi][m], t[prev:hi][m])
+        yield cut, created <= _seconds_one(cut), last, prev
+        prev = hi
+
+
+def _frame(customers: pd.DataFrame, cut: pd.Timestamp, alive: np.ndarray, f: dict[str, np.ndarray]) -> pd.DataFrame:
+    out = pd.DataFrame({k: np.asarray(v, dtype=float)[alive] for k, v in f.items()})
+    out.insert(0, TS, cut)
+    out.insert(0, ENTITY, customers[ENTITY].to_numpy()[alive])
+    return out
+
+
+def _recency(cut: pd.Timestamp, last: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(last), (_seconds_one(cut) - last) / DAY, NO_TOUCH)
+
+
+def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.full(len(num), np.nan), where=den > 0)
+
+
+def _codes(ids: pd.Series, universe: pd.Series) -> np.ndarray:
+    """Row index of each id in `universe`; unknown ids would be a data error, caught at import."""
+    codes = pd.Index(universe).get_indexer(ids)
+    if (codes < 0).any():
+        raise ValueError(f"{int((codes < 0).sum())} rows reference a customer_id not in customers")
+    return codes
+
+
+def _seconds(ts: pd.Series) -> np.ndarray:
+    return (pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(float)
+
+
+def _seconds_one(ts: pd.Timestamp) -> float:
+    return pd.Timestamp(ts).timestamp()

@@ -1,0 +1,91 @@
+"""The Feast repo: config, entity → sources → views → services, apply and materialise."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64, String
+
+from leadscope.schema import ENTITY, TS
+from leadscope.settings import Settings
+
+PROJECT = "leadscope"
+VIEWS = ("customer_profile", "customer_transactions", "customer_engagement")
+SERVICES = {"propensity_v1": VIEWS}
+_TYPES = {"float": Float64, "string": String}
+
+
+def write_repo_config(settings: Settings) -> Path:
+    """feature_store.yaml for the configured online store (sqlite embedded, Redis in production)."""
+    repo = settings.feature_repo_dir
+    repo.mkdir(parents=True, exist_ok=True)
+    if settings.online_store == "redis":
+        if not settings.redis_url:
+            raise ValueError("online_store=redis needs LEADSCOPE_REDIS_URL")
+        online = f"  type: redis\n  connection_string: \"{_redis_conn(settings.redis_url)}\""
+    else:
+        online = f"  type: sqlite\n  path: {repo / 'online.db'}"
+    (repo / "feature_store.yaml").write_text(
+        f"project: {PROJECT}\nprovider: local\nregistry: {repo / 'registry.db'}\n"
+        f"online_store:\n{online}\noffline_store:\n  type: duckdb\nentity_key_serialization_version: 3\n"
+    )
+    return repo
+
+
+def _redis_conn(url: str) -> str:
+    """redis://host:port/db → host:port,db=N (Feast's connection-string form)."""
+    rest = url.split("://", 1)[-1]
+    hostport, _, db = rest.partition("/")
+    return f"{hostport},db={db}" if db else hostport
+
+
+def definitions(settings: Settings) -> list[object]:
+    """Feast objects built from the schema that the build step wrote (custom attributes included)."""
+    schema = json.loads((settings.feature_dir / "schema.json").read_text())
+    ttl = timedelta(days=2 * settings.feature_cadence_days + 1)
+    customer = Entity(name="customer", join_keys=[ENTITY], value_type=ValueType.STRING,
+                      description="A customer or lead record (one CRM contact).")
+    views = {}
+    for name in VIEWS:
+        source = FileSource(name=f"{name}_source", path=str(settings.feature_dir / f"{name}.parquet"),
+                            timestamp_field=TS)
+        fields = [Field(name=f, dtype=_TYPES[t]) for f, t in schema[name].items()]
+        views[name] = FeatureView(name=name, entities=[customer], schema=fields, source=source, online=True,
+                                  ttl=timedelta(0) if name == "customer_profile" else ttl)
+    services = [FeatureService(name=s, features=[views[v] for v in vs]) for s, vs in SERVICES.items()]
+    return [customer, *views.values(), *services]
+
+
+def open_store(settings: Settings) -> FeatureStore:
+    return FeatureStore(repo_path=str(write_repo_config(settings)))
+
+
+def apply(settings: Settings) -> FeatureStore:
+    store = open_store(settings)
+    store.apply(definitions(settings))
+    return store
+
+
+def materialize(store: FeatureStore, settings: Settings) -> None:
+    """Load the newest row per customer into the online store (explicit window: generated history is old)."""
+    meta = json.loads((settings.feature_dir / "meta.json").read_text())
+    end = pd.Timestamp(meta["end"]).to_pydatetime() + timedelta(seconds=1)
+    start = pd.Timestamp(meta["start"]).to_pydatetime() - timedelta(seconds=1)
+    store.materialize(start_date=start, end_date=end, feature_views=["customer_profile"])
+    recent = end - timedelta(days=2 * settings.feature_cadence_days + 2)
+    store.materialize(start_date=recent, end_date=end, feature_views=list(VIEWS[1:]))
+
+
+def feature_names(settings: Settings, service: str) -> list[str]:
+    """Feature names of a service in a fixed order (view order, then schema order)."""
+    schema = json.loads((settings.feature_dir / "schema.json").read_text())
+    return [f for v in SERVICES[service] for f in schema[v]]
+
+
+def feature_types(settings: Settings) -> dict[str, str]:
+    schema = json.loads((settings.feature_dir / "schema.json").read_text())
+    return {f: t for v in schema.values() for f, t in v.items()}

@@ -1,0 +1,76 @@
+"""One configuration source: environment variables prefixed LEADSCOPE_, with embedded defaults."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Paths, world size and model knobs; everything else derives from these."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADSCOPE_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default_factory=Path.cwd, description="Project root; relative paths resolve here.")
+    data_dir: Path = Path("data")
+    mlruns_dir: Path = Path("mlruns")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite under mlruns_dir.")
+    seed: int = 42
+    customers: int = Field(20_000, ge=100, description="Size of the generated company.")
+    world_end: datetime = datetime(2026, 6, 30, tzinfo=UTC)
+    world_days: int = Field(540, ge=120, description="History length the generator simulates.")
+    feature_cadence_days: int = Field(7, ge=1, description="Feature snapshots are computed this often.")
+    propensity_horizon_days: int = Field(30, ge=1, description="Label: converted within N days.")
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str | None = None
+    postgres_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    num_threads: int = 1
+    max_ids_per_request: int = 10_000
+
+    def resolve(self, path: Path) -> Path:
+        """Absolute path, relative ones taken from `home`."""
+        return path if path.is_absolute() else (self.home / path).resolve()
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def raw_dir(self) -> Path:
+        return self.resolve(self.data_dir) / "raw"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def feature_dir(self) -> Path:
+        return self.resolve(self.data_dir) / "features"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def feature_repo_dir(self) -> Path:
+        return self.resolve(self.data_dir) / "feature_repo"
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{self.resolve(self.mlruns_dir) / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return (self.resolve(self.mlruns_dir) / "artifacts").as_uri()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def quiet_environment() -> None:
+    """Turn off telemetry/usage reporting so nothing tries to reach the internet; called by entry points."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("FEAST_USAGE", "False")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")

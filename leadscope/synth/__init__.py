@@ -1,0 +1,97 @@
+"""Seeded synthetic company: the canonical tables of DATA.md plus the ground truth behind them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from leadscope.synth import behaviour, commerce, crm, people, social
+from leadscope.synth.world import World
+
+
+@dataclass
+class Company:
+    """Generated tables (DATA.md names) and the truth used to make them."""
+
+    world: World
+    tables: dict[str, pd.DataFrame]
+    truth: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def write(self, out: Path) -> None:
+        """Parquet files `<out>/<table>.parquet` and `<out>/truth/*.parquet` + world.json."""
+        (out / "truth").mkdir(parents=True, exist_ok=True)
+        for name, df in self.tables.items():
+            df.to_parquet(out / f"{name}.parquet", index=False)
+        for name, df in self.truth.items():
+            df.to_parquet(out / "truth" / f"{name}.parquet", index=False)
+        meta = {"start": self.world.start.isoformat(), "days": self.world.days}
+        (out / "truth" / "world.json").write_text(json.dumps(meta))
+
+
+def generate(*, customers: int, seed: int, end: datetime, days: int = 540) -> Company:
+    """Simulate `days` of a company's history ending at `end` for `customers` people (plus duplicates)."""
+    rng = np.random.default_rng(seed)
+    world = World(start=end - timedelta(days=days), days=days)
+    tr = people.traits(rng, world, customers)
+    ref = social.referrals(rng, tr)
+    has_ref = ref >= 0
+    # "old brings new": the referred resemble their referrer (homophily in intent and budget)
+    tr.loc[has_ref, "intent"] = 0.6 * tr.loc[has_ref, "intent"].to_numpy() + 0.6 * tr["intent"].to_numpy()[ref[has_ref]]
+    cust = people.customers_table(rng, world, tr)
+    tr, cust = people.plant_duplicates(rng, world, tr, cust)
+    ref = np.concatenate([ref, np.full(len(tr) - len(ref), -1)])
+    src, dst = social.follows(rng, tr)
+    scale = behaviour.conversion_scale(tr, social.exposure(tr, src, dst))
+    created = tr["created_day"].to_numpy()
+    conv = behaviour.convert(rng, world, scale, created)
+    kappa = behaviour.churn_hazard(rng, tr)
+    churn = conv + rng.exponential(1.0, len(tr)) / kappa
+    rate, aov = behaviour.order_profile(tr)
+    ids = cust["customer_id"].to_numpy()
+
+    ev = pd.concat([behaviour.lead_events(rng, world, tr, cust, conv),
+                    behaviour.customer_events(rng, world, tr, conv, churn)], ignore_index=True)
+    ev = ev[ev["day"] < world.days].sort_values("day", ignore_index=True)
+    tx = commerce.transactions(rng, world, tr, conv, churn, rate, aov)
+    first_order = tx[~tx["is_refund"]].drop_duplicates("who")
+    deal = np.full(len(tr), np.nan)
+    deal[first_order["who"].to_numpy()] = first_order["amount"].to_numpy()
+    st = crm.stages(rng, world, tr, ev, conv, churn, deal, rng.random(len(tr)) < 0.4)
+    base, up = crm.uplift_matrix(tr, kappa)
+    camp = crm.campaigns(rng, world, tr, base, up, aov)
+
+    tables = {
+        "customers": cust,
+        "transactions": _finish(world, tx, ids, "transaction_id", "T"),
+        "events": _finish(world, ev, ids, "event_id", "E"),
+        "edges": social.edges_table(rng, world, ids, tr, ref, src, dst),
+        "stages": _finish(world, st, ids, "event_id", "S"),
+        "campaigns": _finish(world, camp, ids, None, ""),
+    }
+    ts_or_nat = lambda d: world.to_ts(np.where(d < world.days, d, np.nan))  # noqa: E731
+    truth_customers = pd.DataFrame({
+        "customer_id": ids, "person_id": tr["person_id"], "created_at": cust["created_at"],
+        "segment": tr["segment"], "intent": tr["intent"], "budget": tr["budget"],
+        "price_sensitivity": tr["price_sensitivity"], "social_susceptibility": tr["social_susceptibility"],
+        "followers": tr["followers"], "conversion_scale": scale, "converted_at": ts_or_nat(conv),
+        "churn_hazard": kappa, "churned_at": ts_or_nat(churn), "order_rate": rate, "aov": aov,
+    })
+    actions = np.array(behaviour.ACTIONS)
+    uplift = pd.DataFrame({"customer_id": np.repeat(ids, len(actions)), "action_id": np.tile(actions, len(ids)),
+                           "base_rate": np.repeat(base, len(actions)), "uplift": up.ravel()})
+    return Company(world=world, tables=tables, truth={"customers": truth_customers, "uplift": uplift})
+
+
+def _finish(world: World, df: pd.DataFrame, ids: np.ndarray, id_col: str | None, prefix: str) -> pd.DataFrame:
+    """Map owner index → customer_id, day → UTC timestamp `ts`, and add a stable row id."""
+    out = df.drop(columns=["who", "day"])
+    out.insert(0, "ts", world.to_ts(df["day"].to_numpy()).to_numpy())
+    out.insert(0, "customer_id", ids[df["who"].to_numpy()])
+    if id_col:
+        out.insert(0, id_col, prefix + pd.Series(np.arange(len(df))).astype(str).str.zfill(8))
+    return out
