@@ -27,6 +27,15 @@ def data_end(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
     return newest.floor("D") + pd.Timedelta(days=1)
 
 
+def split_view(name: str, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Summary features stay in `name`; the long tail of windowed counts goes to `<name>_windows`."""
+    core = engineering.CORE.get(name)
+    if core is None:
+        return {name: df}
+    rest = [c for c in df.columns if c not in core and c not in (ENTITY, TS)]
+    return {name: df[[ENTITY, TS, *core]], f"{name}_windows": df[[ENTITY, TS, *rest]]}
+
+
 def build(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> dict[str, int]:
     """Compute every feature view's source and write it; returns row counts per view."""
     raw = settings.raw_dir
@@ -45,11 +54,11 @@ def build(settings: Settings, progress: Callable[[str], None] = lambda _: None) 
     schema, counts = {}, {}
     for name, step in steps.items():
         progress(name)
-        df = step()
-        df.to_parquet(out / f"{name}.parquet", index=False)
-        schema[name] = {c: ("string" if pd.api.types.is_string_dtype(df[c]) else "float")
-                        for c in df.columns if c not in (ENTITY, TS)}
-        counts[name] = len(df)
+        for view, df in split_view(name, step()).items():
+            df.to_parquet(out / f"{view}.parquet", index=False)
+            schema[view] = {c: ("string" if pd.api.types.is_string_dtype(df[c]) else "float")
+                            for c in df.columns if c not in (ENTITY, TS)}
+            counts[view] = len(df)
     (out / "schema.json").write_text(json.dumps(schema, indent=1))
     meta = {"start": start.isoformat(), "end": end.isoformat(), "cuts": [c.isoformat() for c in cuts]}
     (out / "meta.json").write_text(json.dumps(meta))

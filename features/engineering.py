@@ -18,7 +18,18 @@ WINDOWS = (7, 30, 90)
 TX_WINDOWS = (30, 90, 365)
 EVENT_TYPES = ("page_view", "pricing_view", "email_sent", "email_open", "email_click", "wechat_message",
                "social_engage", "ad_click", "form_submit", "inbound_call", "store_visit", "sms_click", "app_open")
-NO_TOUCH = 9_999.0  # recency when a customer never did the thing: far away, but finite for trees
+NO_TOUCH = 9_999.0
+# Summary features read on every online score; the other windowed counts are for analysis and insight.
+CORE = {
+    "customer_engagement": [
+        "tenure_days", "touches_per_week", "touches_7d", "touches_30d", "touches_90d", "touch_trend",
+        "days_since_last_touch", "days_since_pricing_view", "pricing_share", "pricing_view_30d",
+        "pricing_view_90d", "pricing_view_total", "page_view_90d", "email_sent_total", "email_open_rate_total",
+        "email_click_rate_90d", "ad_click_total", "social_engage_total", "form_submit_total",
+        "inbound_call_total", "wechat_message_total"],
+    "customer_transactions": ["tx_recency_days", "tx_count_total", "tx_amount_total", "tx_amount_30d",
+                              "tx_avg_order_value", "tx_refund_rate"],
+}  # recency when a customer never did the thing: far away, but finite for trees
 
 
 def cut_times(*, start: pd.Timestamp, end: pd.Timestamp, cadence_days: int) -> pd.DatetimeIndex:

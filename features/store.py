@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,8 +15,16 @@ from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 
 PROJECT = "leadscope"
-VIEWS = ("customer_profile", "customer_transactions", "customer_engagement")
-SERVICES = {"propensity_v1": VIEWS}
+VIEWS = ("customer_profile", "customer_engagement", "customer_transactions", "customer_engagement_windows",
+         "customer_transactions_windows")
+ALL = None  # every feature of a view, custom customer attributes included
+# One FeatureService per model version. The online read's cost grows with the number of features in the
+# views a service touches (the sqlite store reads every feature row of a view), so the hot-path views
+# hold the compact summaries and the many windowed counts live in their own *_windows views.
+SERVICES: dict[str, dict[str, list[str] | None]] = {
+    "propensity_v1": {"customer_profile": ALL, "customer_engagement": ALL, "customer_transactions": ALL},
+    "customer_360": {v: ALL for v in VIEWS},
+}
 _TYPES = {"float": Float64, "string": String}
 
 
@@ -56,11 +65,14 @@ def definitions(settings: Settings) -> list[object]:
         fields = [Field(name=f, dtype=_TYPES[t]) for f, t in schema[name].items()]
         views[name] = FeatureView(name=name, entities=[customer], schema=fields, source=source, online=True,
                                   ttl=timedelta(0) if name == "customer_profile" else ttl)
-    services = [FeatureService(name=s, features=[views[v] for v in vs]) for s, vs in SERVICES.items()]
+    services = [FeatureService(name=s, features=[views[v] if f is ALL else views[v][f] for v, f in vs.items()])
+                for s, vs in SERVICES.items()]
     return [customer, *views.values(), *services]
 
 
 def open_store(settings: Settings) -> FeatureStore:
+    # feast's import re-adds a DeprecationWarning filter ahead of ours; ibis (inside its DuckDB store) warns per query
+    warnings.filterwarnings("ignore", message=".*fetch_arrow_table.*", category=DeprecationWarning)
     return FeatureStore(repo_path=str(write_repo_config(settings)))
 
 
@@ -83,7 +95,7 @@ def materialize(store: FeatureStore, settings: Settings) -> None:
 def feature_names(settings: Settings, service: str) -> list[str]:
     """Feature names of a service in a fixed order (view order, then schema order)."""
     schema = json.loads((settings.feature_dir / "schema.json").read_text())
-    return [f for v in SERVICES[service] for f in schema[v]]
+    return [f for v, fs in SERVICES[service].items() for f in (schema[v] if fs is ALL else fs)]
 
 
 def feature_types(settings: Settings) -> dict[str, str]:

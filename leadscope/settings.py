@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -74,3 +75,6 @@ def quiet_environment() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("FEAST_USAGE", "False")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # known-noisy third-party deprecations (ibis inside Feast's DuckDB store); ours still show
+    warnings.filterwarnings("ignore", message=".*fetch_arrow_table.*")

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from training.scorer import Encoder, Scorer
 
 DEFAULT_PARAMS = {
-    "objective": "binary", "learning_rate": 0.05, "num_leaves": 8, "max_depth": 4, "min_data_in_leaf": 80,
+    "objective": "binary", "learning_rate": 0.1, "num_leaves": 8, "max_depth": 4, "min_data_in_leaf": 80,
     "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 5.0,
     "verbosity": -1, "num_threads": 1, "deterministic": True, "force_row_wise": True,
 }
@@ -19,9 +19,10 @@ DEFAULT_PARAMS = {
 class CalibratedLGBMClassifier:
     """fit on a training frame, early-stop and calibrate on a later validation frame; `scorer_` serves."""
 
-    def __init__(self, *, params: dict | None = None, max_rounds: int = 600, early_stopping: int = 50,
-                 seed: int = 42) -> None:
+    def __init__(self, *, params: dict | None = None, monotone: dict[str, int] | None = None,
+                 max_rounds: int = 250, early_stopping: int = 50, seed: int = 42) -> None:
         self.params = params
+        self.monotone = monotone
         self.max_rounds = max_rounds
         self.early_stopping = early_stopping
         self.seed = seed
@@ -30,6 +31,10 @@ class CalibratedLGBMClassifier:
             features: list[str]) -> CalibratedLGBMClassifier:
         encoder = Encoder.fit(X, features)
         params = {**DEFAULT_PARAMS, **(self.params or {}), "seed": self.seed}
+        if self.monotone:
+            # domain knowledge the model may not contradict (e.g. more pricing visits never lower the score)
+            params["monotone_constraints"] = [self.monotone.get(f, 0) for f in features]
+            params["monotone_constraints_method"] = "intermediate"
         train = lgb.Dataset(encoder.transform(X), label=y, feature_name=features,
                             categorical_feature=encoder.categorical_indices, free_raw_data=False)
         valid = lgb.Dataset(encoder.transform(X_valid), label=y_valid, reference=train)

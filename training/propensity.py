@@ -21,6 +21,9 @@ from training.evaluation import binary_metrics
 
 MODEL_NAME = "propensity"
 SERVICE = "propensity_v1"
+# +1: the score may only rise with the feature; -1: only fall. Buying signals, not correlations.
+MONOTONE = {"pricing_view_30d": 1, "pricing_view_90d": 1, "pricing_view_total": 1, "form_submit_total": 1,
+            "inbound_call_total": 1, "days_since_pricing_view": -1}
 
 
 def time_split(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -54,7 +57,7 @@ def train(settings: Settings, *, progress: Callable[[str], None] = lambda _: Non
     features = feature_store.feature_names(settings, SERVICE)
     tr, va, te = time_split(df)
     progress("fitting LightGBM")
-    model = CalibratedLGBMClassifier(seed=settings.seed).fit(
+    model = CalibratedLGBMClassifier(seed=settings.seed, monotone=MONOTONE).fit(
         df[tr], df["label"][tr].to_numpy(), X_valid=df[va], y_valid=df["label"][va].to_numpy(), features=features)
     p = model.predict_proba(df[te])[:, 1]
     metrics = binary_metrics(df["label"][te].to_numpy(), p, oracle_probability(settings, df[te], horizon))
@@ -62,7 +65,7 @@ def train(settings: Settings, *, progress: Callable[[str], None] = lambda _: Non
     exp = tracking.experiment(settings, MODEL_NAME)
     with mlflow.start_run(experiment_id=exp) as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({**{k: v for k, v in DEFAULT_PARAMS.items()}, "best_iteration": model.best_iteration_,
-                           "horizon_days": horizon, "seed": settings.seed, "feature_service": SERVICE,
+                           "horizon_days": horizon, "seed": settings.seed, "monotone": str(MONOTONE), "feature_service": SERVICE,
                            "n_features": len(features)})
         mlflow.log_metrics(metrics)
         mlflow.set_tags(_lineage(df, tr, va, te))

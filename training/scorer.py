@@ -76,8 +76,17 @@ class Scorer:
         return self.booster.predict(X, raw_score=True, num_threads=1)
 
     def probability(self, X: np.ndarray) -> np.ndarray:
+        return self.calibrate(self.margin(X))
+
+    def calibrate(self, margin: np.ndarray) -> np.ndarray:
         a, b = self.platt
-        return 1.0 / (1.0 + np.exp(-(a * self.margin(X) + b)))
+        return 1.0 / (1.0 + np.exp(-(a * margin + b)))
+
+    def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(calibrated probability, per-feature contributions) from one TreeSHAP pass: SHAP values plus
+        the bias sum to the raw margin, so no separate predict is needed."""
+        contrib = self.contributions(X)
+        return self.calibrate(contrib.sum(axis=1)), contrib[:, :-1]
 
     def score(self, p: np.ndarray) -> np.ndarray:
         """Percentile (0–100) of each probability among the holdout's: comparable across models."""

@@ -1,0 +1,90 @@
+"""Closed-loop HTTP load on loopback with aiohttp: N workers, fixed duration, latency percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: np.ndarray
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if len(self.latencies_ms) else float("nan")
+
+    def row(self) -> str:
+        return (f"{self.name:<28} {self.rps:>9.0f} req/s   p50 {self.pct(50):6.2f} ms   "
+                f"p99 {self.pct(99):6.2f} ms   errors {self.errors}")
+
+
+async def drive(name: str, url: str, *, method: str, body: Callable[[int], bytes | None],
+                concurrency: int, seconds: float, max_requests: int = 2_000_000) -> Result:
+    """Each worker sends its next request as soon as the previous answers (bounded in time and count)."""
+    lat: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+    headers = {"content-type": "application/json"}
+
+    async def worker(session: aiohttp.ClientSession, w: int) -> None:
+        nonlocal errors
+        i = w
+        while time.perf_counter() < stop and len(lat) < max_requests:
+            t0 = time.perf_counter()
+            async with session.request(method, url, data=body(i), headers=headers) as r:
+                await r.read()
+                if r.status >= 400:
+                    errors += 1
+            lat.append((time.perf_counter() - t0) * 1000)
+            i += concurrency
+
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(session, w) for w in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return Result(name, len(lat), errors, elapsed, np.array(lat))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, *, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The app (plus the benchmark echo route) in a child process; returns once /readyz answers 200."""
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks._server", str(port)], cwd=cwd,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+    proc.kill()
+    raise RuntimeError("server did not become ready in 120 s")

@@ -1,0 +1,11 @@
+"""Annotated dependencies shared by routers."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from serving.state import ServingState
+
+
+def get_state(request: Request) -> ServingState:
+    return request.app.state.serving

@@ -1,0 +1,36 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from serving.deps import get_state
+from serving.schemas import Health, ModelInfo, Readiness
+from serving.state import ServingState
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+async def readyz(state: Annotated[ServingState, Depends(get_state)]) -> Readiness | JSONResponse:
+    """Ready when every model is loaded and the feature store answers a read."""
+    store_ok = "unavailable"
+    if state.store is not None and state.models:
+        try:
+            name = next(iter(state.models))
+            state.online(name, ["__readiness_probe__"])
+            store_ok = "ok"
+        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+            store_ok = f"error: {type(exc).__name__}"
+    models = [ModelInfo(name=m.name, version=m.version, feature_service=m.feature_service)
+              for m in state.models.values()]
+    body = Readiness(ready=store_ok == "ok" and not state.problems, models=models, feature_store=store_ok)
+    return body if body.ready else JSONResponse(status_code=503, content=body.model_dump())

@@ -1,0 +1,60 @@
+"""What the app holds while it runs: the Feast store and the champion models (loaded in the lifespan)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from feast import FeatureService, FeatureStore
+from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
+
+from features import store as feature_store
+from leadscope.settings import Settings
+from training import tracking
+from training.tracking import Champion
+
+log = logging.getLogger("leadscope.serving")
+
+
+@dataclass
+class ServingState:
+    settings: Settings
+    store: FeatureStore | None = None
+    models: dict[str, Champion] = field(default_factory=dict)
+    services: dict[str, FeatureService] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def load(self, names: tuple[str, ...] = ("propensity",)) -> None:
+        """Load what can be loaded; what cannot is recorded so /readyz says why instead of crashing."""
+        try:
+            self.store = feature_store.open_store(self.settings)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by /readyz
+            self.problems.append(f"feature store: {type(exc).__name__}")
+            return
+        for name in names:
+            try:
+                champ = tracking.load_champion(self.settings, name)
+                self.services[name] = self.store.get_feature_service(champ.feature_service)
+                self.models[name] = champ
+            except Exception as exc:  # noqa: BLE001
+                log.warning("model %s not loaded: %s", name, type(exc).__name__)
+                self.problems.append(f"model {name}: not available ({type(exc).__name__})")
+
+    def online(self, name: str, ids: list[str]) -> dict[str, list]:
+        """Feature columns for `ids` from the online store (None where missing)."""
+        assert self.store is not None
+        resp = self.store.get_online_features(features=self.services[name], entity_rows={"customer_id": ids})
+        return decode(resp.proto)
+
+
+def decode(proto: GetOnlineFeaturesResponse) -> dict[str, list]:
+    """Column dict from Feast's response proto. Equivalent to OnlineResponse.to_dict() for our scalar
+    types but without its per-value type dispatch, which cost more than the whole model on a 1-id call."""
+    out: dict[str, list] = {}
+    for name, vector in zip(proto.metadata.feature_names.val, proto.results, strict=True):
+        col = []
+        for v in vector.values:
+            kind = v.WhichOneof("val")
+            col.append(None if kind is None or kind == "null_val" else getattr(v, kind))
+        out[name] = col
+    return out

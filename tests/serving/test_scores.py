@@ -1,0 +1,95 @@
+"""The HTTP contract of /healthz, /readyz and /v1/scores, on the real app with Feast and MLflow."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from tests.conftest import small_settings
+
+
+@pytest.fixture(scope="module")
+def client(prepared):
+    with TestClient(create_app(prepared.settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def known_ids(prepared) -> list[str]:
+    ids = pd.read_parquet(prepared.settings.raw_dir / "customers.parquet", columns=["customer_id"])["customer_id"]
+    return ids.sample(5, random_state=1).tolist()
+
+
+def test_health_and_readiness(client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["ready"] and body["models"][0]["name"] == "propensity"
+    assert body["models"][0]["feature_service"] == "propensity_v1"
+
+
+def test_scores_with_reasons_in_request_order(client, known_ids) -> None:
+    r = client.post("/v1/scores", json={"customer_ids": known_ids})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["model"]["name"] == "propensity" and body["model"]["version"]
+    assert [it["customer_id"] for it in body["results"]] == known_ids
+    for it in body["results"]:
+        p = it["propensity"]
+        assert 0 < p["probability"] < 1 and 0 <= p["score"] <= 100 and p["grade"] in "ABCD"
+        assert len(p["reasons"]) == 3
+        impacts = [abs(x["impact"]) for x in p["reasons"]]
+        assert impacts == sorted(impacts, reverse=True)
+        assert all(x["label"] and x["feature"] for x in p["reasons"])
+
+
+def test_higher_probability_never_gets_a_lower_grade(client, known_ids, prepared) -> None:
+    ids = pd.read_parquet(prepared.settings.raw_dir / "customers.parquet")["customer_id"].head(300).tolist()
+    res = [it["propensity"] for it in client.post("/v1/scores", json={"customer_ids": ids}).json()["results"]]
+    ranked = sorted(res, key=lambda p: p["probability"])
+    assert [p["score"] for p in ranked] == sorted(p["score"] for p in ranked)
+    assert [p["grade"] for p in ranked] == sorted((p["grade"] for p in ranked), reverse=True)
+
+
+def test_unknown_id_is_a_per_item_error(client, known_ids) -> None:
+    r = client.post("/v1/scores", json={"customer_ids": [known_ids[0], "NOT-A-CUSTOMER"]})
+    assert r.status_code == 200
+    good, bad = r.json()["results"]
+    assert good["propensity"] is not None and good["error"] is None
+    assert bad["propensity"] is None and bad["error"]["code"] == "unknown_customer"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"customer_ids": []}, "customer_ids"),
+    ({"customer_ids": [f"C{i}" for i in range(10_001)]}, "customer_ids"),
+    ({"customer_ids": ["C1", 42]}, "customer_ids.1"),
+    ({"customer_ids": "C1"}, "customer_ids"),
+    ({"ids": ["C1"]}, "customer_ids"),
+    ({"customer_ids": [""]}, "customer_ids.0"),
+    ({"customer_ids": ["C1"], "extra": 1}, "extra"),
+])
+def test_bad_bodies_are_refused_naming_the_field(client, body, field) -> None:
+    r = client.post("/v1/scores", json=body)
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["code"] == "invalid_request" and err["message"]
+    assert field in [d["field"] for d in err["details"]]
+
+
+def test_invalid_json_and_wrong_method(client) -> None:
+    r = client.post("/v1/scores", content=b'{"customer_ids": [', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_json"
+    assert client.get("/v1/scores").status_code == 405
+    assert client.get("/nope").json()["error"]["code"] == "not_found"
+
+
+def test_without_a_model_readiness_is_false_and_scores_say_why(tmp_path) -> None:
+    # broken: a server with no champion would answer 500s or fake scores instead of a clear 503
+    with TestClient(create_app(small_settings(tmp_path))) as c:
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/readyz").status_code == 503
+        r = c.post("/v1/scores", json={"customer_ids": ["C1"]})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "model_unavailable"

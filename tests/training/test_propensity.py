@@ -1,0 +1,76 @@
+"""Training end to end on a small company: quality vs the oracle, MLflow run, registry alias."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from features import store
+from training import dataset, tracking
+from training.classifier import CalibratedLGBMClassifier
+from training.evaluation import binary_metrics, lift_at
+from training.propensity import MONOTONE, time_split
+
+
+def test_holdout_auc_is_close_to_the_oracle(prepared) -> None:
+    # broken: the model learns little of what the hidden traits drive (small data: a looser bar than 0.95)
+    m = prepared.metrics
+    assert m["oracle_roc_auc"] > 0.75
+    assert m["roc_auc"] >= 0.90 * m["oracle_roc_auc"], m
+
+
+def test_run_logs_metrics_params_lineage_and_champion(prepared) -> None:
+    tracking.configure(prepared.settings)
+    client = MlflowClient()
+    run = client.get_run(prepared.metrics["run_id"])
+    for key in ("roc_auc", "pr_auc", "log_loss", "brier", "lift_top_decile", "oracle_roc_auc"):
+        assert key in run.data.metrics
+    assert run.data.params["feature_service"] == "propensity_v1"
+    assert run.data.tags["training_frame_sha256"] and int(run.data.tags["train_rows"]) > 0
+    mv = client.get_model_version_by_alias("propensity", "champion")
+    assert mv.run_id == run.info.run_id and mv.tags["feature_service"] == "propensity_v1"
+    model = mlflow.pyfunc.load_model("models:/propensity@champion")
+    assert model.metadata.signature is not None
+
+
+def test_pyfunc_returns_probabilities_equal_to_the_scorer(prepared) -> None:
+    settings = prepared.settings
+    tracking.configure(settings)
+    champ = tracking.load_champion(settings, "propensity")
+    model = mlflow.pyfunc.load_model("models:/propensity@champion")
+    labels = dataset.conversion_labels(settings, horizon_days=settings.propensity_horizon_days).head(200)
+    df = dataset.historical_features(store.open_store(settings), labels, service="propensity_v1")
+    p = np.asarray(model.predict(df[champ.scorer.encoder.features]))
+    assert ((p > 0) & (p < 1)).all()
+    np.testing.assert_allclose(p, champ.scorer.probability(champ.scorer.encoder.transform(df)))
+
+
+def test_same_seed_same_model(prepared) -> None:
+    settings = prepared.settings
+    labels = dataset.conversion_labels(settings, horizon_days=30)
+    df = dataset.historical_features(store.open_store(settings), labels, service="propensity_v1")
+    tr, va, te = time_split(df)
+    feats = store.feature_names(settings, "propensity_v1")
+
+    def fit() -> np.ndarray:
+        m = CalibratedLGBMClassifier(seed=1, monotone=MONOTONE).fit(
+            df[tr], df["label"][tr].to_numpy(), X_valid=df[va], y_valid=df["label"][va].to_numpy(), features=feats)
+        return m.predict_proba(df[te])[:, 1]
+
+    np.testing.assert_array_equal(fit(), fit())
+
+
+def test_time_split_tests_on_the_latest_snapshot() -> None:
+    ts = pd.to_datetime(["2026-01-01", "2026-02-01", "2026-03-01", "2026-03-01"], utc=True)
+    tr, va, te = time_split(pd.DataFrame({"event_timestamp": ts}))
+    assert te.tolist() == [False, False, True, True] and va.tolist() == [False, True, False, False]
+
+
+def test_metrics_on_known_values() -> None:
+    y = np.array([0, 0, 1, 1, 0, 1, 0, 0, 0, 0])
+    p = np.array([0.1, 0.2, 0.9, 0.8, 0.3, 0.7, 0.1, 0.2, 0.1, 0.4])
+    m = binary_metrics(y, p, oracle=p)
+    assert m["roc_auc"] == 1.0 and m["auc_vs_oracle"] == 1.0
+    assert lift_at(y, p, top=0.3) == 1.0 / 0.3
