@@ -62,7 +62,7 @@ def transaction_features(transactions: pd.DataFrame, customers: pd.DataFrame, cu
     amount = tx["amount"].to_numpy(float)
     order, signed = (~refund).astype(float), np.where(refund, -amount, amount)
     frames = []
-    for cut, alive, last, lo in _cuts(t, codes, customers, cuts, mask=~refund):
+    for cut, alive, last, _ in _cuts(t, codes, customers, cuts, mask=~refund):
         hi = np.searchsorted(t, _seconds_one(cut), side="right")
         n = len(customers)
         cnt = np.bincount(codes[:hi], weights=order[:hi], minlength=n)

@@ -16,13 +16,20 @@ from leadscope.settings import Settings
 
 PROJECT = "leadscope"
 VIEWS = ("customer_profile", "customer_engagement", "customer_transactions", "customer_engagement_windows",
-         "customer_transactions_windows")
+         "customer_transactions_windows", "customer_graph")
+GRAPH_MODEL_FEATURES = [  # customer_graph minus its labels (community_id is an id, not a signal)
+    "followers_count", "following_count", "following_customer_share", "following_customers_reach",
+    "following_engaged_reach", "pagerank", "reach_2hop", "referral_count", "referral_tree_size",
+    "referred_converted", "referrer_converted", "community_size", "community_conversion_rate", "neighbours",
+    "neighbour_customer_share", "neighbour_churned_share", "is_kol", "social_value"]
 ALL = None  # every feature of a view, custom customer attributes included
 # One FeatureService per model version. The online read's cost grows with the number of features in the
 # views a service touches (the sqlite store reads every feature row of a view), so the hot-path views
 # hold the compact summaries and the many windowed counts live in their own *_windows views.
 SERVICES: dict[str, dict[str, list[str] | None]] = {
     "propensity_v1": {"customer_profile": ALL, "customer_engagement": ALL, "customer_transactions": ALL},
+    "propensity_v2": {"customer_profile": ALL, "customer_engagement": ALL, "customer_transactions": ALL,
+                      "customer_graph": GRAPH_MODEL_FEATURES},
     "customer_360": {v: ALL for v in VIEWS},
 }
 _TYPES = {"float": Float64, "string": String}
@@ -59,14 +66,14 @@ def definitions(settings: Settings) -> list[object]:
     customer = Entity(name="customer", join_keys=[ENTITY], value_type=ValueType.STRING,
                       description="A customer or lead record (one CRM contact).")
     views = {}
-    for name in VIEWS:
+    for name in (v for v in VIEWS if v in schema):  # the graph view exists once graphs/ has built it
         source = FileSource(name=f"{name}_source", path=str(settings.feature_dir / f"{name}.parquet"),
                             timestamp_field=TS)
         fields = [Field(name=f, dtype=_TYPES[t]) for f, t in schema[name].items()]
         views[name] = FeatureView(name=name, entities=[customer], schema=fields, source=source, online=True,
                                   ttl=timedelta(0) if name == "customer_profile" else ttl)
     services = [FeatureService(name=s, features=[views[v] if f is ALL else views[v][f] for v, f in vs.items()])
-                for s, vs in SERVICES.items()]
+                for s, vs in SERVICES.items() if all(v in views for v in vs)]
     return [customer, *views.values(), *services]
 
 
@@ -89,7 +96,13 @@ def materialize(store: FeatureStore, settings: Settings) -> None:
     start = pd.Timestamp(meta["start"]).to_pydatetime() - timedelta(seconds=1)
     store.materialize(start_date=start, end_date=end, feature_views=["customer_profile"])
     recent = end - timedelta(days=2 * settings.feature_cadence_days + 2)
-    store.materialize(start_date=recent, end_date=end, feature_views=list(VIEWS[1:]))
+    schema = json.loads((settings.feature_dir / "schema.json").read_text())
+    store.materialize(start_date=recent, end_date=end, feature_views=[v for v in VIEWS[1:] if v in schema])
+
+
+def has_service(settings: Settings, service: str) -> bool:
+    schema = json.loads((settings.feature_dir / "schema.json").read_text())
+    return all(v in schema for v in SERVICES[service])
 
 
 def feature_names(settings: Settings, service: str) -> list[str]:

@@ -28,11 +28,13 @@ def prepare(settings: Settings, *, train: bool = True) -> dict:
     """generate → build → apply → materialise → (train): the same steps `leadscope run` takes."""
     from features import store
     from features.build import build
+    from graphs import build as graph_build
     from leadscope.synth import generate
 
     generate(customers=settings.customers, seed=settings.seed, end=settings.world_end,
              days=settings.world_days).write(settings.raw_dir)
     build(settings)
+    graph_build.build(settings)
     store.materialize(store.apply(settings), settings)
     if not train:
         return {}

@@ -12,7 +12,7 @@ from features.build import read_table
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 
-SNAPSHOT_EVERY_DAYS = 14
+SNAPSHOT_EVERY_DAYS = 7
 WARMUP_DAYS = 90
 
 

@@ -7,11 +7,11 @@ import pandas as pd
 
 from leadscope.synth.world import LEAD_COOLING_DAYS, World
 
-BASE_HAZARD = 0.0016
+BASE_HAZARD = 0.0012
 # (channel, event_type, page, base rate per day for a fresh lead, loading on intent, eligibility column)
 LEAD_EVENTS = (
     ("web", "page_view", "/product", 0.10, 0.45, None),
-    ("web", "pricing_view", "/pricing", 0.015, 1.0, None),
+    ("web", "pricing_view", "/pricing", 0.02, 1.0, None),
     ("ads", "ad_click", None, 0.03, 0.15, "consent_ads"),
     ("social", "social_engage", None, 0.03, 0.3, None),
     ("wechat", "wechat_message", None, 0.06, 0.6, "wechat_id"),
@@ -40,7 +40,7 @@ def sample_process(rng: np.random.Generator, world: World, G: np.ndarray, scale:
 def conversion_scale(tr: pd.DataFrame, expo: np.ndarray) -> np.ndarray:
     """Per-person multiplier of the cooling intensity: hazard(u) = scale·season(u)·exp(-u/τ)."""
     lin = (1.0 * tr["intent"] + 0.3 * np.log(tr["budget"]) - 0.5 * tr["price_sensitivity"]
-           + tr["industry_effect"] + 0.1 * np.log(tr["company_size"]) + 0.9 * tr["social_susceptibility"] * expo)
+           + tr["industry_effect"] + 0.1 * np.log(tr["company_size"]) + 2.0 * tr["social_susceptibility"] * expo)
     return BASE_HAZARD * np.exp(lin.to_numpy() + tr["created_day"].to_numpy() / LEAD_COOLING_DAYS)
 
 

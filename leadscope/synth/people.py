@@ -33,7 +33,7 @@ def traits(rng: np.random.Generator, world: World, n: int) -> pd.DataFrame:
         "created_day": t,
         "source_channel": SOURCE_CHANNELS[channel],
         "intent": rng.normal(0.0, 1.0, n) + 0.5 * segment + chan_effect,
-        "activity": rng.normal(0.0, 0.5, n),  # chattiness unrelated to buying
+        "activity": rng.normal(0.0, 0.35, n),  # chattiness unrelated to buying
         "budget": np.exp(rng.normal(0.0, 0.7, n) + 0.6 * segment),
         "price_sensitivity": np.clip(rng.beta(2, 2, n) - 0.25 * segment, 0, 1),
         "social_susceptibility": rng.beta(2, 4, n),
@@ -52,11 +52,13 @@ def customers_table(rng: np.random.Generator, world: World, tr: pd.DataFrame) ->
     n = len(tr)
     ch = tr["source_channel"].to_numpy()
     first, last = FIRST[rng.integers(0, len(FIRST), n)], LAST[rng.integers(0, len(LAST), n)]
-    num = rng.integers(1, 10_000, n)
+    num = rng.permutation(10 * n)[:n] + 1  # unique, so that two people never share a mailbox by chance
     email = np.char.add(np.char.add(np.char.add(np.char.lower(first.astype(str)), "."),
                                     np.char.add(np.char.lower(last.astype(str)), num.astype(str))),
                         np.char.add("@", DOMAINS[rng.integers(0, len(DOMAINS), n)]))
-    phone = np.char.add("+1 650 ", rng.integers(1_000_000, 9_999_999, n).astype(str))
+    local = (2_000_000 + rng.permutation(7_000_000)[:n]).astype(str)
+    country = np.where(rng.random(n) < 0.7, "US", "CN")
+    phone = np.where(country == "US", np.char.add("+1 650 ", local), np.char.add("+86 138 1", local))
     df = pd.DataFrame({
         "customer_id": [f"C{i:07d}" for i in range(n)],
         "created_at": world.to_ts(tr["created_day"].to_numpy()),
@@ -64,8 +66,8 @@ def customers_table(rng: np.random.Generator, world: World, tr: pd.DataFrame) ->
         "email": np.where(rng.random(n) < 0.9, email, None),
         "phone": np.where(rng.random(n) < 0.7, phone, None),
         "first_name": first, "last_name": last,
-        "country": np.where(rng.random(n) < 0.7, "US", "CN"),
-        "wechat_id": np.where((ch == "wechat") | (rng.random(n) < 0.25), [f"wx_{i:x}" for i in num * 7919 + n], None),
+        "country": country,
+        "wechat_id": np.where((ch == "wechat") | (rng.random(n) < 0.25), [f"wx_{i:x}" for i in num * 7919], None),
         "gclid": _click_ids(rng, (ch == "ads") & (rng.random(n) < 0.6), "Cj0K"),
         "fbc": _click_ids(rng, (ch == "social") & (rng.random(n) < 0.5), "fb.1.1700000000."),
         "bd_vid": _click_ids(rng, (ch == "ads") & (rng.random(n) < 0.3), "bd"),
@@ -85,7 +87,8 @@ def customers_table(rng: np.random.Generator, world: World, tr: pd.DataFrame) ->
 
 def plant_duplicates(rng: np.random.Generator, world: World, tr: pd.DataFrame, cust: pd.DataFrame,
                      share: float = 0.02) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Some people arrive again through another channel, with the same email or phone written differently."""
+    """Some people arrive again through another channel, sharing one identifier written differently:
+    the email (case, spaces, gmail dots), the phone (another format) or the WeChat id."""
     src = np.flatnonzero((rng.random(len(tr)) < share) & cust["email"].notna().to_numpy())
     n0 = len(tr)
     tr2 = tr.iloc[src].copy()
@@ -95,13 +98,30 @@ def plant_duplicates(rng: np.random.Generator, world: World, tr: pd.DataFrame, c
     dup["customer_id"] = [f"C{i:07d}" for i in range(n0, n0 + len(src))]
     dup["created_at"] = world.to_ts(tr2["created_day"].to_numpy())
     dup["source_channel"] = rng.choice(["form", "store", "wechat"], len(src))
-    dup["email"] = [e.upper() if k else f"  {e} " for e, k in zip(dup["email"], rng.random(len(src)) < 0.5)]
-    dup["phone"] = dup["phone"].str.replace("+1 650 ", "(650) ", regex=False)
+    mode = rng.choice(["email", "phone", "wechat"], len(src), p=[0.6, 0.25, 0.15])
+    mode = np.where((mode == "phone") & dup["phone"].isna().to_numpy(), "email", mode)
+    mode = np.where((mode == "wechat") & dup["wechat_id"].isna().to_numpy(), "email", mode)
+    dup["email"] = np.where(mode == "email", [_email_variant(rng, e) for e in dup["email"]], None)
+    national = dup["phone"].str.replace("+1 650 ", "(650) ", regex=False).str.replace("+86 138 ", "138-", regex=False)
+    dup["phone"] = np.where(mode == "phone", national, None)  # written without the country code
+    dup["wechat_id"] = np.where(mode == "wechat", dup["wechat_id"], None)
     for col in ("gclid", "fbc", "bd_vid"):
         dup[col] = None
     tr_all = pd.concat([tr, tr2], ignore_index=True)
     person = np.concatenate([np.arange(n0), src])
-    return tr_all.assign(person_id=[f"P{p:07d}" for p in person]), pd.concat([cust, dup], ignore_index=True)
+    cust_all = pd.concat([cust, dup], ignore_index=True)
+    # a few shops type their own number into the phone field of walk-in customers: one phone, many people
+    shop = np.flatnonzero((cust_all["source_channel"].to_numpy() == "store") & (rng.random(len(cust_all)) < 0.05))
+    cust_all.loc[shop, "phone"] = rng.choice(["+1 650 5550100", "+1 650 5550101", "+1 650 5550102"], len(shop))
+    return tr_all.assign(person_id=[f"P{p:07d}" for p in person]), cust_all
+
+
+def _email_variant(rng: np.random.Generator, email: str) -> str:
+    local, _, domain = email.partition("@")
+    k = rng.integers(0, 3)
+    if k == 0 and domain == "gmail.com" and len(local) > 2:
+        return f"{local[:2]}.{local[2:]}@{domain}"  # gmail ignores dots in the local part
+    return email.upper() if k == 1 else f"  {email} "
 
 
 def _arrival_days(rng: np.random.Generator, world: World, n: int) -> np.ndarray:

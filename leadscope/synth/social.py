@@ -22,20 +22,25 @@ def referrals(rng: np.random.Generator, tr: pd.DataFrame) -> np.ndarray:
 
 
 def follows(rng: np.random.Generator, tr: pd.DataFrame, mean_out: float = 2.5) -> tuple[np.ndarray, np.ndarray]:
-    """(src, dst) pairs: src follows dst, chosen in proportion to dst's followers (power law)."""
+    """(src, dst) pairs: src follows dst, an account that existed before src, chosen in proportion to the
+    square root of its audience (power law). The influence a follow carries starts when the lead arrives."""
     n = len(tr)
-    k = rng.poisson(mean_out, n)
+    day = tr["created_day"].to_numpy()
+    order = np.argsort(day, kind="stable")
+    cw = np.cumsum(np.sqrt(tr["followers"].to_numpy().astype(float))[order])
+    pos = np.searchsorted(day[order], day, side="left")  # accounts created before each person
+    k = np.where(pos > 0, rng.poisson(mean_out, n), 0)
     src = np.repeat(np.arange(n), k)
-    w = np.sqrt(tr["followers"].to_numpy().astype(float))
-    dst = np.searchsorted(np.cumsum(w), rng.random(len(src)) * w.sum(), side="right").clip(0, n - 1)
+    draw = rng.random(len(src)) * cw[pos[src] - 1]
+    dst = order[np.minimum(np.searchsorted(cw, draw, side="right"), n - 1)]
     keep = src != dst
     return src[keep], dst[keep]
 
 
 def exposure(tr: pd.DataFrame, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Hidden social pull on each person from the keen, visible accounts they follow."""
+    """Hidden social pull on each person from the keen, visible accounts they follow (word of mouth)."""
     z, f = tr["intent"].to_numpy(), tr["followers"].to_numpy()
-    pull = np.log10(1.0 + f[dst]) / (1.0 + np.exp(-2.0 * z[dst])) / 5.0
+    pull = (z[dst] > 0.5) * np.log10(1.0 + f[dst]) / 2.0
     return np.bincount(src, weights=pull, minlength=len(tr))
 
 
@@ -44,7 +49,7 @@ def edges_table(rng: np.random.Generator, world: World, ids: np.ndarray, tr: pd.
     """The `edges` table; an edge exists from when both ends exist (plus a lag)."""
     day = tr["created_day"].to_numpy()
     r = np.flatnonzero(ref >= 0)
-    f_day = np.maximum(day[src], day[dst]) + rng.exponential(30.0, len(src))
+    f_day = day[src] + rng.exponential(2.0, len(src))  # linked when the lead's social account is known
     inter = rng.random(len(src)) < 0.35
     i_day = f_day[inter] + rng.exponential(45.0, inter.sum())
     parts = [

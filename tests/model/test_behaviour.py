@@ -15,7 +15,7 @@ def _rows(prepared):
     settings = prepared.settings
     champ = tracking.load_champion(settings, "propensity")
     labels = dataset.conversion_labels(settings, horizon_days=30).sample(400, random_state=0)
-    df = dataset.historical_features(store.open_store(settings), labels, service="propensity_v1")
+    df = dataset.historical_features(store.open_store(settings), labels, service="propensity_v2")
     return champ.scorer, df
 
 

@@ -28,7 +28,7 @@ def test_health_and_readiness(client) -> None:
     assert ready.status_code == 200
     body = ready.json()
     assert body["ready"] and body["models"][0]["name"] == "propensity"
-    assert body["models"][0]["feature_service"] == "propensity_v1"
+    assert body["models"][0]["feature_service"] == "propensity_v2"
 
 
 def test_scores_with_reasons_in_request_order(client, known_ids) -> None:
