@@ -23,6 +23,7 @@ run: $(STAMP)
 	$(BIN)/leadscope run
 
 test: $(STAMP)
+	$(BIN)/ruff check leadscope features graphs training serving tests benchmarks
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

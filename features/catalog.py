@@ -56,7 +56,7 @@ _STATIC = {
     "referred_converted": ("Referred who bought", "Directly referred people who became customers."),
     "referred_spend_365d": ("Spend of referred (365 d)", "Net spend of directly referred people, last 365 days."),
     "referrer_converted": ("Referrer is a customer", "Whether the person who referred this lead has bought."),
-    "community_size": ("Community size", "Members of the customer's Louvain community."),
+    "community_size": ("Community size", "Members of the customer's (Leiden) community."),
     "community_conversion_rate": ("Community conversion", "Share of the other community members who bought."),
     "neighbours": ("Connections", "Distinct people connected by any edge."),
     "neighbour_customer_share": ("Connections who bought", "Share of connections who are customers."),

@@ -8,7 +8,7 @@ import pandas as pd
 from graphs import social
 from leadscope.schema import ENTITY, TS
 
-COMMUNITY_EVERY = 4  # cuts between Louvain runs (the slowest step); between runs labels are reused
+COMMUNITY_EVERY = 4  # cuts between community runs (the slowest step); between runs labels are reused
 HIGH_INTENT = ("pricing_view", "form_submit", "inbound_call")
 FEATURES = ("followers_count", "following_count", "following_customer_share", "following_customers_reach",
             "following_engaged_reach", "pagerank", "reach_2hop", "referral_count",

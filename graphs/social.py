@@ -1,7 +1,7 @@
 """Per-customer social-graph features at a cut time t, from edges with ts <= t only.
 
 networkx is the reference implementation; the measured bottlenecks use faster parts (see
-benchmarks/graph_features.py): PageRank as a scipy sparse power iteration, Louvain communities in igraph.
+benchmarks/graph_features.py): PageRank as a scipy sparse power iteration, Leiden communities in igraph.
 """
 
 from __future__ import annotations
@@ -42,11 +42,14 @@ def pagerank(A: sp.csr_matrix, *, tol: float = 1e-10, max_iter: int = 200) -> np
 
 
 def communities(n: int, src: np.ndarray, dst: np.ndarray, *, seed: int = 0) -> np.ndarray:
-    """Louvain community label per node on the undirected graph (igraph; networkx's is ~10× slower)."""
-    g = ig.Graph(n=n, edges=np.column_stack([src, dst]).tolist(), directed=False)
+    """Community label per node: Leiden maximising modularity on the undirected graph (igraph).
+
+    Measured on 20k nodes / 60k edges: networkx Louvain 8.2 s, igraph Louvain 0.5 s; on 200k / 2M edges
+    igraph Louvain took 86 s against 4.2 s for Leiden (which also guarantees connected communities)."""
+    g = ig.Graph(n=n, edges=np.column_stack([src, dst]), directed=False)
     g.simplify()
-    ig.set_random_number_generator(random.Random(seed))  # Louvain's node order is random: fix it
-    return np.asarray(g.community_multilevel().membership)
+    ig.set_random_number_generator(random.Random(seed))  # Leiden visits nodes in random order: fix it
+    return np.asarray(g.community_leiden(objective_function="modularity", n_iterations=2).membership)
 
 
 def referral_trees(referrer: np.ndarray, referred: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
