@@ -87,6 +87,44 @@ def train_propensity(
     _train(_settings(), set_champion=not no_champion)
 
 
+@app.command("import")
+def import_(
+    customers: Annotated[Path | None, typer.Option(help="customers CSV/parquet")] = None,
+    transactions: Annotated[Path | None, typer.Option(help="transactions CSV/parquet")] = None,
+    events: Annotated[Path | None, typer.Option(help="engagement events CSV/parquet")] = None,
+    edges: Annotated[Path | None, typer.Option(help="social edges CSV/parquet")] = None,
+    stages: Annotated[Path | None, typer.Option(help="CRM stages CSV/parquet")] = None,
+    campaigns: Annotated[Path | None, typer.Option(help="campaign log CSV/parquet")] = None,
+    labels: Annotated[Path | None, typer.Option(help="own outcome labels CSV/parquet")] = None,
+    report: Annotated[Path, typer.Option(help="Where to write rejected rows (file, row, column, reason).")] = Path(
+        "import_rejects.csv"),
+) -> None:
+    """Validate and import a company's own tables; invalid rows go to the report, never silently away."""
+    from features.ingest import FileRefused, import_files
+
+    settings = _settings()
+    given = {"customers": customers, "transactions": transactions, "events": events, "edges": edges,
+             "stages": stages, "campaigns": campaigns, "labels": labels}
+    files = {k: v for k, v in given.items() if v is not None}
+    if not files:
+        console.print("[red]error[/]: give at least one file, e.g. --customers customers.csv")
+        raise typer.Exit(2)
+    try:
+        results = import_files(settings.raw_dir, files)
+    except FileRefused as exc:
+        console.print(f"[red]refused[/]: {exc}. Nothing was imported.")
+        raise typer.Exit(2) from None
+    import pandas as pd
+
+    rejects = pd.concat([r.rejects for r in results], ignore_index=True)
+    rejects.to_csv(report, index=False)
+    for r in results:
+        console.print(f"  {r.table:<13} read {r.read:>10,}  accepted {r.accepted:>10,}  rejected rows "
+                      f"{r.rejects['row'].nunique():>8,}")
+    console.print(f"  rejection report: {report} ({len(rejects):,} issues). "
+                  "Run `leadscope features build` to refresh features.")
+
+
 @identities_app.command("resolve")
 def identities_resolve(
     max_share: Annotated[int, typer.Option(min=2, help="An identifier on more records than this links nobody.")] = 5,

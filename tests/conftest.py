@@ -24,15 +24,16 @@ def small_settings(home: Path, **kw: object) -> Settings:
     return Settings(home=home, customers=kw.pop("customers", SMALL), seed=kw.pop("seed", 7), **kw)
 
 
-def prepare(settings: Settings, *, train: bool = True) -> dict:
+def prepare(settings: Settings, *, train: bool = True, generate_data: bool = True) -> dict:
     """generate → build → apply → materialise → (train): the same steps `leadscope run` takes."""
     from features import store
     from features.build import build
     from graphs import build as graph_build
     from leadscope.synth import generate
 
-    generate(customers=settings.customers, seed=settings.seed, end=settings.world_end,
-             days=settings.world_days).write(settings.raw_dir)
+    if generate_data:
+        generate(customers=settings.customers, seed=settings.seed, end=settings.world_end,
+                 days=settings.world_days).write(settings.raw_dir)
     build(settings)
     graph_build.build(settings)
     store.materialize(store.apply(settings), settings)
