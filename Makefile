@@ -24,10 +24,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check leadscope features graphs training serving tests benchmarks
+	$(BIN)/ruff format --check -q leadscope features graphs training serving tests benchmarks
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check leadscope features graphs training serving tests benchmarks
+	$(BIN)/ruff format --check -q leadscope features graphs training serving tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/score_latency.py

@@ -32,12 +32,22 @@ class Result:
         return float(np.percentile(self.latencies_ms, q)) if len(self.latencies_ms) else float("nan")
 
     def row(self) -> str:
-        return (f"{self.name:<28} {self.rps:>9.0f} req/s   p50 {self.pct(50):6.2f} ms   "
-                f"p99 {self.pct(99):6.2f} ms   errors {self.errors}")
+        return (
+            f"{self.name:<28} {self.rps:>9.0f} req/s   p50 {self.pct(50):6.2f} ms   "
+            f"p99 {self.pct(99):6.2f} ms   errors {self.errors}"
+        )
 
 
-async def drive(name: str, url: str, *, method: str, body: Callable[[int], bytes | None],
-                concurrency: int, seconds: float, max_requests: int = 2_000_000) -> Result:
+async def drive(
+    name: str,
+    url: str,
+    *,
+    method: str,
+    body: Callable[[int], bytes | None],
+    concurrency: int,
+    seconds: float,
+    max_requests: int = 2_000_000,
+) -> Result:
     """Each worker sends its next request as soon as the previous answers (bounded in time and count)."""
     lat: list[float] = []
     errors = 0
@@ -74,8 +84,13 @@ def start_server(port: int, *, cwd: Path, env: dict[str, str] | None = None) -> 
     """The app (plus the benchmark echo route) in a child process; returns once /readyz answers 200."""
     import urllib.request
 
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks._server", str(port)], cwd=cwd,
-                            env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks._server", str(port)],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:

@@ -32,17 +32,26 @@ def make_inputs(n: int, per_node: float, out: Path, seed: int = 0) -> int:
     src, dst = social.follows(rng, tr, mean_out=per_node / 1.35)  # interactions add ~35 % on top of follows
     edges = social.edges_table(rng, world, ids, tr, ref, src, dst)
     created = world.to_ts(tr["created_day"].to_numpy())
-    customers = pd.DataFrame({"customer_id": ids, "created_at": created,
-                              "social_followers": tr["followers"].where(rng.random(n) < 0.6)})
+    customers = pd.DataFrame(
+        {"customer_id": ids, "created_at": created, "social_followers": tr["followers"].where(rng.random(n) < 0.6)}
+    )
     won = rng.random(n) < 0.25
     tx_who = rng.choice(np.flatnonzero(won), 3 * won.sum())
-    pd.DataFrame({"customer_id": ids[tx_who], "ts": created.to_numpy()[tx_who] + pd.Timedelta(days=10),
-                  "amount": rng.lognormal(4, 1, len(tx_who)), "is_refund": False}).to_parquet(out / "tx.parquet")
+    pd.DataFrame(
+        {
+            "customer_id": ids[tx_who],
+            "ts": created.to_numpy()[tx_who] + pd.Timedelta(days=10),
+            "amount": rng.lognormal(4, 1, len(tx_who)),
+            "is_refund": False,
+        }
+    ).to_parquet(out / "tx.parquet")
     pd.DataFrame({"customer_id": ids[won], "ts": created[won].to_numpy() + pd.Timedelta(days=20)}).to_parquet(
-        out / "won.parquet")
+        out / "won.parquet"
+    )
     keen = rng.random(n) < 0.3
     pd.DataFrame({"customer_id": ids[keen], "ts": created[keen].to_numpy(), "event_type": "pricing_view"}).to_parquet(
-        out / "events.parquet")
+        out / "events.parquet"
+    )
     customers.to_parquet(out / "customers.parquet")
     edges.to_parquet(out / "edges.parquet")
     return len(edges)
@@ -54,10 +63,15 @@ def ours(out: Path, q: mp.Queue) -> None:
     edges = pd.read_parquet(out / "edges.parquet")
     t0 = time.perf_counter()
     won = pd.read_parquet(out / "won.parquet").set_index("customer_id")["ts"]
-    df = graph_features(edges=edges, customers=pd.read_parquet(out / "customers.parquet"), won_at=won,
-                        churned_at=pd.Series(dtype="datetime64[ns, UTC]"),
-                        transactions=pd.read_parquet(out / "tx.parquet"), events=pd.read_parquet(out / "events.parquet"),
-                        cuts=pd.DatetimeIndex([pd.Timestamp(END)]))
+    df = graph_features(
+        edges=edges,
+        customers=pd.read_parquet(out / "customers.parquet"),
+        won_at=won,
+        churned_at=pd.Series(dtype="datetime64[ns, UTC]"),
+        transactions=pd.read_parquet(out / "tx.parquet"),
+        events=pd.read_parquet(out / "events.parquet"),
+        cuts=pd.DatetimeIndex([pd.Timestamp(END)]),
+    )
     q.put(("all graph features (ours, 1 cut)", time.perf_counter() - t0, _peak_gib(), len(df)))
 
 

@@ -31,16 +31,46 @@ def main() -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         # warm-up, then the two endpoints back to back under the same load generator
-        asyncio.run(drive("warmup", f"{base}/v1/scores", method="POST", body=lambda i: bodies[i % len(bodies)],
-                          concurrency=args.concurrency, seconds=2))
-        trivial = asyncio.run(drive("GET /healthz", f"{base}/healthz", method="GET", body=lambda i: None,
-                                    concurrency=args.concurrency, seconds=args.seconds))
-        echo = asyncio.run(drive("POST /bench/echo (1 id)", f"{base}/bench/echo", method="POST",
-                                 body=lambda i: bodies[i % len(bodies)], concurrency=args.concurrency,
-                                 seconds=args.seconds))
-        scores = asyncio.run(drive("POST /v1/scores (1 id)", f"{base}/v1/scores", method="POST",
-                                   body=lambda i: bodies[i % len(bodies)], concurrency=args.concurrency,
-                                   seconds=args.seconds))
+        asyncio.run(
+            drive(
+                "warmup",
+                f"{base}/v1/scores",
+                method="POST",
+                body=lambda i: bodies[i % len(bodies)],
+                concurrency=args.concurrency,
+                seconds=2,
+            )
+        )
+        trivial = asyncio.run(
+            drive(
+                "GET /healthz",
+                f"{base}/healthz",
+                method="GET",
+                body=lambda i: None,
+                concurrency=args.concurrency,
+                seconds=args.seconds,
+            )
+        )
+        echo = asyncio.run(
+            drive(
+                "POST /bench/echo (1 id)",
+                f"{base}/bench/echo",
+                method="POST",
+                body=lambda i: bodies[i % len(bodies)],
+                concurrency=args.concurrency,
+                seconds=args.seconds,
+            )
+        )
+        scores = asyncio.run(
+            drive(
+                "POST /v1/scores (1 id)",
+                f"{base}/v1/scores",
+                method="POST",
+                body=lambda i: bodies[i % len(bodies)],
+                concurrency=args.concurrency,
+                seconds=args.seconds,
+            )
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=30)

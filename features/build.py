@@ -22,8 +22,10 @@ def read_table(raw_dir: Path, name: str) -> pd.DataFrame:
 
 def data_end(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
     """The dataset's 'now': the day after the newest timestamp anywhere."""
-    newest = max(pd.to_datetime(df[c], utc=True).max() for df, c in
-                 ((tables["customers"], "created_at"), (tables["events"], "ts"), (tables["transactions"], "ts")))
+    newest = max(
+        pd.to_datetime(df[c], utc=True).max()
+        for df, c in ((tables["customers"], "created_at"), (tables["events"], "ts"), (tables["transactions"], "ts"))
+    )
     return newest.floor("D") + pd.Timedelta(days=1)
 
 
@@ -56,8 +58,11 @@ def build(settings: Settings, progress: Callable[[str], None] = lambda _: None) 
         progress(name)
         for view, df in split_view(name, step()).items():
             df.to_parquet(out / f"{view}.parquet", index=False)
-            schema[view] = {c: ("string" if pd.api.types.is_string_dtype(df[c]) else "float")
-                            for c in df.columns if c not in (ENTITY, TS)}
+            schema[view] = {
+                c: ("string" if pd.api.types.is_string_dtype(df[c]) else "float")
+                for c in df.columns
+                if c not in (ENTITY, TS)
+            }
             counts[view] = len(df)
     (out / "schema.json").write_text(json.dumps(schema, indent=1))
     meta = {"start": start.isoformat(), "end": end.isoformat(), "cuts": [c.isoformat() for c in cuts]}

@@ -15,10 +15,18 @@ class FeatureInfo:
 
 
 _EVENT_LABELS = {
-    "page_view": "product page views", "pricing_view": "pricing page visits", "email_sent": "emails sent",
-    "email_open": "emails opened", "email_click": "email clicks", "wechat_message": "WeChat messages",
-    "social_engage": "social interactions", "ad_click": "ad clicks", "form_submit": "form submissions",
-    "inbound_call": "inbound calls", "store_visit": "store visits", "sms_click": "SMS clicks",
+    "page_view": "product page views",
+    "pricing_view": "pricing page visits",
+    "email_sent": "emails sent",
+    "email_open": "emails opened",
+    "email_click": "email clicks",
+    "wechat_message": "WeChat messages",
+    "social_engage": "social interactions",
+    "ad_click": "ad clicks",
+    "form_submit": "form submissions",
+    "inbound_call": "inbound calls",
+    "store_visit": "store visits",
+    "sms_click": "SMS clicks",
     "app_open": "app sessions",
 }
 
@@ -46,8 +54,10 @@ _STATIC = {
     "following_count": ("Accounts followed", "Customers and leads this customer follows."),
     "following_customer_share": ("Followed accounts who bought", "Share of followed accounts that are customers."),
     "following_customers_reach": ("Reach of followed buyers", "Σ log10(audience) over followed accounts who bought."),
-    "following_engaged_reach": ("Reach of followed keen accounts",
-                                "Σ log10(audience) over followed accounts with high-intent engagement."),
+    "following_engaged_reach": (
+        "Reach of followed keen accounts",
+        "Σ log10(audience) over followed accounts with high-intent engagement.",
+    ),
     "pagerank": ("Influence (PageRank)", "PageRank on follows, interactions and referrals; 1 = average."),
     "reach_2hop": ("2-hop reach", "Followers plus followers of followers (paths, an upper bound)."),
     "referral_count": ("Referrals made", "People this customer referred directly."),
@@ -73,13 +83,20 @@ def _build() -> dict[str, FeatureInfo]:
     for w in WINDOWS:
         for e in EVENT_TYPES:
             name = f"{e}_{w}d"
-            out[name] = FeatureInfo(name, f"{_EVENT_LABELS[e].capitalize()} ({w} d)",
-                                    f"Count of {_EVENT_LABELS[e]} in the {w} days before scoring.")
-        out[f"touches_{w}d"] = FeatureInfo(f"touches_{w}d", f"Touches ({w} d)",
-                                           f"Engagements of any kind in the {w} days before scoring.")
+            out[name] = FeatureInfo(
+                name,
+                f"{_EVENT_LABELS[e].capitalize()} ({w} d)",
+                f"Count of {_EVENT_LABELS[e]} in the {w} days before scoring.",
+            )
+        out[f"touches_{w}d"] = FeatureInfo(
+            f"touches_{w}d", f"Touches ({w} d)", f"Engagements of any kind in the {w} days before scoring."
+        )
     for e in EVENT_TYPES:
-        out[f"{e}_total"] = FeatureInfo(f"{e}_total", f"{_EVENT_LABELS[e].capitalize()} (all time)",
-                                        f"Count of {_EVENT_LABELS[e]} since the customer was created.")
+        out[f"{e}_total"] = FeatureInfo(
+            f"{e}_total",
+            f"{_EVENT_LABELS[e].capitalize()} (all time)",
+            f"Count of {_EVENT_LABELS[e]} since the customer was created.",
+        )
     for w in TX_WINDOWS:
         out[f"tx_count_{w}d"] = FeatureInfo(f"tx_count_{w}d", f"Orders ({w} d)", f"Orders in the last {w} days.")
         out[f"tx_amount_{w}d"] = FeatureInfo(f"tx_amount_{w}d", f"Spend ({w} d)", f"Net spend in the last {w} days.")
@@ -91,5 +108,6 @@ CATALOG = _build()
 
 def describe(name: str) -> FeatureInfo:
     """Known features get their curated label; custom customer attributes get a readable default."""
-    return CATALOG.get(name) or FeatureInfo(name, name.replace("_", " ").capitalize(),
-                                            f"Custom customer attribute '{name}'.")
+    return CATALOG.get(name) or FeatureInfo(
+        name, name.replace("_", " ").capitalize(), f"Custom customer attribute '{name}'."
+    )

@@ -16,19 +16,55 @@ from leadscope.schema import ENTITY, RESERVED_COLUMNS, TS
 DAY = 86_400.0
 WINDOWS = (7, 30, 90)
 TX_WINDOWS = (30, 90, 365)
-EVENT_TYPES = ("page_view", "pricing_view", "email_sent", "email_open", "email_click", "wechat_message",
-               "social_engage", "ad_click", "form_submit", "inbound_call", "store_visit", "sms_click", "app_open")
+EVENT_TYPES = (
+    "page_view",
+    "pricing_view",
+    "email_sent",
+    "email_open",
+    "email_click",
+    "wechat_message",
+    "social_engage",
+    "ad_click",
+    "form_submit",
+    "inbound_call",
+    "store_visit",
+    "sms_click",
+    "app_open",
+)
 NO_TOUCH = 9_999.0
 # Summary features read on every online score; the other windowed counts are for analysis and insight.
 CORE = {
     "customer_engagement": [
-        "tenure_days", "touches_per_week", "touches_7d", "touches_30d", "touches_90d", "touch_trend",
-        "days_since_last_touch", "days_since_pricing_view", "pricing_share", "pricing_view_30d",
-        "pricing_view_90d", "pricing_view_total", "page_view_90d", "email_sent_total", "email_open_rate_total",
-        "email_click_rate_90d", "ad_click_total", "social_engage_total", "form_submit_total",
-        "inbound_call_total", "wechat_message_total"],
-    "customer_transactions": ["tx_recency_days", "tx_count_total", "tx_amount_total", "tx_amount_30d",
-                              "tx_avg_order_value", "tx_refund_rate"],
+        "tenure_days",
+        "touches_per_week",
+        "touches_7d",
+        "touches_30d",
+        "touches_90d",
+        "touch_trend",
+        "days_since_last_touch",
+        "days_since_pricing_view",
+        "pricing_share",
+        "pricing_view_30d",
+        "pricing_view_90d",
+        "pricing_view_total",
+        "page_view_90d",
+        "email_sent_total",
+        "email_open_rate_total",
+        "email_click_rate_90d",
+        "ad_click_total",
+        "social_engage_total",
+        "form_submit_total",
+        "inbound_call_total",
+        "wechat_message_total",
+    ],
+    "customer_transactions": [
+        "tx_recency_days",
+        "tx_count_total",
+        "tx_amount_total",
+        "tx_amount_30d",
+        "tx_avg_order_value",
+        "tx_refund_rate",
+    ],
 }  # recency when a customer never did the thing: far away, but finite for trees
 
 
@@ -68,9 +104,13 @@ def transaction_features(transactions: pd.DataFrame, customers: pd.DataFrame, cu
         cnt = np.bincount(codes[:hi], weights=order[:hi], minlength=n)
         amt = np.bincount(codes[:hi], weights=signed[:hi], minlength=n)
         refunds = np.bincount(codes[:hi], weights=refund[:hi].astype(float), minlength=n)
-        f = {"tx_recency_days": _recency(cut, last), "tx_count_total": cnt, "tx_amount_total": amt,
-             "tx_avg_order_value": np.divide(amt, cnt, out=np.zeros(n), where=cnt > 0),
-             "tx_refund_rate": np.divide(refunds, cnt, out=np.zeros(n), where=cnt > 0)}
+        f = {
+            "tx_recency_days": _recency(cut, last),
+            "tx_count_total": cnt,
+            "tx_amount_total": amt,
+            "tx_avg_order_value": np.divide(amt, cnt, out=np.zeros(n), where=cnt > 0),
+            "tx_refund_rate": np.divide(refunds, cnt, out=np.zeros(n), where=cnt > 0),
+        }
         for w in TX_WINDOWS:
             a = np.searchsorted(t, _seconds_one(cut) - w * DAY, side="right")
             f[f"tx_count_{w}d"] = np.bincount(codes[a:hi], weights=order[a:hi], minlength=n)
@@ -98,8 +138,11 @@ def engagement_features(events: pd.DataFrame, customers: pd.DataFrame, cuts: pd.
         np.maximum.at(pricing_last, codes[sel][pm], t[sel][pm])
         prev = hi
         n = len(customers)
-        f: dict[str, np.ndarray] = {"tenure_days": (c - created) / DAY, "days_since_last_touch": _recency(cut, last),
-                                    "days_since_pricing_view": _recency(cut, pricing_last)}
+        f: dict[str, np.ndarray] = {
+            "tenure_days": (c - created) / DAY,
+            "days_since_last_touch": _recency(cut, last),
+            "days_since_pricing_view": _recency(cut, pricing_last),
+        }
         for w in WINDOWS:
             a = np.searchsorted(t, c - w * DAY, side="right")
             for e in EVENT_TYPES:
@@ -120,8 +163,9 @@ def engagement_features(events: pd.DataFrame, customers: pd.DataFrame, cuts: pd.
     return pd.concat(frames, ignore_index=True)
 
 
-def _cuts(t: np.ndarray, codes: np.ndarray, customers: pd.DataFrame, cuts: pd.DatetimeIndex,
-          mask: np.ndarray) -> Iterator[tuple[pd.Timestamp, np.ndarray, np.ndarray, int]]:
+def _cuts(
+    t: np.ndarray, codes: np.ndarray, customers: pd.DataFrame, cuts: pd.DatetimeIndex, mask: np.ndarray
+) -> Iterator[tuple[pd.Timestamp, np.ndarray, np.ndarray, int]]:
     """Walk cut times in order, keeping each customer's last (masked) event time up to the cut."""
     created = _seconds(customers["created_at"])
     last = np.full(len(customers), -np.inf)

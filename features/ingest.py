@@ -16,9 +16,15 @@ import pandera.pandas as pa
 
 from leadscope.schema import CHANNELS, EDGE_KINDS, ENTITY, REQUIRED, STAGES
 
-KEYS = {"customers": ["customer_id"], "transactions": ["transaction_id"], "events": ["event_id"],
-        "edges": ["src_customer_id", "dst_customer_id", "ts", "kind"], "stages": ["event_id"],
-        "campaigns": ["customer_id", "ts", "action_id"], "labels": ["customer_id", "as_of"]}
+KEYS = {
+    "customers": ["customer_id"],
+    "transactions": ["transaction_id"],
+    "events": ["event_id"],
+    "edges": ["src_customer_id", "dst_customer_id", "ts", "kind"],
+    "stages": ["event_id"],
+    "campaigns": ["customer_id", "ts", "action_id"],
+    "labels": ["customer_id", "as_of"],
+}
 TIMESTAMPS = {"customers": ["created_at"], "labels": ["as_of"]}  # every other table: ts
 ORDER = ("customers", "transactions", "events", "edges", "stages", "campaigns", "labels")
 NOT_UTF8 = "not valid UTF-8"
@@ -50,15 +56,34 @@ def schema(table: str) -> pa.DataFrameSchema:
     num = dict(coerce=True, required=False, nullable=True)
     cols: dict[str, dict[str, pa.Column]] = {
         "customers": {"customer_id": _id(), "created_at": ts},
-        "transactions": {"transaction_id": _id(), "customer_id": _id(), "ts": ts,
-                         "amount": pa.Column(float, pa.Check.ge(0), coerce=True),
-                         "quantity": pa.Column(float, pa.Check.ge(0), **num)},
-        "events": {"event_id": _id(), "customer_id": _id(), "ts": ts,
-                   "channel": pa.Column(str, pa.Check.isin(CHANNELS)), "event_type": _id()},
-        "edges": {"src_customer_id": _id(), "dst_customer_id": _id(), "ts": ts,
-                  "kind": pa.Column(str, pa.Check.isin(EDGE_KINDS)), "weight": pa.Column(float, **num)},
-        "stages": {"event_id": _id(), "customer_id": _id(), "ts": ts, "stage": pa.Column(str, pa.Check.isin(STAGES)),
-                   "value": pa.Column(float, pa.Check.ge(0), **num)},
+        "transactions": {
+            "transaction_id": _id(),
+            "customer_id": _id(),
+            "ts": ts,
+            "amount": pa.Column(float, pa.Check.ge(0), coerce=True),
+            "quantity": pa.Column(float, pa.Check.ge(0), **num),
+        },
+        "events": {
+            "event_id": _id(),
+            "customer_id": _id(),
+            "ts": ts,
+            "channel": pa.Column(str, pa.Check.isin(CHANNELS)),
+            "event_type": _id(),
+        },
+        "edges": {
+            "src_customer_id": _id(),
+            "dst_customer_id": _id(),
+            "ts": ts,
+            "kind": pa.Column(str, pa.Check.isin(EDGE_KINDS)),
+            "weight": pa.Column(float, **num),
+        },
+        "stages": {
+            "event_id": _id(),
+            "customer_id": _id(),
+            "ts": ts,
+            "stage": pa.Column(str, pa.Check.isin(STAGES)),
+            "value": pa.Column(float, pa.Check.ge(0), **num),
+        },
         "campaigns": {"customer_id": _id(), "ts": ts, "action_id": _id(), "treated": _flag(), "outcome": _flag()},
         "labels": {"customer_id": _id(), "as_of": ts, "label": _flag()},
     }
@@ -73,8 +98,14 @@ def read(path: Path, table: str) -> pd.DataFrame:
         if path.suffix.lower() in (".parquet", ".pq"):
             df = pd.read_parquet(path)
         else:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
-                             encoding="utf-8", encoding_errors="surrogateescape")
+            df = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                encoding="utf-8",
+                encoding_errors="surrogateescape",
+            )
     except pd.errors.EmptyDataError:
         raise FileRefused(f"{path.name}: the file is empty") from None
     except Exception as exc:  # noqa: BLE001 - any parser failure means the file is unreadable as a table
@@ -83,8 +114,9 @@ def read(path: Path, table: str) -> pd.DataFrame:
         raise FileRefused(f"{path.name}: the file has no rows")
     df.columns = [str(c).strip() for c in df.columns]
     if any(("\x00" in c) or any("\udc80" <= ch <= "\udcff" for ch in c) for c in df.columns):
-        raise FileRefused(f"{path.name}: the header is not UTF-8 text (UTF-16 or another encoding?); "
-                          "re-export the file as UTF-8")
+        raise FileRefused(
+            f"{path.name}: the header is not UTF-8 text (UTF-16 or another encoding?); re-export the file as UTF-8"
+        )
     missing = [c for c in REQUIRED[table] if c not in df.columns]
     if missing:
         raise FileRefused(f"{path.name}: missing required column(s) {', '.join(missing)} for table '{table}'")
@@ -94,7 +126,9 @@ def read(path: Path, table: str) -> pd.DataFrame:
     return df
 
 
-def validate(table: str, df: pd.DataFrame, *, file: str, known_customers: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate(
+    table: str, df: pd.DataFrame, *, file: str, known_customers: set[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(accepted rows, rejection report). Row numbers are 1-based data rows (the header is not counted)."""
     df = df.reset_index(drop=True)
     issues: list[tuple[int, str, str]] = [(i, "*", NOT_UTF8) for i in df.index[_not_utf8(df)]]

@@ -15,21 +15,46 @@ from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 
 PROJECT = "leadscope"
-VIEWS = ("customer_profile", "customer_engagement", "customer_transactions", "customer_engagement_windows",
-         "customer_transactions_windows", "customer_graph")
+VIEWS = (
+    "customer_profile",
+    "customer_engagement",
+    "customer_transactions",
+    "customer_engagement_windows",
+    "customer_transactions_windows",
+    "customer_graph",
+)
 GRAPH_MODEL_FEATURES = [  # customer_graph minus its labels (community_id is an id, not a signal)
-    "followers_count", "following_count", "following_customer_share", "following_customers_reach",
-    "following_engaged_reach", "pagerank", "reach_2hop", "referral_count", "referral_tree_size",
-    "referred_converted", "referrer_converted", "community_size", "community_conversion_rate", "neighbours",
-    "neighbour_customer_share", "neighbour_churned_share", "is_kol", "social_value"]
+    "followers_count",
+    "following_count",
+    "following_customer_share",
+    "following_customers_reach",
+    "following_engaged_reach",
+    "pagerank",
+    "reach_2hop",
+    "referral_count",
+    "referral_tree_size",
+    "referred_converted",
+    "referrer_converted",
+    "community_size",
+    "community_conversion_rate",
+    "neighbours",
+    "neighbour_customer_share",
+    "neighbour_churned_share",
+    "is_kol",
+    "social_value",
+]
 ALL = None  # every feature of a view, custom customer attributes included
 # One FeatureService per model version. The online read's cost grows with the number of features in the
 # views a service touches (the sqlite store reads every feature row of a view), so the hot-path views
 # hold the compact summaries and the many windowed counts live in their own *_windows views.
 SERVICES: dict[str, dict[str, list[str] | None]] = {
     "propensity_v1": {"customer_profile": ALL, "customer_engagement": ALL, "customer_transactions": ALL},
-    "propensity_v2": {"customer_profile": ALL, "customer_engagement": ALL, "customer_transactions": ALL,
-                      "customer_graph": GRAPH_MODEL_FEATURES},
+    "propensity_v2": {
+        "customer_profile": ALL,
+        "customer_engagement": ALL,
+        "customer_transactions": ALL,
+        "customer_graph": GRAPH_MODEL_FEATURES,
+    },
     "customer_360": {v: ALL for v in VIEWS},
 }
 _TYPES = {"float": Float64, "string": String}
@@ -42,7 +67,7 @@ def write_repo_config(settings: Settings) -> Path:
     if settings.online_store == "redis":
         if not settings.redis_url:
             raise ValueError("online_store=redis needs LEADSCOPE_REDIS_URL")
-        online = f"  type: redis\n  connection_string: \"{_redis_conn(settings.redis_url)}\""
+        online = f'  type: redis\n  connection_string: "{_redis_conn(settings.redis_url)}"'
     else:
         online = f"  type: sqlite\n  path: {repo / 'online.db'}"
     (repo / "feature_store.yaml").write_text(
@@ -63,17 +88,31 @@ def definitions(settings: Settings) -> list[object]:
     """Feast objects built from the schema that the build step wrote (custom attributes included)."""
     schema = json.loads((settings.feature_dir / "schema.json").read_text())
     ttl = timedelta(days=2 * settings.feature_cadence_days + 1)
-    customer = Entity(name="customer", join_keys=[ENTITY], value_type=ValueType.STRING,
-                      description="A customer or lead record (one CRM contact).")
+    customer = Entity(
+        name="customer",
+        join_keys=[ENTITY],
+        value_type=ValueType.STRING,
+        description="A customer or lead record (one CRM contact).",
+    )
     views = {}
     for name in (v for v in VIEWS if v in schema):  # the graph view exists once graphs/ has built it
-        source = FileSource(name=f"{name}_source", path=str(settings.feature_dir / f"{name}.parquet"),
-                            timestamp_field=TS)
+        source = FileSource(
+            name=f"{name}_source", path=str(settings.feature_dir / f"{name}.parquet"), timestamp_field=TS
+        )
         fields = [Field(name=f, dtype=_TYPES[t]) for f, t in schema[name].items()]
-        views[name] = FeatureView(name=name, entities=[customer], schema=fields, source=source, online=True,
-                                  ttl=timedelta(0) if name == "customer_profile" else ttl)
-    services = [FeatureService(name=s, features=[views[v] if f is ALL else views[v][f] for v, f in vs.items()])
-                for s, vs in SERVICES.items() if all(v in views for v in vs)]
+        views[name] = FeatureView(
+            name=name,
+            entities=[customer],
+            schema=fields,
+            source=source,
+            online=True,
+            ttl=timedelta(0) if name == "customer_profile" else ttl,
+        )
+    services = [
+        FeatureService(name=s, features=[views[v] if f is ALL else views[v][f] for v, f in vs.items()])
+        for s, vs in SERVICES.items()
+        if all(v in views for v in vs)
+    ]
     return [customer, *views.values(), *services]
 
 

@@ -10,17 +10,43 @@ from leadscope.schema import ENTITY, TS
 
 COMMUNITY_EVERY = 4  # cuts between community runs (the slowest step); between runs labels are reused
 HIGH_INTENT = ("pricing_view", "form_submit", "inbound_call")
-FEATURES = ("followers_count", "following_count", "following_customer_share", "following_customers_reach",
-            "following_engaged_reach", "pagerank", "reach_2hop", "referral_count",
-            "referral_tree_size", "referral_tree_depth", "referred_converted", "referred_spend_365d",
-            "referrer_converted", "community_size", "community_conversion_rate", "neighbours",
-            "neighbour_customer_share", "neighbour_churned_share", "is_kol", "revenue_value_365d",
-            "influence_value", "social_value")
+FEATURES = (
+    "followers_count",
+    "following_count",
+    "following_customer_share",
+    "following_customers_reach",
+    "following_engaged_reach",
+    "pagerank",
+    "reach_2hop",
+    "referral_count",
+    "referral_tree_size",
+    "referral_tree_depth",
+    "referred_converted",
+    "referred_spend_365d",
+    "referrer_converted",
+    "community_size",
+    "community_conversion_rate",
+    "neighbours",
+    "neighbour_customer_share",
+    "neighbour_churned_share",
+    "is_kol",
+    "revenue_value_365d",
+    "influence_value",
+    "social_value",
+)
 
 
-def graph_features(*, edges: pd.DataFrame, customers: pd.DataFrame, won_at: pd.Series, churned_at: pd.Series,
-                   transactions: pd.DataFrame, events: pd.DataFrame, cuts: pd.DatetimeIndex,
-                   seed: int = 0) -> pd.DataFrame:
+def graph_features(
+    *,
+    edges: pd.DataFrame,
+    customers: pd.DataFrame,
+    won_at: pd.Series,
+    churned_at: pd.Series,
+    transactions: pd.DataFrame,
+    events: pd.DataFrame,
+    cuts: pd.DatetimeIndex,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row per (customer created by t, t); every input is cut at t, so nothing leaks from the future."""
     ids = customers[ENTITY].to_numpy()
     index = pd.Index(ids)
@@ -61,8 +87,16 @@ def graph_features(*, edges: pd.DataFrame, customers: pd.DataFrame, won_at: pd.S
     return pd.concat(frames, ignore_index=True)
 
 
-def _at_cut(e: pd.DataFrame, n: int, won: np.ndarray, churned: np.ndarray, spend: np.ndarray,
-            followers_attr: np.ndarray, label: np.ndarray, keen: np.ndarray) -> dict[str, np.ndarray]:
+def _at_cut(
+    e: pd.DataFrame,
+    n: int,
+    won: np.ndarray,
+    churned: np.ndarray,
+    spend: np.ndarray,
+    followers_attr: np.ndarray,
+    label: np.ndarray,
+    keen: np.ndarray,
+) -> dict[str, np.ndarray]:
     kind = e["kind"].to_numpy()
     s, d = e["s"].to_numpy(), e["d"].to_numpy()
     fol, ref, inter = kind == "follow", kind == "referral", kind == "interaction"
@@ -84,16 +118,22 @@ def _at_cut(e: pd.DataFrame, n: int, won: np.ndarray, churned: np.ndarray, spend
     kol_graph = followers >= max(20.0, float(np.percentile(followers, 99)))
     revenue = np.maximum(spend, 0.0)
     return {
-        "followers_count": followers, "following_count": np.bincount(s[fol], minlength=n),
+        "followers_count": followers,
+        "following_count": np.bincount(s[fol], minlength=n),
         # whom a person follows, and whether those accounts buy: word of mouth flows along follows
         "following_customer_share": social.neighbour_share(social.adjacency(s[fol], d[fol], n), won),
-        "following_customers_reach": np.bincount(s[fol], weights=won[d[fol]] * np.log10(1 + audience[d[fol]]),
-                                                 minlength=n),
-        "following_engaged_reach": np.bincount(s[fol], weights=keen[d[fol]] * np.log10(1 + audience[d[fol]]),
-                                               minlength=n),
-        "pagerank": social.pagerank(A) * n, "reach_2hop": followers + F @ followers,
-        "referral_count": np.bincount(s[ref], minlength=n), "referral_tree_size": size,
-        "referral_tree_depth": depth, "referred_converted": np.bincount(s[ref], weights=won[d[ref]], minlength=n),
+        "following_customers_reach": np.bincount(
+            s[fol], weights=won[d[fol]] * np.log10(1 + audience[d[fol]]), minlength=n
+        ),
+        "following_engaged_reach": np.bincount(
+            s[fol], weights=keen[d[fol]] * np.log10(1 + audience[d[fol]]), minlength=n
+        ),
+        "pagerank": social.pagerank(A) * n,
+        "reach_2hop": followers + F @ followers,
+        "referral_count": np.bincount(s[ref], minlength=n),
+        "referral_tree_size": size,
+        "referral_tree_depth": depth,
+        "referred_converted": np.bincount(s[ref], weights=won[d[ref]], minlength=n),
         "referred_spend_365d": referred_spend,
         "referrer_converted": np.where(referrer >= 0, won[np.maximum(referrer, 0)], np.nan),
         "community_size": csize,
@@ -102,7 +142,9 @@ def _at_cut(e: pd.DataFrame, n: int, won: np.ndarray, churned: np.ndarray, spend
         "neighbour_customer_share": social.neighbour_share(U, won),
         "neighbour_churned_share": social.neighbour_share(U, churned),
         "is_kol": (followers_attr >= social.KOL_FOLLOWERS) | kol_graph,
-        "revenue_value_365d": revenue, "influence_value": influence, "social_value": revenue + influence,
+        "revenue_value_365d": revenue,
+        "influence_value": influence,
+        "social_value": revenue + influence,
     }
 
 

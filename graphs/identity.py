@@ -52,8 +52,9 @@ def identifier_table(customers: pd.DataFrame) -> pd.DataFrame:
             vals = customers[kind].map(normalise_email)
         elif kind == "phone":
             country = customers["country"] if "country" in customers else pd.Series(None, index=customers.index)
-            vals = pd.Series([normalise_phone(v, c) for v, c in zip(customers[kind], country, strict=True)],
-                             index=customers.index)
+            vals = pd.Series(
+                [normalise_phone(v, c) for v, c in zip(customers[kind], country, strict=True)], index=customers.index
+            )
         else:
             vals = customers[kind].where(customers[kind].astype("string").str.strip() != "")
         frames.append(pd.DataFrame({"customer_id": customers["customer_id"], "kind": kind, "value": vals}))
@@ -89,16 +90,33 @@ def resolve(customers: pd.DataFrame, *, max_share: int = MAX_SHARE) -> Resolutio
     by = used.assign(person_id=used["customer_id"].map(person))
     sizes = person_s.value_counts()
     multi = sizes[sizes > 1].index
-    linked = (by[by["person_id"].isin(multi)].groupby(["person_id", "kind"])["customer_id"].nunique()
-              .loc[lambda s: s > 1].reset_index().groupby("person_id")["kind"].agg(lambda k: ",".join(sorted(k))))
+    linked = (
+        by[by["person_id"].isin(multi)]
+        .groupby(["person_id", "kind"])["customer_id"]
+        .nunique()
+        .loc[lambda s: s > 1]
+        .reset_index()
+        .groupby("person_id")["kind"]
+        .agg(lambda k: ",".join(sorted(k)))
+    )
     merges = pd.DataFrame({"person_id": multi, "records": sizes[multi].to_numpy()})
     merges["customer_ids"] = merges["person_id"].map(
-        customers.groupby(person_s)["customer_id"].agg(lambda s: " ".join(sorted(s))))
+        customers.groupby(person_s)["customer_id"].agg(lambda s: " ".join(sorted(s)))
+    )
     merges["linked_by"] = merges["person_id"].map(linked)
-    guard = (guarded.groupby(["kind", "value"])["customer_id"].nunique().rename("records").reset_index()
-             .assign(fingerprint=lambda d: d["value"].map(_fingerprint)).drop(columns="value"))
-    return Resolution(person=pd.Series(person_s.to_numpy(), index=customers["customer_id"].to_numpy()),
-                      merges=merges.sort_values("person_id", ignore_index=True), guarded=guard)
+    guard = (
+        guarded.groupby(["kind", "value"])["customer_id"]
+        .nunique()
+        .rename("records")
+        .reset_index()
+        .assign(fingerprint=lambda d: d["value"].map(_fingerprint))
+        .drop(columns="value")
+    )
+    return Resolution(
+        person=pd.Series(person_s.to_numpy(), index=customers["customer_id"].to_numpy()),
+        merges=merges.sort_values("person_id", ignore_index=True),
+        guarded=guard,
+    )
 
 
 def pair_scores(predicted: pd.Series, truth: pd.Series) -> dict[str, float]:
@@ -107,8 +125,12 @@ def pair_scores(predicted: pd.Series, truth: pd.Series) -> dict[str, float]:
     pairs = lambda s: float((s * (s - 1) / 2).sum())  # noqa: E731
     tp = pairs(df.groupby(["p", "t"]).size())
     pred, true = pairs(df.groupby("p").size()), pairs(df.groupby("t").size())
-    return {"precision": tp / pred if pred else 1.0, "recall": tp / true if true else 1.0,
-            "predicted_pairs": pred, "true_pairs": true}
+    return {
+        "precision": tp / pred if pred else 1.0,
+        "recall": tp / true if true else 1.0,
+        "predicted_pairs": pred,
+        "true_pairs": true,
+    }
 
 
 def _fingerprint(value: str) -> str:

@@ -17,8 +17,9 @@ from rich.console import Console
 
 from leadscope.settings import Settings, get_settings, quiet_environment
 
-app = typer.Typer(help="leadscope: lead scoring and audience insight.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="leadscope: lead scoring and audience insight.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 features_app = typer.Typer(help="Build and load the Feast feature store.", no_args_is_help=True)
 train_app = typer.Typer(help="Train a model and register it in MLflow.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
@@ -97,14 +98,22 @@ def import_(
     campaigns: Annotated[Path | None, typer.Option(help="campaign log CSV/parquet")] = None,
     labels: Annotated[Path | None, typer.Option(help="own outcome labels CSV/parquet")] = None,
     report: Annotated[Path, typer.Option(help="Where to write rejected rows (file, row, column, reason).")] = Path(
-        "import_rejects.csv"),
+        "import_rejects.csv"
+    ),
 ) -> None:
     """Validate and import a company's own tables; invalid rows go to the report, never silently away."""
     from features.ingest import FileRefused, import_files
 
     settings = _settings()
-    given = {"customers": customers, "transactions": transactions, "events": events, "edges": edges,
-             "stages": stages, "campaigns": campaigns, "labels": labels}
+    given = {
+        "customers": customers,
+        "transactions": transactions,
+        "events": events,
+        "edges": edges,
+        "stages": stages,
+        "campaigns": campaigns,
+        "labels": labels,
+    }
     files = {k: v for k, v in given.items() if v is not None}
     if not files:
         console.print("[red]error[/]: give at least one file, e.g. --customers customers.csv")
@@ -119,10 +128,13 @@ def import_(
     rejects = pd.concat([r.rejects for r in results], ignore_index=True)
     rejects.to_csv(report, index=False)
     for r in results:
-        console.print(f"  {r.table:<13} read {r.read:>10,}  accepted {r.accepted:>10,}  rejected rows "
-                      f"{r.rejects['row'].nunique():>8,}")
-    console.print(f"  rejection report: {report} ({len(rejects):,} issues). "
-                  "Run `leadscope features build` to refresh features.")
+        console.print(
+            f"  {r.table:<13} read {r.read:>10,}  accepted {r.accepted:>10,}  rejected rows "
+            f"{r.rejects['row'].nunique():>8,}"
+        )
+    console.print(
+        f"  rejection report: {report} ({len(rejects):,} issues). Run `leadscope features build` to refresh features."
+    )
 
 
 @identities_app.command("resolve")
@@ -145,14 +157,18 @@ def identities_resolve(
     for row in r.merges.head(show).itertuples():
         console.print(f"  {row.person_id}: {row.customer_ids}  (linked by {row.linked_by})")
     for row in r.guarded.itertuples():
-        console.print(f"  [yellow]guard[/]: a {row.kind} (sha256 {row.fingerprint}…) is on {row.records} records; "
-                      "not used to link")
+        console.print(
+            f"  [yellow]guard[/]: a {row.kind} (sha256 {row.fingerprint}…) is on {row.records} records; "
+            "not used to link"
+        )
     truth = settings.raw_dir / "truth" / "customers.parquet"
     if truth.exists():
         t = pd.read_parquet(truth, columns=["customer_id", "person_id"]).set_index("customer_id")["person_id"]
         sc = pair_scores(r.person, t)
-        console.print(f"  vs the generator's planted duplicates: precision {sc['precision']:.4f}, "
-                      f"recall {sc['recall']:.4f} ({sc['true_pairs']:.0f} true pairs)")
+        console.print(
+            f"  vs the generator's planted duplicates: precision {sc['precision']:.4f}, "
+            f"recall {sc['recall']:.4f} ({sc['true_pairs']:.0f} true pairs)"
+        )
     if out:
         r.person.rename("person_id").rename_axis("customer_id").reset_index().to_parquet(out, index=False)
         console.print(f"  written to {out}")
@@ -166,8 +182,9 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     from serving.app import create_app
 
     settings = _settings()
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level="info", access_log=False)
+    uvicorn.run(
+        create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info", access_log=False
+    )
 
 
 @app.command()
@@ -179,8 +196,9 @@ def run(skip_serve: Annotated[bool, typer.Option(help="Prepare everything but do
     settings = _settings()
     if not (settings.raw_dir / "customers.parquet").exists():
         with step(f"generating a synthetic company of {settings.customers:,} customers"):
-            make(customers=settings.customers, seed=settings.seed, end=settings.world_end,
-                 days=settings.world_days).write(settings.raw_dir)
+            make(
+                customers=settings.customers, seed=settings.seed, end=settings.world_end, days=settings.world_days
+            ).write(settings.raw_dir)
     else:
         console.print(f"[green]✓[/] data found in {settings.raw_dir}")
     if not (settings.feature_dir / "meta.json").exists():
@@ -192,8 +210,10 @@ def run(skip_serve: Annotated[bool, typer.Option(help="Prepare everything but do
     else:
         console.print("[green]✓[/] model propensity@champion found in MLflow")
     example = _example_id(settings)
-    curl = (f"curl -s -X POST http://{settings.host}:{settings.port}/v1/scores "
-            f"-H 'content-type: application/json' -d '{{\"customer_ids\": [\"{example}\"]}}'")
+    curl = (
+        f"curl -s -X POST http://{settings.host}:{settings.port}/v1/scores "
+        f"-H 'content-type: application/json' -d '{{\"customer_ids\": [\"{example}\"]}}'"
+    )
     console.print(f"\nTry it:\n  {curl}\n", soft_wrap=True, highlight=False)
     if not skip_serve:
         serve(host=None, port=None)
@@ -221,11 +241,17 @@ def _train(settings: Settings, *, set_champion: bool) -> None:
     with step("training the propensity model") as update:
         m = propensity.train(settings, progress=update, set_champion=set_champion)
     oracle = f" (oracle {m['oracle_roc_auc']:.4f}, ratio {m['auc_vs_oracle']:.3f})" if "oracle_roc_auc" in m else ""
-    graph = (f"; without graph features {m['roc_auc_without_graph']:.4f} (gain {m['graph_roc_auc_gain']:+.4f})"
-             if "graph_roc_auc_gain" in m else "")
-    console.print(f"  {m['feature_service']}: holdout ROC-AUC {m['roc_auc']:.4f}{oracle}, PR-AUC {m['pr_auc']:.4f}, "
-                  f"lift@10% {m['lift_top_decile']:.2f}{graph}; registered propensity v{m['version']}"
-                  + (" as champion" if set_champion else ""), soft_wrap=True)
+    graph = (
+        f"; without graph features {m['roc_auc_without_graph']:.4f} (gain {m['graph_roc_auc_gain']:+.4f})"
+        if "graph_roc_auc_gain" in m
+        else ""
+    )
+    console.print(
+        f"  {m['feature_service']}: holdout ROC-AUC {m['roc_auc']:.4f}{oracle}, PR-AUC {m['pr_auc']:.4f}, "
+        f"lift@10% {m['lift_top_decile']:.2f}{graph}; registered propensity v{m['version']}"
+        + (" as champion" if set_champion else ""),
+        soft_wrap=True,
+    )
 
 
 def _example_id(settings: Settings) -> str:

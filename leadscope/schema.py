@@ -21,11 +21,7 @@ EDGE_KINDS = ("follow", "referral", "interaction")
 STAGES = ("lead_created", "mql", "sql", "opportunity", "won", "lost", "churned")
 
 # Columns of `customers` that are personal data or identifiers: never features, never logged.
-PII_COLUMNS = frozenset(
-    {"email", "phone", "first_name", "last_name", "wechat_id", "device_id", "zip", "city", "state"}
-)
-CLICK_ID_COLUMNS = frozenset(
-    {"gclid", "gbraid", "wbraid", "fbc", "fbp", "meta_lead_id", "bd_vid", "ttclid"}
-)
+PII_COLUMNS = frozenset({"email", "phone", "first_name", "last_name", "wechat_id", "device_id", "zip", "city", "state"})
+CLICK_ID_COLUMNS = frozenset({"gclid", "gbraid", "wbraid", "fbc", "fbp", "meta_lead_id", "bd_vid", "ttclid"})
 # Columns of `customers` with a fixed meaning that are not custom attributes.
 RESERVED_COLUMNS = frozenset({"customer_id", "created_at"}) | PII_COLUMNS | CLICK_ID_COLUMNS

@@ -24,8 +24,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.serving = state
         yield
 
-    app = FastAPI(title="leadscope", version="0.1.0", lifespan=lifespan,
-                  description="Lead scores with reasons, from Feast features and MLflow models.")
+    app = FastAPI(
+        title="leadscope",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Lead scores with reasons, from Feast features and MLflow models.",
+    )
     errors.install(app)
     app.include_router(health.router)
     app.include_router(scores.router)

@@ -40,8 +40,9 @@ def install(app: FastAPI) -> None:
             return JSONResponse(status_code=422, content=_body("invalid_json", "request body is not valid JSON"))
         code = "invalid_request"
         details = [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "")} for e in errs[:20]]
-        return JSONResponse(status_code=422, content=_body(code, _short(first), _field(tuple(first.get("loc", ()))),
-                                                           details))
+        return JSONResponse(
+            status_code=422, content=_body(code, _short(first), _field(tuple(first.get("loc", ()))), details)
+        )
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -50,8 +51,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(status_code=exc.status_code, content=_body(code, str(exc.detail)),
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            status_code=exc.status_code, content=_body(code, str(exc.detail)), headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -12,8 +12,9 @@ CustomerId = Annotated[str, StringConstraints(strict=True, min_length=1, max_len
 
 class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"customer_ids": ["C0000001"]}]})
-    customer_ids: list[CustomerId] = Field(min_length=1, max_length=MAX_IDS,
-                                           description=f"1 to {MAX_IDS:,} customer ids.")
+    customer_ids: list[CustomerId] = Field(
+        min_length=1, max_length=MAX_IDS, description=f"1 to {MAX_IDS:,} customer ids."
+    )
 
 
 class Reason(BaseModel):

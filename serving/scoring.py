@@ -26,13 +26,23 @@ def score_rows(scorer: Scorer, ids: list[str], columns: dict[str, list]) -> list
         score = scorer.score(p)
         grade = scorer.grade(score)
         for j, i in enumerate(rows):
-            items[i] = ScoreItem(customer_id=ids[i], propensity=Propensity(
-                probability=round(float(p[j]), 6), score=int(score[j]), grade=grade[j],
-                reasons=_reasons(feats, contrib[j], sub, j)))
+            items[i] = ScoreItem(
+                customer_id=ids[i],
+                propensity=Propensity(
+                    probability=round(float(p[j]), 6),
+                    score=int(score[j]),
+                    grade=grade[j],
+                    reasons=_reasons(feats, contrib[j], sub, j),
+                ),
+            )
     for i, k in enumerate(known):
         if not k:
-            items[i] = ScoreItem(customer_id=ids[i], error=ItemError(
-                code="unknown_customer", message="no features for this customer_id in the online store"))
+            items[i] = ScoreItem(
+                customer_id=ids[i],
+                error=ItemError(
+                    code="unknown_customer", message="no features for this customer_id in the online store"
+                ),
+            )
     return [it for it in items if it is not None]
 
 

@@ -32,8 +32,9 @@ def prepare(settings: Settings, *, train: bool = True, generate_data: bool = Tru
     from leadscope.synth import generate
 
     if generate_data:
-        generate(customers=settings.customers, seed=settings.seed, end=settings.world_end,
-                 days=settings.world_days).write(settings.raw_dir)
+        generate(
+            customers=settings.customers, seed=settings.seed, end=settings.world_end, days=settings.world_days
+        ).write(settings.raw_dir)
     build(settings)
     graph_build.build(settings)
     store.materialize(store.apply(settings), settings)

@@ -29,7 +29,7 @@ def test_no_layer_imports_a_layer_above_it() -> None:
             rel = path.relative_to(ROOT).as_posix()
             if rel in COMPOSITION_ROOT:
                 continue
-            above = _imports(path) & set(ORDER[rank + 1:])
+            above = _imports(path) & set(ORDER[rank + 1 :])
             if above:
                 bad.append(f"{rel} imports {sorted(above)}")
     assert not bad, bad

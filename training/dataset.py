@@ -22,8 +22,9 @@ def snapshots(settings: Settings, *, horizon_days: int) -> list[pd.Timestamp]:
     cuts = [pd.Timestamp(c) for c in meta["cuts"]]
     end, start = pd.Timestamp(meta["end"]), pd.Timestamp(meta["start"])
     step = max(1, SNAPSHOT_EVERY_DAYS // settings.feature_cadence_days)
-    usable = [c for c in cuts if c + pd.Timedelta(days=horizon_days) <= end
-              and c >= start + pd.Timedelta(days=WARMUP_DAYS)]
+    usable = [
+        c for c in cuts if c + pd.Timedelta(days=horizon_days) <= end and c >= start + pd.Timedelta(days=WARMUP_DAYS)
+    ]
     return usable[::-1][::step][::-1]
 
 
@@ -31,16 +32,27 @@ def conversion_labels(settings: Settings, *, horizon_days: int) -> pd.DataFrame:
     """Rows (customer_id, event_timestamp, label): open leads at each snapshot, 1 if won within the horizon."""
     customers = read_table(settings.raw_dir, "customers")[[ENTITY, "created_at"]]
     stages = read_table(settings.raw_dir, "stages")
-    won = (stages[stages["stage"] == "won"].assign(ts=lambda d: pd.to_datetime(d["ts"], utc=True))
-           .groupby(ENTITY)["ts"].min())
+    won = (
+        stages[stages["stage"] == "won"]
+        .assign(ts=lambda d: pd.to_datetime(d["ts"], utc=True))
+        .groupby(ENTITY)["ts"]
+        .min()
+    )
     created = pd.to_datetime(customers["created_at"], utc=True)
     won_at = customers[ENTITY].map(won)
     frames = []
     for s in snapshots(settings, horizon_days=horizon_days):
         open_lead = (created <= s) & ~(won_at <= s)
         label = (won_at > s) & (won_at <= s + pd.Timedelta(days=horizon_days))
-        frames.append(pd.DataFrame({ENTITY: customers[ENTITY][open_lead].to_numpy(), TS: s,
-                                    "label": label[open_lead].astype(int).to_numpy()}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    ENTITY: customers[ENTITY][open_lead].to_numpy(),
+                    TS: s,
+                    "label": label[open_lead].astype(int).to_numpy(),
+                }
+            )
+        )
     if not frames:
         raise ValueError("no snapshot has a complete label window: the data covers too short a period")
     return pd.concat(frames, ignore_index=True)

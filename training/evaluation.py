@@ -15,9 +15,13 @@ def lift_at(y: np.ndarray, p: np.ndarray, top: float = 0.1) -> float:
 
 def binary_metrics(y: np.ndarray, p: np.ndarray, oracle: np.ndarray | None = None) -> dict[str, float]:
     out = {
-        "roc_auc": float(roc_auc_score(y, p)), "pr_auc": float(average_precision_score(y, p)),
-        "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7))), "brier": float(brier_score_loss(y, p)),
-        "lift_top_decile": lift_at(y, p), "positive_rate": float(y.mean()), "rows": float(len(y)),
+        "roc_auc": float(roc_auc_score(y, p)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7))),
+        "brier": float(brier_score_loss(y, p)),
+        "lift_top_decile": lift_at(y, p),
+        "positive_rate": float(y.mean()),
+        "rows": float(len(y)),
     }
     if oracle is not None and np.isfinite(oracle).all():
         out["oracle_roc_auc"] = float(roc_auc_score(y, oracle))

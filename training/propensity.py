@@ -23,8 +23,14 @@ from training.evaluation import binary_metrics
 MODEL_NAME = "propensity"
 WITH_GRAPH, WITHOUT_GRAPH = "propensity_v2", "propensity_v1"
 # +1: the score may only rise with the feature; -1: only fall. Buying signals, not correlations.
-MONOTONE = {"pricing_view_30d": 1, "pricing_view_90d": 1, "pricing_view_total": 1, "form_submit_total": 1,
-            "inbound_call_total": 1, "days_since_pricing_view": -1}
+MONOTONE = {
+    "pricing_view_30d": 1,
+    "pricing_view_90d": 1,
+    "pricing_view_total": 1,
+    "form_submit_total": 1,
+    "inbound_call_total": 1,
+    "days_since_pricing_view": -1,
+}
 
 
 @dataclass
@@ -62,14 +68,20 @@ def fit(settings: Settings, labels: pd.DataFrame, service: str) -> Fitted:
     features = feature_store.feature_names(settings, service)
     tr, va, te = time_split(df)
     model = CalibratedLGBMClassifier(seed=settings.seed, monotone=MONOTONE).fit(
-        df[tr], df["label"][tr].to_numpy(), X_valid=df[va], y_valid=df["label"][va].to_numpy(), features=features)
+        df[tr], df["label"][tr].to_numpy(), X_valid=df[va], y_valid=df["label"][va].to_numpy(), features=features
+    )
     p = model.predict_proba(df[te])[:, 1]
     oracle = oracle_probability(settings, df[te], settings.propensity_horizon_days)
     return Fitted(service, model, df, (tr, va, te), binary_metrics(df["label"][te].to_numpy(), p, oracle))
 
 
-def train(settings: Settings, *, progress: Callable[[str], None] = lambda _: None,
-          set_champion: bool = True, service: str | None = None) -> dict[str, float | str]:
+def train(
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+    set_champion: bool = True,
+    service: str | None = None,
+) -> dict[str, float | str]:
     """Fit on the richest available service, log and register it; when that is the graph service, also
     fit and log the same split without graph features, so the runs show what the graph adds."""
     service = service or (WITH_GRAPH if feature_store.has_service(settings, WITH_GRAPH) else WITHOUT_GRAPH)
@@ -84,8 +96,10 @@ def train(settings: Settings, *, progress: Callable[[str], None] = lambda _: Non
         base = fit(settings, labels, WITHOUT_GRAPH)
         with mlflow.start_run(experiment_id=exp, run_name=f"{WITHOUT_GRAPH} (comparison)"):
             _log_common(settings, base, role="comparison")
-        extra = {"roc_auc_without_graph": base.metrics["roc_auc"],
-                 "graph_roc_auc_gain": main.metrics["roc_auc"] - base.metrics["roc_auc"]}
+        extra = {
+            "roc_auc_without_graph": base.metrics["roc_auc"],
+            "graph_roc_auc_gain": main.metrics["roc_auc"] - base.metrics["roc_auc"],
+        }
     progress("logging to MLflow")
     with mlflow.start_run(experiment_id=exp, run_name=service) as run, tempfile.TemporaryDirectory() as tmp:
         _log_common(settings, main, role="candidate")
@@ -96,10 +110,14 @@ def train(settings: Settings, *, progress: Callable[[str], None] = lambda _: Non
         features = main.model.scorer_.encoder.features
         example = main.frame[te][features].head(2)
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(Path(tracking.__file__).with_name("pyfunc_entry.py")),
+            name="model",
+            python_model=str(Path(tracking.__file__).with_name("pyfunc_entry.py")),
             artifacts={"scorer": str(path)},
             signature=infer_signature(example, main.model.predict_proba(example)[:, 1]),
-            input_example=example, pip_requirements=tracking.requirements(), registered_model_name=MODEL_NAME)
+            input_example=example,
+            pip_requirements=tracking.requirements(),
+            registered_model_name=MODEL_NAME,
+        )
     client = tracking.configure(settings)
     version = str(info.registered_model_version)
     client.set_model_version_tag(MODEL_NAME, version, "feature_service", service)
@@ -109,9 +127,17 @@ def train(settings: Settings, *, progress: Callable[[str], None] = lambda _: Non
 
 
 def _log_common(settings: Settings, f: Fitted, *, role: str) -> None:
-    mlflow.log_params({**DEFAULT_PARAMS, "best_iteration": f.model.best_iteration_, "seed": settings.seed,
-                       "horizon_days": settings.propensity_horizon_days, "feature_service": f.service,
-                       "n_features": len(f.model.scorer_.encoder.features), "monotone": str(MONOTONE)})
+    mlflow.log_params(
+        {
+            **DEFAULT_PARAMS,
+            "best_iteration": f.model.best_iteration_,
+            "seed": settings.seed,
+            "horizon_days": settings.propensity_horizon_days,
+            "feature_service": f.service,
+            "n_features": len(f.model.scorer_.encoder.features),
+            "monotone": str(MONOTONE),
+        }
+    )
     mlflow.log_metrics(f.metrics)
     mlflow.set_tags({**_lineage(f), "role": role})
 
@@ -121,6 +147,13 @@ def _lineage(f: Fitted) -> dict[str, str]:
     df, (tr, va, te) = f.frame, f.masks
     frame_hash = hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()).hexdigest()
     span = lambda m: f"{df[TS][m].min().isoformat()}..{df[TS][m].max().isoformat()}"  # noqa: E731
-    return {"feature_service": f.service, "train_snapshots": span(tr), "valid_snapshot": span(va),
-            "test_snapshot": span(te), "train_rows": str(int(tr.sum())), "test_rows": str(int(te.sum())),
-            "train_positive_rate": f"{df['label'][tr].mean():.5f}", "training_frame_sha256": frame_hash}
+    return {
+        "feature_service": f.service,
+        "train_snapshots": span(tr),
+        "valid_snapshot": span(va),
+        "test_snapshot": span(te),
+        "train_rows": str(int(tr.sum())),
+        "test_rows": str(int(te.sum())),
+        "train_positive_rate": f"{df['label'][tr].mean():.5f}",
+        "training_frame_sha256": frame_hash,
+    }

@@ -25,8 +25,11 @@ class Encoder:
 
     @classmethod
     def fit(cls, df: pd.DataFrame, features: list[str]) -> Encoder:
-        cats = {c: sorted(df[c].dropna().astype(str).unique().tolist()) for c in features
-                if not pd.api.types.is_numeric_dtype(df[c])}
+        cats = {
+            c: sorted(df[c].dropna().astype(str).unique().tolist())
+            for c in features
+            if not pd.api.types.is_numeric_dtype(df[c])
+        }
         return cls(features=features, categories=cats)
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
@@ -102,13 +105,21 @@ class Scorer:
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(path / "booster.txt"))
-        meta = {"features": self.encoder.features, "categories": self.encoder.categories,
-                "platt": list(self.platt), "reference": self.reference}
+        meta = {
+            "features": self.encoder.features,
+            "categories": self.encoder.categories,
+            "platt": list(self.platt),
+            "reference": self.reference,
+        }
         (path / "scorer.json").write_text(json.dumps(meta))
 
     @classmethod
     def load(cls, path: Path) -> Scorer:
         meta = json.loads((path / "scorer.json").read_text())
         booster = lgb.Booster(model_file=str(path / "booster.txt"))
-        return cls(booster=booster, encoder=Encoder(meta["features"], meta["categories"]),
-                   platt=tuple(meta["platt"]), reference=meta["reference"])
+        return cls(
+            booster=booster,
+            encoder=Encoder(meta["features"], meta["categories"]),
+            platt=tuple(meta["platt"]),
+            reference=meta["reference"],
+        )

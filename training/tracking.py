@@ -64,8 +64,13 @@ def load_champion(settings: Settings, name: str) -> Champion:
     mv = client.get_model_version_by_alias(name, CHAMPION)
     model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
     scorer = model.unwrap_python_model().scorer
-    return Champion(name=name, version=str(mv.version), run_id=mv.run_id,
-                    feature_service=mv.tags.get("feature_service", ""), scorer=scorer)
+    return Champion(
+        name=name,
+        version=str(mv.version),
+        run_id=mv.run_id,
+        feature_service=mv.tags.get("feature_service", ""),
+        scorer=scorer,
+    )
 
 
 def has_champion(settings: Settings, name: str) -> bool:

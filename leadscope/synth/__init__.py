@@ -54,8 +54,10 @@ def generate(*, customers: int, seed: int, end: datetime, days: int = 540) -> Co
     rate, aov = behaviour.order_profile(tr)
     ids = cust["customer_id"].to_numpy()
 
-    ev = pd.concat([behaviour.lead_events(rng, world, tr, cust, conv),
-                    behaviour.customer_events(rng, world, tr, conv, churn)], ignore_index=True)
+    ev = pd.concat(
+        [behaviour.lead_events(rng, world, tr, cust, conv), behaviour.customer_events(rng, world, tr, conv, churn)],
+        ignore_index=True,
+    )
     ev = ev[ev["day"] < world.days].sort_values("day", ignore_index=True)
     tx = commerce.transactions(rng, world, tr, conv, churn, rate, aov)
     first_order = tx[~tx["is_refund"]].drop_duplicates("who")
@@ -74,16 +76,34 @@ def generate(*, customers: int, seed: int, end: datetime, days: int = 540) -> Co
         "campaigns": _finish(world, camp, ids, None, ""),
     }
     ts_or_nat = lambda d: world.to_ts(np.where(d < world.days, d, np.nan))  # noqa: E731
-    truth_customers = pd.DataFrame({
-        "customer_id": ids, "person_id": tr["person_id"], "created_at": cust["created_at"],
-        "segment": tr["segment"], "intent": tr["intent"], "budget": tr["budget"],
-        "price_sensitivity": tr["price_sensitivity"], "social_susceptibility": tr["social_susceptibility"],
-        "followers": tr["followers"], "conversion_scale": scale, "converted_at": ts_or_nat(conv),
-        "churn_hazard": kappa, "churned_at": ts_or_nat(churn), "order_rate": rate, "aov": aov,
-    })
+    truth_customers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "person_id": tr["person_id"],
+            "created_at": cust["created_at"],
+            "segment": tr["segment"],
+            "intent": tr["intent"],
+            "budget": tr["budget"],
+            "price_sensitivity": tr["price_sensitivity"],
+            "social_susceptibility": tr["social_susceptibility"],
+            "followers": tr["followers"],
+            "conversion_scale": scale,
+            "converted_at": ts_or_nat(conv),
+            "churn_hazard": kappa,
+            "churned_at": ts_or_nat(churn),
+            "order_rate": rate,
+            "aov": aov,
+        }
+    )
     actions = np.array(behaviour.ACTIONS)
-    uplift = pd.DataFrame({"customer_id": np.repeat(ids, len(actions)), "action_id": np.tile(actions, len(ids)),
-                           "base_rate": np.repeat(base, len(actions)), "uplift": up.ravel()})
+    uplift = pd.DataFrame(
+        {
+            "customer_id": np.repeat(ids, len(actions)),
+            "action_id": np.tile(actions, len(ids)),
+            "base_rate": np.repeat(base, len(actions)),
+            "uplift": up.ravel(),
+        }
+    )
     return Company(world=world, tables=tables, truth={"customers": truth_customers, "uplift": uplift})
 
 

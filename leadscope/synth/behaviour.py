@@ -21,14 +21,29 @@ LEAD_EVENTS = (
     ("sms", "sms_click", None, 0.01, 0.4, "consent_sms"),
 )
 CUSTOMER_EVENTS = (("app", "app_open", None, 0.08), ("web", "page_view", "/account", 0.05))
-ACTIONS = ("email_offer", "sms_coupon", "sales_call", "wechat_message", "retargeting_ad",
-           "referral_invite", "retention_offer")
-ACTION_COST = {"email_offer": 0.05, "sms_coupon": 0.5, "sales_call": 8.0, "wechat_message": 0.1,
-               "retargeting_ad": 1.0, "referral_invite": 0.2, "retention_offer": 5.0}
+ACTIONS = (
+    "email_offer",
+    "sms_coupon",
+    "sales_call",
+    "wechat_message",
+    "retargeting_ad",
+    "referral_invite",
+    "retention_offer",
+)
+ACTION_COST = {
+    "email_offer": 0.05,
+    "sms_coupon": 0.5,
+    "sales_call": 8.0,
+    "wechat_message": 0.1,
+    "retargeting_ad": 1.0,
+    "referral_invite": 0.2,
+    "retention_offer": 5.0,
+}
 
 
-def sample_process(rng: np.random.Generator, world: World, G: np.ndarray, scale: np.ndarray,
-                   a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sample_process(
+    rng: np.random.Generator, world: World, G: np.ndarray, scale: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Event times of a Poisson process with intensity scale_i·dG on [a_i, b_i): (owner index, day)."""
     lo, hi = np.interp(a, world.grid, G), np.interp(np.maximum(a, b), world.grid, G)
     k = rng.poisson(np.maximum(scale * (hi - lo), 0.0))
@@ -39,8 +54,14 @@ def sample_process(rng: np.random.Generator, world: World, G: np.ndarray, scale:
 
 def conversion_scale(tr: pd.DataFrame, expo: np.ndarray) -> np.ndarray:
     """Per-person multiplier of the cooling intensity: hazard(u) = scale·season(u)·exp(-u/τ)."""
-    lin = (1.0 * tr["intent"] + 0.3 * np.log(tr["budget"]) - 0.5 * tr["price_sensitivity"]
-           + tr["industry_effect"] + 0.1 * np.log(tr["company_size"]) + 2.0 * tr["social_susceptibility"] * expo)
+    lin = (
+        1.0 * tr["intent"]
+        + 0.3 * np.log(tr["budget"])
+        - 0.5 * tr["price_sensitivity"]
+        + tr["industry_effect"]
+        + 0.1 * np.log(tr["company_size"])
+        + 2.0 * tr["social_susceptibility"] * expo
+    )
     return BASE_HAZARD * np.exp(lin.to_numpy() + tr["created_day"].to_numpy() / LEAD_COOLING_DAYS)
 
 
@@ -50,14 +71,19 @@ def convert(rng: np.random.Generator, world: World, scale: np.ndarray, created: 
     return world.invert(level)
 
 
-def lead_events(rng: np.random.Generator, world: World, tr: pd.DataFrame, cust: pd.DataFrame,
-                conv: np.ndarray) -> pd.DataFrame:
+def lead_events(
+    rng: np.random.Generator, world: World, tr: pd.DataFrame, cust: pd.DataFrame, conv: np.ndarray
+) -> pd.DataFrame:
     """Engagement while a lead: rates rise with intent, cool with lead age, stop at conversion."""
     created = tr["created_day"].to_numpy()
     stop = np.minimum(conv, world.days)
     cool = np.exp(created / LEAD_COOLING_DAYS)
-    elig = {"consent_ads": cust["consent_ads"].to_numpy(), "wechat_id": cust["wechat_id"].notna().to_numpy(),
-            "is_store": cust["source_channel"].to_numpy() == "store", "consent_sms": cust["consent_sms"].to_numpy()}
+    elig = {
+        "consent_ads": cust["consent_ads"].to_numpy(),
+        "wechat_id": cust["wechat_id"].notna().to_numpy(),
+        "is_store": cust["source_channel"].to_numpy() == "store",
+        "consent_sms": cust["consent_sms"].to_numpy(),
+    }
     z, act = tr["intent"].to_numpy(), tr["activity"].to_numpy()
     frames = []
     for channel, etype, page, rate, load, col in LEAD_EVENTS:
@@ -70,8 +96,9 @@ def lead_events(rng: np.random.Generator, world: World, tr: pd.DataFrame, cust: 
     return pd.concat(frames, ignore_index=True)
 
 
-def customer_events(rng: np.random.Generator, world: World, tr: pd.DataFrame, conv: np.ndarray,
-                    churn: np.ndarray) -> pd.DataFrame:
+def customer_events(
+    rng: np.random.Generator, world: World, tr: pd.DataFrame, conv: np.ndarray, churn: np.ndarray
+) -> pd.DataFrame:
     """Engagement of paying customers, until they churn."""
     S = world.cumulative(cooling=False)
     frames = []
@@ -92,10 +119,15 @@ def _email_events(rng: np.random.Generator, world: World, tr: pd.DataFrame, cons
     opened = rng.random(len(who)) < 1 / (1 + np.exp(-(-1.3 + 0.6 * z + act)))
     clicked = opened & (rng.random(len(who)) < 1 / (1 + np.exp(-(-1.2 + 0.7 * z))))
     lag = rng.exponential(0.5, len(who))
-    parts = [(who, day, "email_sent"), (who[opened], day[opened] + lag[opened], "email_open"),
-             (who[clicked], day[clicked] + 1.3 * lag[clicked], "email_click")]
-    return pd.concat([pd.DataFrame({"who": w, "day": d, "channel": "email", "event_type": t, "page": None})
-                      for w, d, t in parts], ignore_index=True)
+    parts = [
+        (who, day, "email_sent"),
+        (who[opened], day[opened] + lag[opened], "email_open"),
+        (who[clicked], day[clicked] + 1.3 * lag[clicked], "email_click"),
+    ]
+    return pd.concat(
+        [pd.DataFrame({"who": w, "day": d, "channel": "email", "event_type": t, "page": None}) for w, d, t in parts],
+        ignore_index=True,
+    )
 
 
 def churn_hazard(rng: np.random.Generator, tr: pd.DataFrame) -> np.ndarray:

@@ -11,8 +11,15 @@ from leadscope.synth.world import LEAD_COOLING_DAYS, World
 CATEGORIES = np.array(["core", "accessories", "premium", "promo"])
 
 
-def transactions(rng: np.random.Generator, world: World, tr: pd.DataFrame, conv: np.ndarray,
-                 churn: np.ndarray, rate: np.ndarray, aov: np.ndarray) -> pd.DataFrame:
+def transactions(
+    rng: np.random.Generator,
+    world: World,
+    tr: pd.DataFrame,
+    conv: np.ndarray,
+    churn: np.ndarray,
+    rate: np.ndarray,
+    aov: np.ndarray,
+) -> pd.DataFrame:
     """The `transactions` table body (who, day, amount, category, is_refund); ids are added by the caller."""
     created = tr["created_day"].to_numpy()
     z, budget, ps = tr["intent"].to_numpy(), tr["budget"].to_numpy(), tr["price_sensitivity"].to_numpy()
@@ -32,8 +39,16 @@ def transactions(rng: np.random.Generator, world: World, tr: pd.DataFrame, conv:
     premium_p = 0.05 + 0.3 * tr["segment"].to_numpy()[who]
     u = rng.random(len(who))
     cat = np.where(u < promo_p, 3, np.where(u < promo_p + premium_p, 2, rng.integers(0, 2, len(who))))
-    orders = pd.DataFrame({"who": who, "day": day, "amount": amount, "category": CATEGORIES[cat],
-                           "quantity": rng.geometric(0.6, len(who)), "is_refund": False})
+    orders = pd.DataFrame(
+        {
+            "who": who,
+            "day": day,
+            "amount": amount,
+            "category": CATEGORIES[cat],
+            "quantity": rng.geometric(0.6, len(who)),
+            "is_refund": False,
+        }
+    )
     refund = rng.random(len(orders)) < 0.03 + 0.06 * ps[who]
     refunds = orders[refund].assign(day=lambda d: d["day"] + rng.exponential(7.0, len(d)), is_refund=True)
     out = pd.concat([orders, refunds], ignore_index=True)

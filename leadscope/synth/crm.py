@@ -9,8 +9,16 @@ from leadscope.synth.behaviour import ACTION_COST, ACTIONS
 from leadscope.synth.world import World
 
 
-def stages(rng: np.random.Generator, world: World, tr: pd.DataFrame, events: pd.DataFrame,
-           conv: np.ndarray, churn: np.ndarray, deal_value: np.ndarray, contractual: np.ndarray) -> pd.DataFrame:
+def stages(
+    rng: np.random.Generator,
+    world: World,
+    tr: pd.DataFrame,
+    events: pd.DataFrame,
+    conv: np.ndarray,
+    churn: np.ndarray,
+    deal_value: np.ndarray,
+    contractual: np.ndarray,
+) -> pd.DataFrame:
     """lead_created → mql (first high-intent touch) → sql → won / lost; churned for contracts."""
     n = len(tr)
     created = tr["created_day"].to_numpy()
@@ -44,21 +52,25 @@ def uplift_matrix(tr: pd.DataFrame, churn_rate: np.ndarray) -> tuple[np.ndarray,
     followers = tr["followers"].to_numpy()
     base = 1 / (1 + np.exp(-(-2.5 + 0.8 * z)))
     sig = 1 / (1 + np.exp(-z))
-    up = np.stack([
-        0.03 * sig,                                          # email_offer: small, positive
-        0.14 * ps - 0.04,                                    # sms_coupon: annoys the price-insensitive
-        0.12 * sig * (budget > 1.2) - 0.015,                 # sales_call: only big budgets pay back
-        0.08 * ss,                                           # wechat_message: the socially engaged
-        0.02 + 0.015 * np.tanh(z),                           # retargeting_ad
-        0.06 * (followers > 500) + 0.02 * ss - 0.01,         # referral_invite: people with reach
-        np.clip(40.0 * churn_rate - 0.12, -0.05, 0.2),       # retention_offer: only for the at-risk
-    ], axis=1)
+    up = np.stack(
+        [
+            0.03 * sig,  # email_offer: small, positive
+            0.14 * ps - 0.04,  # sms_coupon: annoys the price-insensitive
+            0.12 * sig * (budget > 1.2) - 0.015,  # sales_call: only big budgets pay back
+            0.08 * ss,  # wechat_message: the socially engaged
+            0.02 + 0.015 * np.tanh(z),  # retargeting_ad
+            0.06 * (followers > 500) + 0.02 * ss - 0.01,  # referral_invite: people with reach
+            np.clip(40.0 * churn_rate - 0.12, -0.05, 0.2),  # retention_offer: only for the at-risk
+        ],
+        axis=1,
+    )
     up = np.minimum(up, 1.0 - base[:, None])
     return base, up
 
 
-def campaigns(rng: np.random.Generator, world: World, tr: pd.DataFrame, base: np.ndarray,
-              up: np.ndarray, aov: np.ndarray) -> pd.DataFrame:
+def campaigns(
+    rng: np.random.Generator, world: World, tr: pd.DataFrame, base: np.ndarray, up: np.ndarray, aov: np.ndarray
+) -> pd.DataFrame:
     """Randomised 50/50 campaigns: outcome ~ Bernoulli(base + treated·uplift)."""
     n = len(tr)
     k = rng.poisson(1.2, n)
@@ -70,7 +82,15 @@ def campaigns(rng: np.random.Generator, world: World, tr: pd.DataFrame, base: np
     p = np.clip(base[who] + treated * up[who, action], 0.0, 1.0)
     outcome = rng.random(len(who)) < p
     names = np.array(ACTIONS)[action]
-    return pd.DataFrame({"who": who, "day": day, "action_id": names, "treated": treated.astype(int),
-                         "outcome": outcome.astype(int), "value": np.round(outcome * aov[who], 2),
-                         "cost": np.array([ACTION_COST[a] for a in ACTIONS])[action] * treated,
-                         "randomized": True}).sort_values("day", ignore_index=True)
+    return pd.DataFrame(
+        {
+            "who": who,
+            "day": day,
+            "action_id": names,
+            "treated": treated.astype(int),
+            "outcome": outcome.astype(int),
+            "value": np.round(outcome * aov[who], 2),
+            "cost": np.array([ACTION_COST[a] for a in ACTIONS])[action] * treated,
+            "randomized": True,
+        }
+    ).sort_values("day", ignore_index=True)

@@ -22,29 +22,41 @@ def traits(rng: np.random.Generator, world: World, n: int) -> pd.DataFrame:
     t = _arrival_days(rng, world, n)
     frac = t / world.days
     # channel mix drifts: ads grow, web shrinks over the simulated period
-    p = np.stack([0.26 - 0.08 * frac, 0.18 + 0.12 * frac, 0.14 + 0 * frac, 0.12 + 0 * frac,
-                  0.12 - 0.04 * frac, 0.10 + 0 * frac, 0.08 + 0 * frac], axis=1)
+    p = np.stack(
+        [
+            0.26 - 0.08 * frac,
+            0.18 + 0.12 * frac,
+            0.14 + 0 * frac,
+            0.12 + 0 * frac,
+            0.12 - 0.04 * frac,
+            0.10 + 0 * frac,
+            0.08 + 0 * frac,
+        ],
+        axis=1,
+    )
     channel = _choice_rows(rng, p / p.sum(axis=1, keepdims=True))
     chan_effect = np.array([0.0, -0.35, -0.1, 0.15, 0.25, 0.2, 0.45])[channel]
     followers = np.minimum(np.floor(8.0 * (1.0 / rng.random(n)) ** (1 / 1.1)), 3_000_000).astype(np.int64)
     industry = rng.choice(len(INDUSTRIES), n, p=[0.2, 0.15, 0.1, 0.1, 0.1, 0.15, 0.08, 0.12])
     industry = np.where(segment & (rng.random(n) < 0.6), 1, industry)  # the segment leans to tech
-    return pd.DataFrame({
-        "created_day": t,
-        "source_channel": SOURCE_CHANNELS[channel],
-        "intent": rng.normal(0.0, 1.0, n) + 0.5 * segment + chan_effect,
-        "activity": rng.normal(0.0, 0.35, n),  # chattiness unrelated to buying
-        "budget": np.exp(rng.normal(0.0, 0.7, n) + 0.6 * segment),
-        "price_sensitivity": np.clip(rng.beta(2, 2, n) - 0.25 * segment, 0, 1),
-        "social_susceptibility": rng.beta(2, 4, n),
-        "followers": followers,
-        "segment": segment,
-        "industry": INDUSTRIES[industry],
-        "industry_effect": INDUSTRY_EFFECT[industry],
-        "company_size": np.floor(np.exp(rng.normal(3.5, 1.5, n) + 0.8 * segment)).astype(np.int64) + 1,
-        "age": np.clip(rng.normal(38, 11, n), 18, 75).astype(np.int64),
-        "region": REGIONS[rng.integers(0, len(REGIONS), n)],
-    })
+    return pd.DataFrame(
+        {
+            "created_day": t,
+            "source_channel": SOURCE_CHANNELS[channel],
+            "intent": rng.normal(0.0, 1.0, n) + 0.5 * segment + chan_effect,
+            "activity": rng.normal(0.0, 0.35, n),  # chattiness unrelated to buying
+            "budget": np.exp(rng.normal(0.0, 0.7, n) + 0.6 * segment),
+            "price_sensitivity": np.clip(rng.beta(2, 2, n) - 0.25 * segment, 0, 1),
+            "social_susceptibility": rng.beta(2, 4, n),
+            "followers": followers,
+            "segment": segment,
+            "industry": INDUSTRIES[industry],
+            "industry_effect": INDUSTRY_EFFECT[industry],
+            "company_size": np.floor(np.exp(rng.normal(3.5, 1.5, n) + 0.8 * segment)).astype(np.int64) + 1,
+            "age": np.clip(rng.normal(38, 11, n), 18, 75).astype(np.int64),
+            "region": REGIONS[rng.integers(0, len(REGIONS), n)],
+        }
+    )
 
 
 def customers_table(rng: np.random.Generator, world: World, tr: pd.DataFrame) -> pd.DataFrame:
@@ -53,40 +65,49 @@ def customers_table(rng: np.random.Generator, world: World, tr: pd.DataFrame) ->
     ch = tr["source_channel"].to_numpy()
     first, last = FIRST[rng.integers(0, len(FIRST), n)], LAST[rng.integers(0, len(LAST), n)]
     num = rng.permutation(10 * n)[:n] + 1  # unique, so that two people never share a mailbox by chance
-    email = np.char.add(np.char.add(np.char.add(np.char.lower(first.astype(str)), "."),
-                                    np.char.add(np.char.lower(last.astype(str)), num.astype(str))),
-                        np.char.add("@", DOMAINS[rng.integers(0, len(DOMAINS), n)]))
+    email = np.char.add(
+        np.char.add(
+            np.char.add(np.char.lower(first.astype(str)), "."),
+            np.char.add(np.char.lower(last.astype(str)), num.astype(str)),
+        ),
+        np.char.add("@", DOMAINS[rng.integers(0, len(DOMAINS), n)]),
+    )
     local = (2_000_000 + rng.permutation(7_000_000)[:n]).astype(str)
     country = np.where(rng.random(n) < 0.7, "US", "CN")
     phone = np.where(country == "US", np.char.add("+1 650 ", local), np.char.add("+86 138 1", local))
-    df = pd.DataFrame({
-        "customer_id": [f"C{i:07d}" for i in range(n)],
-        "created_at": world.to_ts(tr["created_day"].to_numpy()),
-        "source_channel": ch,
-        "email": np.where(rng.random(n) < 0.9, email, None),
-        "phone": np.where(rng.random(n) < 0.7, phone, None),
-        "first_name": first, "last_name": last,
-        "country": country,
-        "wechat_id": np.where((ch == "wechat") | (rng.random(n) < 0.25), [f"wx_{i:x}" for i in num * 7919], None),
-        "gclid": _click_ids(rng, (ch == "ads") & (rng.random(n) < 0.6), "Cj0K"),
-        "fbc": _click_ids(rng, (ch == "social") & (rng.random(n) < 0.5), "fb.1.1700000000."),
-        "bd_vid": _click_ids(rng, (ch == "ads") & (rng.random(n) < 0.3), "bd"),
-        "consent_email": rng.random(n) < 0.75,
-        "consent_sms": rng.random(n) < 0.5,
-        "consent_ads": rng.random(n) < 0.8,
-        "industry": np.where(rng.random(n) < 0.9, tr["industry"], None),
-        "company_size": tr["company_size"].where(rng.random(n) < 0.8).astype("Float64"),
-        "age": tr["age"].where(rng.random(n) < 0.85).astype("Int64"),
-        "region": tr["region"],
-        "social_followers": tr["followers"].where(rng.random(n) < 0.6).astype("Int64"),
-        "role": np.where(tr["followers"] > 10_000, "opinion_leader",
-                         np.where(rng.random(n) < 0.02, "employee", "consumer")),
-    })
+    df = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:07d}" for i in range(n)],
+            "created_at": world.to_ts(tr["created_day"].to_numpy()),
+            "source_channel": ch,
+            "email": np.where(rng.random(n) < 0.9, email, None),
+            "phone": np.where(rng.random(n) < 0.7, phone, None),
+            "first_name": first,
+            "last_name": last,
+            "country": country,
+            "wechat_id": np.where((ch == "wechat") | (rng.random(n) < 0.25), [f"wx_{i:x}" for i in num * 7919], None),
+            "gclid": _click_ids(rng, (ch == "ads") & (rng.random(n) < 0.6), "Cj0K"),
+            "fbc": _click_ids(rng, (ch == "social") & (rng.random(n) < 0.5), "fb.1.1700000000."),
+            "bd_vid": _click_ids(rng, (ch == "ads") & (rng.random(n) < 0.3), "bd"),
+            "consent_email": rng.random(n) < 0.75,
+            "consent_sms": rng.random(n) < 0.5,
+            "consent_ads": rng.random(n) < 0.8,
+            "industry": np.where(rng.random(n) < 0.9, tr["industry"], None),
+            "company_size": tr["company_size"].where(rng.random(n) < 0.8).astype("Float64"),
+            "age": tr["age"].where(rng.random(n) < 0.85).astype("Int64"),
+            "region": tr["region"],
+            "social_followers": tr["followers"].where(rng.random(n) < 0.6).astype("Int64"),
+            "role": np.where(
+                tr["followers"] > 10_000, "opinion_leader", np.where(rng.random(n) < 0.02, "employee", "consumer")
+            ),
+        }
+    )
     return df
 
 
-def plant_duplicates(rng: np.random.Generator, world: World, tr: pd.DataFrame, cust: pd.DataFrame,
-                     share: float = 0.02) -> tuple[pd.DataFrame, pd.DataFrame]:
+def plant_duplicates(
+    rng: np.random.Generator, world: World, tr: pd.DataFrame, cust: pd.DataFrame, share: float = 0.02
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Some people arrive again through another channel, sharing one identifier written differently:
     the email (case, spaces, gmail dots), the phone (another format) or the WeChat id."""
     src = np.flatnonzero((rng.random(len(tr)) < share) & cust["email"].notna().to_numpy())

@@ -44,8 +44,15 @@ def exposure(tr: pd.DataFrame, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.bincount(src, weights=pull, minlength=len(tr))
 
 
-def edges_table(rng: np.random.Generator, world: World, ids: np.ndarray, tr: pd.DataFrame,
-                ref: np.ndarray, src: np.ndarray, dst: np.ndarray) -> pd.DataFrame:
+def edges_table(
+    rng: np.random.Generator,
+    world: World,
+    ids: np.ndarray,
+    tr: pd.DataFrame,
+    ref: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+) -> pd.DataFrame:
     """The `edges` table; an edge exists from when both ends exist (plus a lag)."""
     day = tr["created_day"].to_numpy()
     r = np.flatnonzero(ref >= 0)
@@ -60,7 +67,15 @@ def edges_table(rng: np.random.Generator, world: World, ids: np.ndarray, tr: pd.
     frames = []
     for a, b, d, kind in parts:
         ok = d < world.days
-        frames.append(pd.DataFrame({"src_customer_id": ids[a[ok]], "dst_customer_id": ids[b[ok]],
-                                    "ts": world.to_ts(d[ok]), "kind": kind,
-                                    "weight": 1.0 if kind != "interaction" else rng.integers(1, 6, ok.sum())}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "src_customer_id": ids[a[ok]],
+                    "dst_customer_id": ids[b[ok]],
+                    "ts": world.to_ts(d[ok]),
+                    "kind": kind,
+                    "weight": 1.0 if kind != "interaction" else rng.integers(1, 6, ok.sum()),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True).sort_values("ts", ignore_index=True)

@@ -17,8 +17,9 @@ def load_world(truth_dir: Path) -> World:
     return World(start=datetime.fromisoformat(meta["start"]), days=int(meta["days"]))
 
 
-def true_conversion_probability(truth: pd.DataFrame, world: World, customer_ids: pd.Series,
-                                as_of: pd.Series, horizon_days: float) -> np.ndarray:
+def true_conversion_probability(
+    truth: pd.DataFrame, world: World, customer_ids: pd.Series, as_of: pd.Series, horizon_days: float
+) -> np.ndarray:
     """P(convert in (as_of, as_of+H] | traits, not converted by as_of); NaN where not a lead at as_of."""
     t = truth.set_index("customer_id").loc[np.asarray(customer_ids)]
     s = world.to_days(pd.Series(pd.to_datetime(np.asarray(as_of), utc=True)))

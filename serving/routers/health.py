@@ -30,7 +30,8 @@ async def readyz(state: Annotated[ServingState, Depends(get_state)]) -> Readines
             store_ok = "ok"
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
             store_ok = f"error: {type(exc).__name__}"
-    models = [ModelInfo(name=m.name, version=m.version, feature_service=m.feature_service)
-              for m in state.models.values()]
+    models = [
+        ModelInfo(name=m.name, version=m.version, feature_service=m.feature_service) for m in state.models.values()
+    ]
     body = Readiness(ready=store_ok == "ok" and not state.problems, models=models, feature_store=store_ok)
     return body if body.ready else JSONResponse(status_code=503, content=body.model_dump())

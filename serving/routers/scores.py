@@ -26,8 +26,9 @@ async def scores(body: ScoreRequest, state: Annotated[ServingState, Depends(get_
 
     def run() -> ScoreResponse:
         columns = state.online("propensity", ids)
-        return ScoreResponse(model=ModelInfo(name=champ.name, version=champ.version,
-                                             feature_service=champ.feature_service),
-                             results=score_rows(champ.scorer, ids, columns))
+        return ScoreResponse(
+            model=ModelInfo(name=champ.name, version=champ.version, feature_service=champ.feature_service),
+            results=score_rows(champ.scorer, ids, columns),
+        )
 
     return run() if len(ids) <= INLINE_MAX else await run_in_threadpool(run)

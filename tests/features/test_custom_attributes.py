@@ -17,8 +17,9 @@ def test_twenty_new_columns_become_features_and_an_informative_one_explains_scor
     settings = small_settings(tmp_path, customers=3_000, seed=21)
     from leadscope.synth import generate
 
-    company = generate(customers=settings.customers, seed=settings.seed, end=settings.world_end,
-                       days=settings.world_days)
+    company = generate(
+        customers=settings.customers, seed=settings.seed, end=settings.world_end, days=settings.world_days
+    )
     company.write(settings.raw_dir)
     customers = company.tables["customers"].copy()
     rng = np.random.default_rng(0)
@@ -26,7 +27,8 @@ def test_twenty_new_columns_become_features_and_an_informative_one_explains_scor
     truth = company.truth["customers"].set_index("customer_id").loc[customers["customer_id"]]
     for i in range(19):
         customers[f"extra_num_{i}" if i % 2 else f"extra_cat_{i}"] = (
-            rng.normal(size=n) if i % 2 else rng.choice(["a", "b", "c"], n))
+            rng.normal(size=n) if i % 2 else rng.choice(["a", "b", "c"], n)
+        )
     customers["crm_fit_score"] = np.round(truth["intent"].to_numpy() * 10 + rng.normal(0, 2, n), 1)
     path = tmp_path / "customers_with_attributes.parquet"
     customers.to_parquet(path, index=False)
@@ -47,4 +49,6 @@ def test_twenty_new_columns_become_features_and_an_informative_one_explains_scor
     assert share >= 0.5, share
     label = next(r["label"] for it in items for r in it["propensity"]["reasons"] if r["feature"] == "crm_fit_score")
     assert label == "Crm fit score"
-    assert pd.api.types.is_string_dtype(pd.read_parquet(settings.feature_dir / "customer_profile.parquet")["extra_cat_0"])
+    assert pd.api.types.is_string_dtype(
+        pd.read_parquet(settings.feature_dir / "customer_profile.parquet")["extra_cat_0"]
+    )

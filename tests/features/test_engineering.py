@@ -17,18 +17,37 @@ def day(n: float) -> pd.Timestamp:
 
 @pytest.fixture
 def customers() -> pd.DataFrame:
-    return pd.DataFrame({"customer_id": ["a", "b", "c"], "created_at": [day(0), day(0), day(50)],
-                         "email": ["x@y.z", None, None], "industry": ["tech", None, "retail"],
-                         "vip": [True, False, None], "seats": [3, 5, None]})
+    return pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "created_at": [day(0), day(0), day(50)],
+            "email": ["x@y.z", None, None],
+            "industry": ["tech", None, "retail"],
+            "vip": [True, False, None],
+            "seats": [3, 5, None],
+        }
+    )
 
 
 @pytest.fixture
 def events() -> pd.DataFrame:
-    rows = [("a", 1, "web", "pricing_view"), ("a", 20, "web", "page_view"), ("a", 25, "email", "email_sent"),
-            ("a", 26, "email", "email_open"), ("b", 5, "form", "form_submit"), ("a", 40, "web", "pricing_view")]
-    return pd.DataFrame({"event_id": [f"e{i}" for i in range(len(rows))], "customer_id": [r[0] for r in rows],
-                         "ts": [day(r[1]) for r in rows], "channel": [r[2] for r in rows],
-                         "event_type": [r[3] for r in rows]})
+    rows = [
+        ("a", 1, "web", "pricing_view"),
+        ("a", 20, "web", "page_view"),
+        ("a", 25, "email", "email_sent"),
+        ("a", 26, "email", "email_open"),
+        ("b", 5, "form", "form_submit"),
+        ("a", 40, "web", "pricing_view"),
+    ]
+    return pd.DataFrame(
+        {
+            "event_id": [f"e{i}" for i in range(len(rows))],
+            "customer_id": [r[0] for r in rows],
+            "ts": [day(r[1]) for r in rows],
+            "channel": [r[2] for r in rows],
+            "event_type": [r[3] for r in rows],
+        }
+    )
 
 
 def test_windowed_counts_recency_and_rates(customers, events) -> None:
@@ -54,16 +73,29 @@ def test_no_value_at_t_depends_on_a_later_event(customers, events) -> None:
     # broken: training rows would see the future (leakage) and offline AUC would lie
     cuts = pd.DatetimeIndex([day(10), day(30)])
     before = fe.engagement_features(events, customers, cuts)
-    later = pd.DataFrame({"event_id": ["z1", "z2"], "customer_id": ["a", "b"], "ts": [day(30.5), day(31)],
-                          "channel": "web", "event_type": "pricing_view"})
+    later = pd.DataFrame(
+        {
+            "event_id": ["z1", "z2"],
+            "customer_id": ["a", "b"],
+            "ts": [day(30.5), day(31)],
+            "channel": "web",
+            "event_type": "pricing_view",
+        }
+    )
     after = fe.engagement_features(pd.concat([events, later]), customers, cuts)
     pd.testing.assert_frame_equal(before, after)
 
 
 def test_transactions_rfm_with_refunds(customers) -> None:
-    tx = pd.DataFrame({"transaction_id": ["t1", "t2", "t3"], "customer_id": ["a", "a", "b"],
-                       "ts": [day(5), day(25), day(26)], "amount": [100.0, 50.0, 30.0],
-                       "is_refund": [False, False, True]})
+    tx = pd.DataFrame(
+        {
+            "transaction_id": ["t1", "t2", "t3"],
+            "customer_id": ["a", "a", "b"],
+            "ts": [day(5), day(25), day(26)],
+            "amount": [100.0, 50.0, 30.0],
+            "is_refund": [False, False, True],
+        }
+    )
     out = fe.transaction_features(tx, customers, pd.DatetimeIndex([day(30)])).set_index("customer_id")
     assert out.loc["a", "tx_count_total"] == 2 and out.loc["a", "tx_amount_total"] == 150.0
     assert out.loc["a", "tx_recency_days"] == pytest.approx(5.0)

@@ -59,7 +59,8 @@ def test_rows_after_the_snapshot_do_not_change_its_features(base, tmp_path, kind
         table = table[table["kind"] == "follow"]
     late = _late_rows(table, rows["customer_id"].tolist(), snap + pd.Timedelta(hours=1), kind)
     pd.concat([pd.read_parquet(settings.raw_dir / f"{kind}.parquet"), late]).to_parquet(
-        settings.raw_dir / f"{kind}.parquet", index=False)
+        settings.raw_dir / f"{kind}.parquet", index=False
+    )
     build(settings)
     graph_build.build(settings)
     fs = store.apply(settings)
@@ -76,8 +77,12 @@ def test_a_customer_created_after_the_snapshot_has_no_profile_then(base) -> None
     fs = store.open_store(base)
     customers = pd.read_parquet(base.raw_dir / "customers.parquet")
     c = customers.sort_values("created_at").iloc[-1]
-    rows = pd.DataFrame({"customer_id": [c["customer_id"]] * 2,
-                         "event_timestamp": [c["created_at"] - pd.Timedelta(days=1), c["created_at"] + pd.Timedelta(days=8)]})
+    rows = pd.DataFrame(
+        {
+            "customer_id": [c["customer_id"]] * 2,
+            "event_timestamp": [c["created_at"] - pd.Timedelta(days=1), c["created_at"] + pd.Timedelta(days=8)],
+        }
+    )
     out = dataset.historical_features(fs, rows, service="customer_360")
     assert pd.isna(out.loc[0, "industry"]) and pd.isna(out.loc[0, "tenure_days"])
     assert not pd.isna(out.loc[1, "region"])

@@ -31,8 +31,22 @@ def redis_url(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path_factory.mktemp("redis")),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
@@ -52,10 +66,12 @@ def test_redis_round_trip_matches_the_offline_store(tmp_path, redis_url) -> None
     store = feature_store.open_store(settings)
     meta_end = pd.Timestamp(json.loads((settings.feature_dir / "meta.json").read_text())["end"])
     ids = pd.read_parquet(settings.raw_dir / "customers.parquet")["customer_id"].sample(50, random_state=0).tolist()
-    online = store.get_online_features(features=store.get_feature_service("propensity_v2"),
-                                       entity_rows=[{"customer_id": i} for i in ids]).to_df()
-    offline = dataset.historical_features(store, pd.DataFrame({"customer_id": ids, "event_timestamp": meta_end}),
-                                          service="propensity_v2")
+    online = store.get_online_features(
+        features=store.get_feature_service("propensity_v2"), entity_rows=[{"customer_id": i} for i in ids]
+    ).to_df()
+    offline = dataset.historical_features(
+        store, pd.DataFrame({"customer_id": ids, "event_timestamp": meta_end}), service="propensity_v2"
+    )
     names = feature_store.feature_names(settings, "propensity_v2")
     assert online[names].notna().to_numpy().mean() > 0.8
     for col in names:

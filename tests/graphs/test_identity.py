@@ -20,10 +20,15 @@ def test_normalisers() -> None:
 def test_shared_identifier_is_guarded_and_reported() -> None:
     # broken: one shop phone typed in for many walk-ins would merge strangers into one "person"
     shop = "+1 650 5550100"
-    customers = pd.DataFrame({
-        "customer_id": [f"c{i}" for i in range(8)], "created_at": pd.Timestamp("2026-01-01", tz="UTC"),
-        "email": ["x@a.com", " X@A.com", None, None, None, None, None, None],
-        "phone": [None, None, shop, shop, shop, shop, shop, shop], "country": "US"})
+    customers = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(8)],
+            "created_at": pd.Timestamp("2026-01-01", tz="UTC"),
+            "email": ["x@a.com", " X@A.com", None, None, None, None, None, None],
+            "phone": [None, None, shop, shop, shop, shop, shop, shop],
+            "country": "US",
+        }
+    )
     r = resolve(customers, max_share=5)
     assert r.person["c0"] == r.person["c1"]
     assert r.person[[f"c{i}" for i in range(2, 8)]].nunique() == 6

@@ -42,17 +42,30 @@ def test_a_clique_is_one_community() -> None:
 
 @pytest.fixture
 def tiny():
-    customers = pd.DataFrame({"customer_id": list("abcde"), "created_at": [day(0)] * 5,
-                              "social_followers": [50_000, 10, None, 5, 1]})
-    edges = pd.DataFrame({"src_customer_id": ["b", "c", "d", "a", "a"], "dst_customer_id": ["a", "a", "a", "e", "b"],
-                          "ts": [day(1), day(1), day(1), day(2), day(20)],
-                          "kind": ["follow", "follow", "follow", "referral", "interaction"]})
+    customers = pd.DataFrame(
+        {"customer_id": list("abcde"), "created_at": [day(0)] * 5, "social_followers": [50_000, 10, None, 5, 1]}
+    )
+    edges = pd.DataFrame(
+        {
+            "src_customer_id": ["b", "c", "d", "a", "a"],
+            "dst_customer_id": ["a", "a", "a", "e", "b"],
+            "ts": [day(1), day(1), day(1), day(2), day(20)],
+            "kind": ["follow", "follow", "follow", "referral", "interaction"],
+        }
+    )
     won = pd.Series({"b": day(5), "c": day(15), "e": day(3)})
-    tx = pd.DataFrame({"customer_id": ["e", "e"], "ts": [day(3), day(12)], "amount": [100.0, 50.0],
-                       "is_refund": [False, False]})
+    tx = pd.DataFrame(
+        {"customer_id": ["e", "e"], "ts": [day(3), day(12)], "amount": [100.0, 50.0], "is_refund": [False, False]}
+    )
     ev = pd.DataFrame({"customer_id": ["a"], "ts": [day(1)], "event_type": ["pricing_view"]})
-    return dict(edges=edges, customers=customers, won_at=won, churned_at=pd.Series(dtype="datetime64[ns, UTC]"),
-                transactions=tx, events=ev)
+    return dict(
+        edges=edges,
+        customers=customers,
+        won_at=won,
+        churned_at=pd.Series(dtype="datetime64[ns, UTC]"),
+        transactions=tx,
+        events=ev,
+    )
 
 
 def test_homophily_counts_only_conversions_up_to_the_cut(tiny) -> None:
@@ -78,14 +91,24 @@ def test_edges_after_the_cut_are_ignored(tiny) -> None:
 def test_social_value_ranks_a_big_audience_above_a_big_spender() -> None:
     # 300k followers spending 1,000 vs a few hundred followers spending 10,000 (the example)
     n = 40
-    customers = pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "created_at": [day(0)] * n,
-                              "social_followers": [300_000, 300] + [10] * (n - 2)})
+    customers = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(n)],
+            "created_at": [day(0)] * n,
+            "social_followers": [300_000, 300] + [10] * (n - 2),
+        }
+    )
     spend = [1_000.0, 10_000.0] + [80.0] * (n - 2)
     tx = pd.DataFrame({"customer_id": customers["customer_id"], "ts": day(5), "amount": spend, "is_refund": False})
     won = pd.Series(day(5), index=customers["customer_id"][:20])
-    out = graph_features(edges=pd.DataFrame(columns=["src_customer_id", "dst_customer_id", "ts", "kind"]),
-                         customers=customers, won_at=won, churned_at=pd.Series(dtype="datetime64[ns, UTC]"),
-                         transactions=tx, events=pd.DataFrame(columns=["customer_id", "ts", "event_type"]),
-                         cuts=pd.DatetimeIndex([day(10)])).set_index("customer_id")
+    out = graph_features(
+        edges=pd.DataFrame(columns=["src_customer_id", "dst_customer_id", "ts", "kind"]),
+        customers=customers,
+        won_at=won,
+        churned_at=pd.Series(dtype="datetime64[ns, UTC]"),
+        transactions=tx,
+        events=pd.DataFrame(columns=["customer_id", "ts", "event_type"]),
+        cuts=pd.DatetimeIndex([day(10)]),
+    ).set_index("customer_id")
     assert out.loc["c0", "social_value"] > out.loc["c1", "social_value"]
     assert out.loc["c1", "revenue_value_365d"] > out.loc["c0", "revenue_value_365d"]

@@ -62,15 +62,18 @@ def test_unknown_id_is_a_per_item_error(client, known_ids) -> None:
     assert bad["propensity"] is None and bad["error"]["code"] == "unknown_customer"
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"customer_ids": []}, "customer_ids"),
-    ({"customer_ids": [f"C{i}" for i in range(10_001)]}, "customer_ids"),
-    ({"customer_ids": ["C1", 42]}, "customer_ids.1"),
-    ({"customer_ids": "C1"}, "customer_ids"),
-    ({"ids": ["C1"]}, "customer_ids"),
-    ({"customer_ids": [""]}, "customer_ids.0"),
-    ({"customer_ids": ["C1"], "extra": 1}, "extra"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"customer_ids": []}, "customer_ids"),
+        ({"customer_ids": [f"C{i}" for i in range(10_001)]}, "customer_ids"),
+        ({"customer_ids": ["C1", 42]}, "customer_ids.1"),
+        ({"customer_ids": "C1"}, "customer_ids"),
+        ({"ids": ["C1"]}, "customer_ids"),
+        ({"customer_ids": [""]}, "customer_ids.0"),
+        ({"customer_ids": ["C1"], "extra": 1}, "extra"),
+    ],
+)
 def test_bad_bodies_are_refused_naming_the_field(client, body, field) -> None:
     r = client.post("/v1/scores", json=body)
     assert r.status_code == 422

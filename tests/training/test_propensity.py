@@ -56,7 +56,8 @@ def test_same_seed_same_model(prepared) -> None:
 
     def fit() -> np.ndarray:
         m = CalibratedLGBMClassifier(seed=1, monotone=MONOTONE).fit(
-            df[tr], df["label"][tr].to_numpy(), X_valid=df[va], y_valid=df["label"][va].to_numpy(), features=feats)
+            df[tr], df["label"][tr].to_numpy(), X_valid=df[va], y_valid=df["label"][va].to_numpy(), features=feats
+        )
         return m.predict_proba(df[te])[:, 1]
 
     np.testing.assert_array_equal(fit(), fit())
