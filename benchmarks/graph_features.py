@@ -123,7 +123,9 @@ def main() -> None:
         p = ctx.Process(target=phase, args=(args.work, q))
         p.start()
         p.join()
-        name, secs, peak, rows = q.get() if not q.empty() else (phase.__name__, float("nan"), float("nan"), 0)
+        if p.exitcode != 0:
+            raise SystemExit(f"{phase.__name__} failed (exit code {p.exitcode})")
+        name, secs, peak, rows = q.get()
         print(f"{name:<58} {secs:8.1f} s   peak {peak:5.1f} GiB")
     print("target: all features for 1M customers / 10M edges under 5 minutes and 12 GiB on 2 cores")
 

@@ -30,12 +30,12 @@ def data_end(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
 
 
 def split_view(name: str, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Summary features stay in `name`; the long tail of windowed counts goes to `<name>_windows`."""
+    """Summary features stay in `name`; the long tail of windowed counts goes to `<name>_detail`."""
     core = engineering.CORE.get(name)
     if core is None:
         return {name: df}
     rest = [c for c in df.columns if c not in core and c not in (ENTITY, TS)]
-    return {name: df[[ENTITY, TS, *core]], f"{name}_windows": df[[ENTITY, TS, *rest]]}
+    return {name: df[[ENTITY, TS, *core]], f"{name}_detail": df[[ENTITY, TS, *rest]]}
 
 
 def build(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> dict[str, int]:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
+from features import lifecycle
 from leadscope.schema import ENTITY, RESERVED_COLUMNS, TS
 
 DAY = 86_400.0
@@ -91,16 +92,28 @@ def profile_features(customers: pd.DataFrame) -> pd.DataFrame:
 
 def transaction_features(transactions: pd.DataFrame, customers: pd.DataFrame, cuts: pd.DatetimeIndex) -> pd.DataFrame:
     """RFM and windowed order counts/sums, average order value and refund rate at each cut."""
-    tx = transactions.sort_values("ts", kind="stable")
+    tx = transactions
     t = _seconds(tx["ts"])
-    codes = _codes(tx[ENTITY], customers[ENTITY])
-    refund = tx["is_refund"].fillna(False).to_numpy(bool) if "is_refund" in tx else np.zeros(len(tx), bool)
-    amount = tx["amount"].to_numpy(float)
+    idx = np.argsort(t, kind="stable")
+    t = t[idx]
+    codes = _codes(tx[ENTITY], customers[ENTITY])[idx]
+    refund = (tx["is_refund"].fillna(False).to_numpy(bool) if "is_refund" in tx else np.zeros(len(tx), bool))[idx]
+    amount = tx["amount"].to_numpy(float)[idx]
     order, signed = (~refund).astype(float), np.where(refund, -amount, amount)
-    frames = []
+    cat = pd.Categorical(tx["category"] if "category" in tx else np.full(len(tx), "?"))
+    cat_codes, n_cat = np.asarray(cat.codes)[idx], max(len(cat.categories), 1)
+    promo_code = list(cat.categories).index("promo") if "promo" in cat.categories else -2
+    promo = (cat_codes == promo_code) & ~refund
+    n = len(customers)
+    first = np.full(n, np.inf)
+    seen = np.zeros(n * n_cat, dtype=bool)
+    frames, prev = [], 0
     for cut, alive, last, _ in _cuts(t, codes, customers, cuts, mask=~refund):
         hi = np.searchsorted(t, _seconds_one(cut), side="right")
-        n = len(customers)
+        new = np.arange(prev, hi)[~refund[prev:hi]]
+        np.minimum.at(first, codes[new], t[new])
+        seen[codes[new] * n_cat + np.maximum(cat_codes[new], 0)] = True
+        prev = hi
         cnt = np.bincount(codes[:hi], weights=order[:hi], minlength=n)
         amt = np.bincount(codes[:hi], weights=signed[:hi], minlength=n)
         refunds = np.bincount(codes[:hi], weights=refund[:hi].astype(float), minlength=n)
@@ -115,29 +128,52 @@ def transaction_features(transactions: pd.DataFrame, customers: pd.DataFrame, cu
             a = np.searchsorted(t, _seconds_one(cut) - w * DAY, side="right")
             f[f"tx_count_{w}d"] = np.bincount(codes[a:hi], weights=order[a:hi], minlength=n)
             f[f"tx_amount_{w}d"] = np.bincount(codes[a:hi], weights=signed[a:hi], minlength=n)
+        a120, a30 = (np.searchsorted(t, _seconds_one(cut) - w * DAY, side="right") for w in (120, 30))
+        c = _seconds_one(cut)
+        f |= lifecycle.derive(
+            count=cnt,
+            amount_365=f["tx_amount_365d"],
+            amount_30=f["tx_amount_30d"],
+            amount_30_120=np.bincount(codes[a120:a30], weights=signed[a120:a30], minlength=n),
+            recency=f["tx_recency_days"],
+            first_days_ago=np.where(np.isfinite(first), (c - first) / DAY, np.inf),
+            span_days=np.where(np.isfinite(first), (last - first) / DAY, 0.0),
+            categories=seen.reshape(n, n_cat).sum(axis=1).astype(float),
+            promo=np.bincount(codes[:hi], weights=promo[:hi].astype(float), minlength=n),
+            monetary=amt,
+        )
         frames.append(_frame(customers, cut, alive, f))
     return pd.concat(frames, ignore_index=True)
 
 
 def engagement_features(events: pd.DataFrame, customers: pd.DataFrame, cuts: pd.DatetimeIndex) -> pd.DataFrame:
     """Windowed counts per event type, recency, email rates, trend and tenure at each cut."""
-    ev = events.sort_values("ts", kind="stable")
+    ev = events
     t = _seconds(ev["ts"])
-    codes = _codes(ev[ENTITY], customers[ENTITY])
-    etype = ev["event_type"].to_numpy()
-    onehot = {e: (etype == e).astype(float) for e in EVENT_TYPES}
-    touch = (etype != "email_sent").astype(float)
-    pricing_last = np.full(len(customers), -np.inf)
+    order = np.argsort(t, kind="stable")
+    t = t[order]
+    codes = _codes(ev[ENTITY], customers[ENTITY])[order]
+    n, k = len(customers), len(EVENT_TYPES)
+    etype = pd.Categorical(ev["event_type"], categories=EVENT_TYPES).codes.astype(np.int64)[order]
+    known = etype >= 0  # other event types still count as touches
+    # one bincount over (customer, type) pairs counts every type at once
+    pair = np.where(known, codes * k + etype, -1)
+    touch = etype != EVENT_TYPES.index("email_sent")
+    is_pricing = etype == EVENT_TYPES.index("pricing_view")
+    pricing_last = np.full(n, -np.inf)
     created = _seconds(customers["created_at"])
+
+    def by_type(lo: int, hi: int) -> np.ndarray:
+        p = pair[lo:hi]
+        return np.bincount(p[p >= 0], minlength=n * k).reshape(n, k).astype(float)
+
     frames, prev = [], 0
-    for cut, alive, last, _ in _cuts(t, codes, customers, cuts, mask=touch.astype(bool)):
+    for cut, alive, last, _ in _cuts(t, codes, customers, cuts, mask=touch):
         c = _seconds_one(cut)
         hi = np.searchsorted(t, c, side="right")
-        sel = slice(prev, hi)
-        pm = onehot["pricing_view"][sel].astype(bool)
-        np.maximum.at(pricing_last, codes[sel][pm], t[sel][pm])
+        pm = np.arange(prev, hi)[is_pricing[prev:hi]]
+        np.maximum.at(pricing_last, codes[pm], t[pm])
         prev = hi
-        n = len(customers)
         f: dict[str, np.ndarray] = {
             "tenure_days": (c - created) / DAY,
             "days_since_last_touch": _recency(cut, last),
@@ -145,17 +181,17 @@ def engagement_features(events: pd.DataFrame, customers: pd.DataFrame, cuts: pd.
         }
         for w in WINDOWS:
             a = np.searchsorted(t, c - w * DAY, side="right")
-            for e in EVENT_TYPES:
-                f[f"{e}_{w}d"] = np.bincount(codes[a:hi], weights=onehot[e][a:hi], minlength=n)
-            f[f"touches_{w}d"] = np.bincount(codes[a:hi], weights=touch[a:hi], minlength=n)
-        for e in EVENT_TYPES:
-            f[f"{e}_total"] = np.bincount(codes[:hi], weights=onehot[e][:hi], minlength=n)
+            counts = by_type(a, hi)
+            f |= {f"{e}_{w}d": counts[:, j] for j, e in enumerate(EVENT_TYPES)}
+            f[f"touches_{w}d"] = np.bincount(codes[a:hi][touch[a:hi]], minlength=n).astype(float)
+        total = by_type(0, hi)
+        f |= {f"{e}_total": total[:, j] for j, e in enumerate(EVENT_TYPES)}
         life = np.maximum(f["tenure_days"], 1.0)
-        f["touches_per_week"] = np.bincount(codes[:hi], weights=touch[:hi], minlength=n) * 7.0 / life
+        f["touches_per_week"] = np.bincount(codes[:hi][touch[:hi]], minlength=n) * 7.0 / life
         f["pricing_share"] = _rate(f["pricing_view_total"], f["pricing_view_total"] + f["page_view_total"])
         f["email_open_rate_total"] = _rate(f["email_open_total"], f["email_sent_total"])
         a90 = np.searchsorted(t, c - 90 * DAY, side="right")
-        prior = np.bincount(codes[a90:hi], weights=touch[a90:hi], minlength=n) - f["touches_30d"]
+        prior = np.bincount(codes[a90:hi][touch[a90:hi]], minlength=n) - f["touches_30d"]
         f["touch_trend"] = (f["touches_30d"] + 1.0) / (prior / 2.0 + 1.0)
         f["email_open_rate_90d"] = _rate(f["email_open_90d"], f["email_sent_90d"])
         f["email_click_rate_90d"] = _rate(f["email_click_90d"], f["email_open_90d"])
@@ -179,7 +215,12 @@ def _cuts(
 
 
 def _frame(customers: pd.DataFrame, cut: pd.Timestamp, alive: np.ndarray, f: dict[str, np.ndarray]) -> pd.DataFrame:
-    out = pd.DataFrame({k: np.asarray(v, dtype=float)[alive] for k, v in f.items()})
+    out = pd.DataFrame(
+        {
+            k: pd.array(v[alive], dtype="string") if v.dtype.kind in "OU" else np.asarray(v, dtype=float)[alive]
+            for k, v in f.items()
+        }
+    )
     out.insert(0, TS, cut)
     out.insert(0, ENTITY, customers[ENTITY].to_numpy()[alive])
     return out
@@ -194,15 +235,21 @@ def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _codes(ids: pd.Series, universe: pd.Series) -> np.ndarray:
-    """Row index of each id in `universe`; unknown ids would be a data error, caught at import."""
-    codes = pd.Index(universe).get_indexer(ids)
+    """Row index of each id in `universe`; unknown ids would be a data error, caught at import.
+    A categorical column is mapped through its categories only (millions of rows, thousands of hashes)."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        lookup = pd.Index(universe).get_indexer(ids.cat.categories.astype(str))
+        codes = np.where(ids.cat.codes.to_numpy() >= 0, lookup[ids.cat.codes.to_numpy()], -1)
+    else:
+        codes = pd.Index(universe).get_indexer(ids)
     if (codes < 0).any():
         raise ValueError(f"{int((codes < 0).sum())} rows reference a customer_id not in customers")
     return codes
 
 
 def _seconds(ts: pd.Series) -> np.ndarray:
-    return (pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(float)
+    ns = pd.to_datetime(ts, utc=True).dt.tz_localize(None).to_numpy("datetime64[ns]").astype(np.int64)
+    return ns / 1e9
 
 
 def _seconds_one(ts: pd.Timestamp) -> float:

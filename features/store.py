@@ -19,8 +19,8 @@ VIEWS = (
     "customer_profile",
     "customer_engagement",
     "customer_transactions",
-    "customer_engagement_windows",
-    "customer_transactions_windows",
+    "customer_engagement_detail",
+    "customer_transactions_detail",
     "customer_graph",
 )
 GRAPH_MODEL_FEATURES = [  # customer_graph minus its labels (community_id is an id, not a signal)
@@ -46,7 +46,7 @@ GRAPH_MODEL_FEATURES = [  # customer_graph minus its labels (community_id is an 
 ALL = None  # every feature of a view, custom customer attributes included
 # One FeatureService per model version. The online read's cost grows with the number of features in the
 # views a service touches (the sqlite store reads every feature row of a view), so the hot-path views
-# hold the compact summaries and the many windowed counts live in their own *_windows views.
+# hold the compact summaries and the many windowed counts live in their own *_detail views.
 SERVICES: dict[str, dict[str, list[str] | None]] = {
     "propensity_v1": {"customer_profile": ALL, "customer_engagement": ALL, "customer_transactions": ALL},
     "propensity_v2": {
@@ -55,6 +55,19 @@ SERVICES: dict[str, dict[str, list[str] | None]] = {
         "customer_transactions": ALL,
         "customer_graph": GRAPH_MODEL_FEATURES,
     },
+    # declared for the models that follow (churn, value, lookalike): same views at training and serving
+    "churn_v1": {
+        v: ALL
+        for v in ("customer_profile", "customer_engagement", "customer_transactions", "customer_transactions_detail")
+    }
+    | {"customer_graph": GRAPH_MODEL_FEATURES},
+    "value_v1": {
+        v: ALL
+        for v in ("customer_profile", "customer_engagement", "customer_transactions", "customer_transactions_detail")
+    }
+    | {"customer_graph": GRAPH_MODEL_FEATURES},
+    "lookalike_v1": {v: ALL for v in ("customer_profile", "customer_engagement", "customer_transactions")}
+    | {"customer_graph": GRAPH_MODEL_FEATURES},
     "customer_360": {v: ALL for v in VIEWS},
 }
 _TYPES = {"float": Float64, "string": String}

@@ -83,9 +83,16 @@ def features_materialize() -> None:
 @train_app.command("propensity")
 def train_propensity(
     no_champion: Annotated[bool, typer.Option(help="Register only; do not move the champion alias.")] = False,
+    labels: Annotated[
+        Path | None, typer.Option(help="Your own outcomes (customer_id, as_of, label); features taken at as_of.")
+    ] = None,
 ) -> None:
     """Train the lead-propensity model, log it to MLflow and register it."""
-    _train(_settings(), set_champion=not no_champion)
+    try:
+        _train(_settings(), set_champion=not no_champion, labels=labels)
+    except ValueError as exc:
+        console.print(f"[red]error[/]: {exc}")
+        raise typer.Exit(2) from None
 
 
 @app.command("import")
@@ -235,11 +242,11 @@ def _build_features(settings: Settings) -> None:
         store.materialize(fs, settings)
 
 
-def _train(settings: Settings, *, set_champion: bool) -> None:
+def _train(settings: Settings, *, set_champion: bool, labels: Path | None = None) -> None:
     from training import propensity
 
     with step("training the propensity model") as update:
-        m = propensity.train(settings, progress=update, set_champion=set_champion)
+        m = propensity.train(settings, progress=update, set_champion=set_champion, labels_path=labels)
     oracle = f" (oracle {m['oracle_roc_auc']:.4f}, ratio {m['auc_vs_oracle']:.3f})" if "oracle_roc_auc" in m else ""
     graph = (
         f"; without graph features {m['roc_auc_without_graph']:.4f} (gain {m['graph_roc_auc_gain']:+.4f})"

@@ -43,12 +43,34 @@ class Fitted:
 
 
 def time_split(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Masks (train, valid, test): the latest snapshot is the test, the one before validates."""
+    """Masks (train, valid, test): the latest snapshot is the test, the one before validates. Labels with
+    many distinct as_of times (a company's own) split by time quantile instead: last 15 % test, 15 % before valid."""
     snaps = np.sort(df[TS].unique())
     if len(snaps) < 3:
-        raise ValueError(f"need at least 3 snapshots for a time split, have {len(snaps)}")
-    test, valid = df[TS] == snaps[-1], df[TS] == snaps[-2]
+        raise ValueError(f"need at least 3 distinct snapshot times for a time split, have {len(snaps)}")
+    if len(snaps) <= 60:
+        test, valid = df[TS] == snaps[-1], df[TS] == snaps[-2]
+    else:
+        q70, q85 = df[TS].quantile(0.70), df[TS].quantile(0.85)
+        test, valid = df[TS] > q85, (df[TS] > q70) & (df[TS] <= q85)
     return ~(test | valid), valid, test
+
+
+def own_labels(path: Path) -> pd.DataFrame:
+    """A company's outcome table (customer_id, as_of, label) as entity rows; invalid rows refuse the file."""
+    from features import ingest
+
+    raw = ingest.read(path, "labels")
+    rows, rejects = ingest.validate("labels", raw, file=path.name, known_customers=set(raw["customer_id"].astype(str)))
+    if not rejects.empty:
+        first = rejects.iloc[0]
+        raise ValueError(
+            f"{path.name}: {len(rejects)} invalid label rows, e.g. row {first['row']} "
+            f"column {first['column']}: {first['reason']}"
+        )
+    return pd.DataFrame(
+        {ENTITY: rows["customer_id"].astype(str), TS: rows["as_of"], "label": rows["label"].astype(int)}
+    )
 
 
 def oracle_probability(settings: Settings, rows: pd.DataFrame, horizon_days: int) -> np.ndarray | None:
@@ -62,7 +84,7 @@ def oracle_probability(settings: Settings, rows: pd.DataFrame, horizon_days: int
     return true_conversion_probability(truth, load_world(truth_dir), rows[ENTITY], rows[TS], horizon_days)
 
 
-def fit(settings: Settings, labels: pd.DataFrame, service: str) -> Fitted:
+def fit(settings: Settings, labels: pd.DataFrame, service: str, *, with_oracle: bool = True) -> Fitted:
     """PIT features of `service` for the labelled rows, time split, fit, holdout metrics (vs the oracle)."""
     df = dataset.historical_features(feature_store.open_store(settings), labels, service=service)
     features = feature_store.feature_names(settings, service)
@@ -71,7 +93,7 @@ def fit(settings: Settings, labels: pd.DataFrame, service: str) -> Fitted:
         df[tr], df["label"][tr].to_numpy(), X_valid=df[va], y_valid=df["label"][va].to_numpy(), features=features
     )
     p = model.predict_proba(df[te])[:, 1]
-    oracle = oracle_probability(settings, df[te], settings.propensity_horizon_days)
+    oracle = oracle_probability(settings, df[te], settings.propensity_horizon_days) if with_oracle else None
     return Fitted(service, model, df, (tr, va, te), binary_metrics(df["label"][te].to_numpy(), p, oracle))
 
 
@@ -81,19 +103,23 @@ def train(
     progress: Callable[[str], None] = lambda _: None,
     set_champion: bool = True,
     service: str | None = None,
+    labels_path: Path | None = None,
 ) -> dict[str, float | str]:
     """Fit on the richest available service, log and register it; when that is the graph service, also
     fit and log the same split without graph features, so the runs show what the graph adds."""
     service = service or (WITH_GRAPH if feature_store.has_service(settings, WITH_GRAPH) else WITHOUT_GRAPH)
     progress("labels")
-    labels = dataset.conversion_labels(settings, horizon_days=settings.propensity_horizon_days)
+    if labels_path:
+        labels = own_labels(labels_path)
+    else:
+        labels = dataset.conversion_labels(settings, horizon_days=settings.propensity_horizon_days)
     progress(f"point-in-time features and fit ({service})")
-    main = fit(settings, labels, service)
+    main = fit(settings, labels, service, with_oracle=labels_path is None)
     exp = tracking.experiment(settings, MODEL_NAME)
     extra: dict[str, float] = {}
     if service == WITH_GRAPH:
         progress(f"comparison fit ({WITHOUT_GRAPH})")
-        base = fit(settings, labels, WITHOUT_GRAPH)
+        base = fit(settings, labels, WITHOUT_GRAPH, with_oracle=labels_path is None)
         with mlflow.start_run(experiment_id=exp, run_name=f"{WITHOUT_GRAPH} (comparison)"):
             _log_common(settings, base, role="comparison")
         extra = {

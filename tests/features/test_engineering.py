@@ -120,3 +120,27 @@ def test_unknown_customer_in_events_is_an_error(customers, events) -> None:
     bad = pd.concat([events, events.head(1).assign(customer_id="ghost")])
     with pytest.raises(ValueError, match="customer_id not in customers"):
         fe.engagement_features(bad, customers, pd.DatetimeIndex([day(30)]))
+
+
+def test_lifecycle_rfm_diversity_and_tags(customers) -> None:
+    rows = [
+        ("t1", "a", 1, 10.0, "core"),
+        ("t2", "a", 20, 30.0, "promo"),
+        ("t3", "a", 28, 20.0, "promo"),
+        ("t4", "b", 2, 500.0, "premium"),
+    ]
+    tx = pd.DataFrame(rows, columns=["transaction_id", "customer_id", "day", "amount", "category"])
+    tx = tx.assign(ts=tx["day"].map(day), is_refund=False).drop(columns="day")
+    out = fe.transaction_features(tx, customers, pd.DatetimeIndex([day(30), day(60), day(200)]))
+    at30 = out[out["event_timestamp"] == day(30)].set_index("customer_id")
+    assert at30.loc["a", "tx_category_diversity"] == 2 and at30.loc["a", "tx_promo_share"] == 2 / 3
+    assert at30.loc["a", "tx_days_between_orders"] == pytest.approx(13.5)  # (28 - 1) / 2
+    assert at30.loc["a", "tag_price_sensitive"] == 1 and at30.loc["b", "tag_price_sensitive"] == 0
+    assert at30.loc["a", "tx_rfm_recency_score"] > at30.loc["b", "tx_rfm_recency_score"]
+    assert at30.loc["b", "tx_rfm_monetary_score"] > at30.loc["a", "tx_rfm_monetary_score"]
+    assert at30.loc["a", "lifecycle_stage"] == "new" and at30.loc["b", "lifecycle_stage"] == "new"
+    at60 = out[out["event_timestamp"] == day(60)].set_index("customer_id")
+    assert (at60.loc[["a", "b"], "lifecycle_stage"] == "active").all()
+    at200 = out[out["event_timestamp"] == day(200)].set_index("customer_id")
+    assert at200.loc["a", "lifecycle_stage"] == "at_risk" and at200.loc["b", "lifecycle_stage"] == "lapsed"
+    assert at200.loc["c", "lifecycle_stage"] == "prospect"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mlflow
 import numpy as np
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from features import store
@@ -86,3 +87,29 @@ def test_runs_with_and_without_graph_features_are_both_logged(prepared) -> None:
     runs = mlflow.search_runs(experiment_names=["propensity"])
     assert set(runs["params.feature_service"]) == {"propensity_v1", "propensity_v2"}
     assert set(runs["tags.role"]) == {"candidate", "comparison"}
+
+
+def test_training_on_a_company_s_own_labels(prepared, tmp_path) -> None:
+    # broken: a company could not train on its own outcome definition (label at as_of, PIT features)
+    from training import propensity
+
+    settings = prepared.settings.model_copy(update={"mlruns_dir": tmp_path / "mlruns"})
+    won = pd.read_parquet(settings.raw_dir / "stages.parquet").query("stage == 'won'")
+    customers = pd.read_parquet(settings.raw_dir / "customers.parquet")
+    rng = np.random.default_rng(0)
+    ids = customers["customer_id"].sample(3000, random_state=0, replace=True).to_numpy()
+    as_of = pd.Timestamp(settings.world_end) - pd.to_timedelta(rng.uniform(40, 300, len(ids)), unit="D")
+    first_won = won.groupby("customer_id")["ts"].min()
+    w = pd.Series(ids).map(first_won)
+    label = ((w > as_of) & (w <= as_of + pd.Timedelta(days=60))).astype(int)
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({"customer_id": ids, "as_of": as_of.strftime("%Y-%m-%dT%H:%M:%SZ"), "label": label}).to_csv(
+        path, index=False
+    )
+    m = propensity.train(settings, labels_path=path, service="propensity_v1", set_champion=False)
+    assert "oracle_roc_auc" not in m and m["roc_auc"] > 0.6
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("customer_id,as_of,label\nC1,2026-01-01,2\n")
+    with pytest.raises(ValueError, match="label"):
+        propensity.own_labels(bad)
