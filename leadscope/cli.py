@@ -72,12 +72,16 @@ def features_build() -> None:
 
 @features_app.command("materialize")
 def features_materialize() -> None:
-    """Load the newest feature rows into the online store."""
+    """Load feature rows newer than the last materialisation into the online store (incremental)."""
     from features import store
 
     settings = _settings()
-    with step("materialising the online store"):
-        store.materialize(store.open_store(settings), settings)
+    with step("materialising the online store (incremental)"):
+        moved = store.materialize_incremental(store.open_store(settings), settings)
+    for view, (start, end) in moved.items():
+        console.print(f"  {view}: {start} → {end}")
+    if not moved:
+        console.print("  nothing new since the last materialisation")
 
 
 @train_app.command("propensity")
