@@ -185,6 +185,24 @@ def identities_resolve(
         console.print(f"  written to {out}")
 
 
+@train_app.command("churn")
+def train_churn(
+    no_champion: Annotated[bool, typer.Option(help="Register only; do not move the champion alias.")] = False,
+) -> None:
+    """Train the churn model (definition and horizon from LEADSCOPE_CHURN_*), log and register it."""
+    from training import churn
+
+    settings = _settings()
+    with step(f"training the churn model ({settings.churn_definition}, {settings.churn_horizon_days} d)") as update:
+        m = churn.train(settings, progress=update, set_champion=not no_champion)
+    oracle = f" (oracle {m['oracle_roc_auc']:.4f}, ratio {m['auc_vs_oracle']:.3f})" if "oracle_roc_auc" in m else ""
+    console.print(
+        f"  {m['feature_service']}: holdout ROC-AUC {m['roc_auc']:.4f}{oracle}, PR-AUC {m['pr_auc']:.4f}; "
+        f"registered churn v{m['version']}" + ("" if no_champion else " as champion"),
+        soft_wrap=True,
+    )
+
+
 @app.command()
 def serve(host: str | None = None, port: int | None = None) -> None:
     """Serve the HTTP API."""
@@ -220,10 +238,15 @@ def run(skip_serve: Annotated[bool, typer.Option(help="Prepare everything but do
         _train(settings, set_champion=True)
     else:
         console.print("[green]✓[/] model propensity@champion found in MLflow")
+    if not tracking.has_champion(settings, "churn"):
+        train_churn(no_champion=False)
+    else:
+        console.print("[green]✓[/] model churn@champion found in MLflow")
     example = _example_id(settings)
     curl = (
         f"curl -s -X POST http://{settings.host}:{settings.port}/v1/scores "
-        f"-H 'content-type: application/json' -d '{{\"customer_ids\": [\"{example}\"]}}'"
+        f"-H 'content-type: application/json' "
+        f'-d \'{{"customer_ids": ["{example}"], "models": ["propensity", "churn"]}}\''
     )
     console.print(f"\nTry it:\n  {curl}\n", soft_wrap=True, highlight=False)
     if not skip_serve:

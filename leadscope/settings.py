@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     world_days: int = Field(540, ge=120, description="History length the generator simulates.")
     feature_cadence_days: int = Field(7, ge=1, description="Feature snapshots are computed this often.")
     propensity_horizon_days: int = Field(30, ge=1, description="Label: converted within N days.")
+    churn_horizon_days: int = Field(90, ge=7, description="Churn label window after the snapshot.")
+    churn_definition: Literal["no_purchase", "cancellation"] = Field(
+        "no_purchase",
+        description="no_purchase: no order in the window (non-contractual); cancellation: a churned stage.",
+    )
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str | None = None
     postgres_url: str | None = None

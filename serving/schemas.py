@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -10,10 +10,16 @@ MAX_IDS = 10_000
 CustomerId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
 
 
+ModelName = Literal["propensity", "churn"]
+
+
 class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"customer_ids": ["C0000001"]}]})
     customer_ids: list[CustomerId] = Field(
         min_length=1, max_length=MAX_IDS, description=f"1 to {MAX_IDS:,} customer ids."
+    )
+    models: list[ModelName] = Field(
+        default=["propensity"], min_length=1, max_length=2, description="Which scores to return per customer."
     )
 
 
@@ -24,9 +30,9 @@ class Reason(BaseModel):
     impact: float = Field(description="Signed contribution to the log-odds (TreeSHAP); > 0 raises the score.")
 
 
-class Propensity(BaseModel):
-    probability: float = Field(ge=0, le=1, description="Calibrated P(won within the horizon).")
-    score: int = Field(ge=0, le=100, description="Percentile of the probability among holdout leads.")
+class Score(BaseModel):
+    probability: float = Field(ge=0, le=1, description="Calibrated P(outcome within the model's horizon).")
+    score: int = Field(ge=0, le=100, description="Percentile of the probability among the model's holdout rows.")
     grade: str = Field(pattern="^[ABCD]$", description="A: top 10%, B: next 20%, C: next 30%, D: the rest.")
     reasons: list[Reason]
 
@@ -38,7 +44,8 @@ class ItemError(BaseModel):
 
 class ScoreItem(BaseModel):
     customer_id: str
-    propensity: Propensity | None = None
+    propensity: Score | None = Field(None, description="P(deal won within the horizon), when asked for.")
+    churn: Score | None = Field(None, description="P(churn within the horizon), when asked for.")
     error: ItemError | None = None
 
 
@@ -49,7 +56,7 @@ class ModelInfo(BaseModel):
 
 
 class ScoreResponse(BaseModel):
-    model: ModelInfo
+    models: list[ModelInfo]
     results: list[ScoreItem]
 
 

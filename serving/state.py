@@ -24,14 +24,17 @@ class ServingState:
     services: dict[str, FeatureService] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
-    def load(self, names: tuple[str, ...] = ("propensity",)) -> None:
-        """Load what can be loaded; what cannot is recorded so /readyz says why instead of crashing."""
+    def load(self, names: tuple[str, ...] = ("propensity",), optional: tuple[str, ...] = ("churn",)) -> None:
+        """Load what can be loaded; a required model that cannot is recorded so /readyz says why instead of
+        crashing. Optional models (trained later in a company's life) are served when registered."""
         try:
             self.store = feature_store.open_store(self.settings)
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by /readyz
             self.problems.append(f"feature store: {type(exc).__name__}")
             return
-        for name in names:
+        for name in names + optional:
+            if name in optional and not tracking.has_champion(self.settings, name):
+                continue
             try:
                 champ = tracking.load_champion(self.settings, name)
                 self.services[name] = self.store.get_feature_service(champ.feature_service)

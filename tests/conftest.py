@@ -40,9 +40,11 @@ def prepare(settings: Settings, *, train: bool = True, generate_data: bool = Tru
     store.materialize(store.apply(settings), settings)
     if not train:
         return {}
-    from training import propensity
+    from training import churn, propensity
 
-    return propensity.train(settings)
+    metrics = propensity.train(settings)
+    metrics["churn"] = churn.train(settings)
+    return metrics
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -63,7 +63,8 @@ def generate(*, customers: int, seed: int, end: datetime, days: int = 540) -> Co
     first_order = tx[~tx["is_refund"]].drop_duplicates("who")
     deal = np.full(len(tr), np.nan)
     deal[first_order["who"].to_numpy()] = first_order["amount"].to_numpy()
-    st = crm.stages(rng, world, tr, ev, conv, churn, deal, rng.random(len(tr)) < 0.4)
+    contractual = rng.random(len(tr)) < 0.4
+    st = crm.stages(rng, world, tr, ev, conv, churn, deal, contractual)
     base, up = crm.uplift_matrix(tr, kappa)
     camp = crm.campaigns(rng, world, tr, base, up, aov)
 
@@ -90,6 +91,7 @@ def generate(*, customers: int, seed: int, end: datetime, days: int = 540) -> Co
             "conversion_scale": scale,
             "converted_at": ts_or_nat(conv),
             "churn_hazard": kappa,
+            "contractual": contractual,
             "churned_at": ts_or_nat(churn),
             "order_rate": rate,
             "aov": aov,

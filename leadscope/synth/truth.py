@@ -34,3 +34,24 @@ def true_expected_spend(truth: pd.DataFrame, horizon_days: float) -> np.ndarray:
     k, rate, aov = truth["churn_hazard"].to_numpy(), truth["order_rate"].to_numpy(), truth["aov"].to_numpy()
     alive_days = (1.0 - np.exp(-k * horizon_days)) / k
     return rate * aov * alive_days
+
+
+def true_no_purchase_probability(
+    truth: pd.DataFrame, world: World, customer_ids: pd.Series, as_of: pd.Series, horizon_days: int
+) -> np.ndarray:
+    """P(no order in (as_of, as_of+H]) for a paying customer: 1 if already churned, else integrated over the
+    remaining lifetime (exponential churn) of a seasonal Poisson order process."""
+    t = truth.set_index("customer_id").loc[np.asarray(customer_ids)]
+    s = world.to_days(pd.Series(pd.to_datetime(np.asarray(as_of), utc=True)))
+    churned = world.to_days(t["churned_at"].fillna(pd.Timestamp.max.tz_localize("UTC")))
+    kappa, mu = t["churn_hazard"].to_numpy(), t["order_rate"].to_numpy()
+    S = world.cumulative(cooling=False)
+    steps = np.arange(horizon_days + 1, dtype=float)
+    orders = mu[:, None] * (np.interp(s[:, None] + steps, world.grid, S) - np.interp(s, world.grid, S)[:, None])
+    none_if_alive_until = np.exp(-orders)  # P(no order in (s, s+t]) while alive for t days
+    dens = kappa[:, None] * np.exp(-kappa[:, None] * steps)
+    p = (
+        np.trapezoid(dens * none_if_alive_until, steps, axis=1)
+        + np.exp(-kappa * horizon_days) * none_if_alive_until[:, -1]
+    )
+    return np.where(churned <= s, 1.0, p)

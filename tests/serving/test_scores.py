@@ -35,7 +35,7 @@ def test_scores_with_reasons_in_request_order(client, known_ids) -> None:
     r = client.post("/v1/scores", json={"customer_ids": known_ids})
     assert r.status_code == 200
     body = r.json()
-    assert body["model"]["name"] == "propensity" and body["model"]["version"]
+    assert [m["name"] for m in body["models"]] == ["propensity"] and body["models"][0]["version"]
     assert [it["customer_id"] for it in body["results"]] == known_ids
     for it in body["results"]:
         p = it["propensity"]
@@ -52,6 +52,24 @@ def test_higher_probability_never_gets_a_lower_grade(client, known_ids, prepared
     ranked = sorted(res, key=lambda p: p["probability"])
     assert [p["score"] for p in ranked] == sorted(p["score"] for p in ranked)
     assert [p["grade"] for p in ranked] == sorted((p["grade"] for p in ranked), reverse=True)
+
+
+def test_churn_beside_propensity_when_asked(client, known_ids) -> None:
+    r = client.post("/v1/scores", json={"customer_ids": known_ids, "models": ["propensity", "churn"]})
+    assert r.status_code == 200
+    body = r.json()
+    assert [m["name"] for m in body["models"]] == ["propensity", "churn"]
+    assert body["models"][1]["feature_service"] == "churn_v1"
+    for it in body["results"]:
+        assert 0 < it["churn"]["probability"] < 1 and len(it["churn"]["reasons"]) == 3
+        assert it["propensity"]["probability"] != it["churn"]["probability"]
+    only = client.post("/v1/scores", json={"customer_ids": known_ids[:1], "models": ["churn"]}).json()
+    assert only["results"][0]["propensity"] is None and only["results"][0]["churn"] is not None
+
+
+def test_unknown_model_is_refused(client, known_ids) -> None:
+    r = client.post("/v1/scores", json={"customer_ids": known_ids, "models": ["lifetime"]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "models.0"
 
 
 def test_unknown_id_is_a_per_item_error(client, known_ids) -> None:

@@ -1,0 +1,76 @@
+"""Churn: P(a paying customer churns within N days of a snapshot), by a configurable definition.
+
+no_purchase (non-contractual): no order in (t, t+N]. cancellation (contractual): a `churned` CRM stage in
+(t, t+N] for customers not churned by t.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from features.build import read_table
+from leadscope.schema import ENTITY, TS
+from leadscope.settings import Settings
+from training import dataset, pipeline
+
+MODEL_NAME = "churn"
+SERVICE = "churn_v1"
+MONOTONE = {"tx_recency_days": 1}  # longer since the last order never means less risk
+
+
+def churn_labels(settings: Settings) -> pd.DataFrame:
+    """(customer_id, event_timestamp, label) for paying customers at each snapshot."""
+    horizon, definition = settings.churn_horizon_days, settings.churn_definition
+    stages = read_table(settings.raw_dir, "stages").assign(ts=lambda d: pd.to_datetime(d["ts"], utc=True))
+    won = stages[stages["stage"] == "won"].groupby(ENTITY)["ts"].min()
+    cancelled = stages[stages["stage"] == "churned"].groupby(ENTITY)["ts"].min()
+    tx = read_table(settings.raw_dir, "transactions")
+    tx = tx[~tx.get("is_refund", pd.Series(False, index=tx.index)).fillna(False).astype(bool)]
+    tx = tx.assign(ts=pd.to_datetime(tx["ts"], utc=True)).sort_values("ts")
+    frames = []
+    for s in dataset.snapshots(settings, horizon_days=horizon):
+        end = s + pd.Timedelta(days=horizon)
+        payers = won[won <= s].index
+        if definition == "cancellation":
+            gone = cancelled.reindex(payers)
+            payers = payers[~(gone <= s).to_numpy()]
+            label = ((gone.reindex(payers) > s) & (gone.reindex(payers) <= end)).to_numpy()
+        else:
+            window = tx[(tx["ts"] > s) & (tx["ts"] <= end)]
+            label = ~payers.isin(window[ENTITY].unique())
+        frames.append(pd.DataFrame({ENTITY: payers.to_numpy(), TS: s, "label": np.asarray(label, dtype=int)}))
+    if not frames:
+        raise ValueError("no snapshot has a complete churn window: the data covers too short a period")
+    return pd.concat(frames, ignore_index=True)
+
+
+def oracle_probability(settings: Settings, rows: pd.DataFrame) -> np.ndarray | None:
+    truth_dir = settings.raw_dir / "truth"
+    if not (truth_dir / "customers.parquet").exists():
+        return None
+    from leadscope.synth.truth import load_world, true_no_purchase_probability
+
+    truth = pd.read_parquet(truth_dir / "customers.parquet")
+    world = load_world(truth_dir)
+    if settings.churn_definition == "no_purchase":
+        return true_no_purchase_probability(truth, world, rows[ENTITY], rows[TS], settings.churn_horizon_days)
+    t = truth.set_index(ENTITY).loc[rows[ENTITY].to_numpy()]
+    return (1 - np.exp(-t["churn_hazard"].to_numpy() * settings.churn_horizon_days)) * t["contractual"].to_numpy()
+
+
+def train(
+    settings: Settings, *, progress: Callable[[str], None] = lambda _: None, set_champion: bool = True
+) -> dict[str, float | str]:
+    """Fit the churn model on churn_v1, compare with the oracle, log and register it."""
+    progress("labels")
+    labels = churn_labels(settings)
+    progress(f"point-in-time features and fit ({SERVICE})")
+    fitted = pipeline.fit(
+        settings, labels, SERVICE, oracle=lambda rows: oracle_probability(settings, rows), monotone=MONOTONE
+    )
+    fitted.params |= {"horizon_days": settings.churn_horizon_days, "definition": settings.churn_definition}
+    progress("logging to MLflow")
+    return pipeline.log_and_register(settings, MODEL_NAME, fitted, set_champion=set_champion)
