@@ -103,3 +103,20 @@ def start_server(port: int, *, cwd: Path, env: dict[str, str] | None = None) -> 
             raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
     proc.kill()
     raise RuntimeError("server did not become ready in 120 s")
+
+
+def run_phases(phases: list[Callable], work: Path) -> dict[str, tuple[str, float, float, int]]:
+    """Each phase in its own spawned process (clean memory high-water mark); returns name → result row."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out = {}
+    for phase in phases:
+        q = ctx.Queue()
+        p = ctx.Process(target=phase, args=(work, q))
+        p.start()
+        p.join()
+        if p.exitcode != 0:
+            raise SystemExit(f"{phase.__name__} failed (exit code {p.exitcode})")
+        out[phase.__name__] = q.get()
+    return out

@@ -8,13 +8,15 @@ time, peak RSS, and the ratio. Usage: python -m benchmarks.feature_build [--cust
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import resource
 import time
+from multiprocessing import Queue
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from benchmarks._load import run_phases
 
 END = pd.Timestamp("2026-06-30", tz="UTC")
 DAYS = 540
@@ -43,7 +45,7 @@ def make(out: Path, n: int, n_tx: int, n_ev: int, seed: int = 0) -> None:
         df.to_parquet(out / f"{name}.parquet")
 
 
-def ours(out: Path, q: mp.Queue) -> None:
+def ours(out: Path, q: Queue) -> None:
     from features import engineering
 
     t0 = time.perf_counter()
@@ -56,7 +58,7 @@ def ours(out: Path, q: mp.Queue) -> None:
     q.put(("ours: transaction + engagement features", time.perf_counter() - t0, _peak(), a.shape[1] + b.shape[1]))
 
 
-def duckdb_reference(out: Path, q: mp.Queue) -> None:
+def duckdb_reference(out: Path, q: Queue) -> None:
     import duckdb
 
     from features.engineering import EVENT_TYPES, TX_WINDOWS, WINDOWS
@@ -120,18 +122,10 @@ def main() -> None:
         f"inputs: {args.customers:,} customers, {n_tx:,} transactions, {n_ev:,} events "
         f"(made in {time.perf_counter() - t0:.0f} s)"
     )
-    ctx = mp.get_context("spawn")
-    res = {}
-    for phase in (ours, duckdb_reference):
-        q: mp.Queue = ctx.Queue()
-        p = ctx.Process(target=phase, args=(args.work, q))
-        p.start()
-        p.join()
-        if p.exitcode != 0:
-            raise SystemExit(f"{phase.__name__} failed (exit code {p.exitcode})")
-        name, secs, peak, cols = q.get()
-        res[phase.__name__] = secs
+    res = run_phases([ours, duckdb_reference], args.work)
+    for name, secs, peak, cols in res.values():
         print(f"{name:<45} {secs:7.1f} s   peak {peak:5.1f} GiB   {cols} columns")
+    res = {k: v[1] for k, v in res.items()}
     print(f"ratio ours / DuckDB: {res['ours'] / res['duckdb_reference']:.2f}x   (target <= 2x, peak < 16 GiB)")
 
 

@@ -7,14 +7,16 @@ Usage: python -m benchmarks.graph_features [--customers 1000000] [--edges-per-no
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import resource
 import time
 from datetime import UTC, datetime
+from multiprocessing import Queue
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from benchmarks._load import run_phases
 
 END = datetime(2026, 6, 30, tzinfo=UTC)
 
@@ -57,7 +59,7 @@ def make_inputs(n: int, per_node: float, out: Path, seed: int = 0) -> int:
     return len(edges)
 
 
-def ours(out: Path, q: mp.Queue) -> None:
+def ours(out: Path, q: Queue) -> None:
     from graphs.features import graph_features
 
     edges = pd.read_parquet(out / "edges.parquet")
@@ -75,7 +77,7 @@ def ours(out: Path, q: mp.Queue) -> None:
     q.put(("all graph features (ours, 1 cut)", time.perf_counter() - t0, _peak_gib(), len(df)))
 
 
-def pagerank_scipy(out: Path, q: mp.Queue) -> None:
+def pagerank_scipy(out: Path, q: Queue) -> None:
     from graphs.social import adjacency, pagerank
 
     s, d, n = _follow_codes(out)
@@ -84,7 +86,7 @@ def pagerank_scipy(out: Path, q: mp.Queue) -> None:
     q.put(("PageRank scipy power iteration (tol 1e-10)", time.perf_counter() - t0, _peak_gib(), n))
 
 
-def pagerank_networkx(out: Path, q: mp.Queue) -> None:
+def pagerank_networkx(out: Path, q: Queue) -> None:
     import networkx as nx
 
     s, d, n = _follow_codes(out)
@@ -117,15 +119,7 @@ def main() -> None:
     t0 = time.perf_counter()
     m = make_inputs(args.customers, args.edges_per_node, args.work)
     print(f"inputs: {args.customers:,} customers, {m:,} edges (made in {time.perf_counter() - t0:.0f} s)")
-    ctx = mp.get_context("spawn")
-    for phase in (ours, pagerank_scipy, pagerank_networkx):
-        q: mp.Queue = ctx.Queue()
-        p = ctx.Process(target=phase, args=(args.work, q))
-        p.start()
-        p.join()
-        if p.exitcode != 0:
-            raise SystemExit(f"{phase.__name__} failed (exit code {p.exitcode})")
-        name, secs, peak, rows = q.get()
+    for name, secs, peak, _ in run_phases([ours, pagerank_scipy, pagerank_networkx], args.work).values():
         print(f"{name:<58} {secs:8.1f} s   peak {peak:5.1f} GiB")
     print("target: all features for 1M customers / 10M edges under 5 minutes and 12 GiB on 2 cores")
 

@@ -41,35 +41,15 @@ def main() -> None:
                 seconds=2,
             )
         )
-        trivial = asyncio.run(
-            drive(
-                "GET /healthz",
-                f"{base}/healthz",
-                method="GET",
-                body=lambda i: None,
-                concurrency=args.concurrency,
-                seconds=args.seconds,
-            )
-        )
-        echo = asyncio.run(
-            drive(
-                "POST /bench/echo (1 id)",
-                f"{base}/bench/echo",
-                method="POST",
-                body=lambda i: bodies[i % len(bodies)],
-                concurrency=args.concurrency,
-                seconds=args.seconds,
-            )
-        )
-        scores = asyncio.run(
-            drive(
-                "POST /v1/scores (1 id)",
-                f"{base}/v1/scores",
-                method="POST",
-                body=lambda i: bodies[i % len(bodies)],
-                concurrency=args.concurrency,
-                seconds=args.seconds,
-            )
+        one = lambda i: bodies[i % len(bodies)]  # noqa: E731
+        routes = [
+            ("GET /healthz", "/healthz", "GET", lambda i: None),
+            ("POST /bench/echo (1 id)", "/bench/echo", "POST", one),
+            ("POST /v1/scores (1 id)", "/v1/scores", "POST", one),
+        ]
+        trivial, echo, scores = (
+            asyncio.run(drive(name, base + path, method=m, body=b, concurrency=args.concurrency, seconds=args.seconds))
+            for name, path, m, b in routes
         )
     finally:
         proc.terminate()

@@ -93,10 +93,7 @@ def profile_features(customers: pd.DataFrame) -> pd.DataFrame:
 def transaction_features(transactions: pd.DataFrame, customers: pd.DataFrame, cuts: pd.DatetimeIndex) -> pd.DataFrame:
     """RFM and windowed order counts/sums, average order value and refund rate at each cut."""
     tx = transactions
-    t = _seconds(tx["ts"])
-    idx = np.argsort(t, kind="stable")
-    t = t[idx]
-    codes = _codes(tx[ENTITY], customers[ENTITY])[idx]
+    t, codes, idx = _by_time(tx, customers)
     refund = (tx["is_refund"].fillna(False).to_numpy(bool) if "is_refund" in tx else np.zeros(len(tx), bool))[idx]
     amount = tx["amount"].to_numpy(float)[idx]
     order, signed = (~refund).astype(float), np.where(refund, -amount, amount)
@@ -149,10 +146,7 @@ def transaction_features(transactions: pd.DataFrame, customers: pd.DataFrame, cu
 def engagement_features(events: pd.DataFrame, customers: pd.DataFrame, cuts: pd.DatetimeIndex) -> pd.DataFrame:
     """Windowed counts per event type, recency, email rates, trend and tenure at each cut."""
     ev = events
-    t = _seconds(ev["ts"])
-    order = np.argsort(t, kind="stable")
-    t = t[order]
-    codes = _codes(ev[ENTITY], customers[ENTITY])[order]
+    t, codes, order = _by_time(ev, customers)
     n, k = len(customers), len(EVENT_TYPES)
     etype = pd.Categorical(ev["event_type"], categories=EVENT_TYPES).codes.astype(np.int64)[order]
     known = etype >= 0  # other event types still count as touches
@@ -232,6 +226,13 @@ def _recency(cut: pd.Timestamp, last: np.ndarray) -> np.ndarray:
 
 def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.full(len(num), np.nan), where=den > 0)
+
+
+def _by_time(table: pd.DataFrame, customers: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seconds, customer row index, permutation) of a table's rows in time order."""
+    t = _seconds(table["ts"])
+    order = np.argsort(t, kind="stable")
+    return t[order], _codes(table[ENTITY], customers[ENTITY])[order], order
 
 
 def _codes(ids: pd.Series, universe: pd.Series) -> np.ndarray:

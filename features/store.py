@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,31 +24,29 @@ VIEWS = (
     "customer_transactions_detail",
     "customer_graph",
 )
-GRAPH_MODEL_FEATURES = [  # customer_graph minus its labels (community_id is an id, not a signal)
-    "followers_count",
-    "following_count",
-    "following_customer_share",
-    "following_customers_reach",
-    "following_engaged_reach",
-    "pagerank",
-    "reach_2hop",
-    "referral_count",
-    "referral_tree_size",
-    "referred_converted",
-    "referrer_converted",
-    "community_size",
-    "community_conversion_rate",
-    "neighbours",
-    "neighbour_customer_share",
-    "neighbour_churned_share",
-    "is_kol",
-    "social_value",
-]
+GRAPH_LABELS = (
+    "community_id",
+    "social_role",
+    "referral_tree_depth",
+    "referred_spend_365d",
+    "revenue_value_365d",
+    "influence_value",
+)
+
+
+@dataclass(frozen=True)
+class AllBut:
+    """Every feature of a view except these (ids and labels, or parts already inside a composite)."""
+
+    names: tuple[str, ...]
+
+
+GRAPH_MODEL_FEATURES = AllBut(GRAPH_LABELS)  # community_id is an id, not a signal; the rest sum into others
 ALL = None  # every feature of a view, custom customer attributes included
 # One FeatureService per model version. The online read's cost grows with the number of features in the
 # views a service touches (the sqlite store reads every feature row of a view), so the hot-path views
 # hold the compact summaries and the many windowed counts live in their own *_detail views.
-SERVICES: dict[str, dict[str, list[str] | None]] = {
+SERVICES: dict[str, dict[str, list[str] | AllBut | None]] = {
     "propensity_v1": {"customer_profile": ALL, "customer_engagement": ALL, "customer_transactions": ALL},
     "propensity_v2": {
         "customer_profile": ALL,
@@ -90,6 +89,18 @@ def write_repo_config(settings: Settings) -> Path:
     return repo
 
 
+def _project(view: FeatureView, columns: dict[str, str], spec: list[str] | AllBut | None) -> object:
+    return view if spec is ALL else view[_names(columns, spec)]
+
+
+def _names(columns: dict[str, str], spec: list[str] | AllBut | None) -> list[str]:
+    if spec is ALL:
+        return list(columns)
+    if isinstance(spec, AllBut):
+        return [c for c in columns if c not in spec.names]
+    return list(spec)
+
+
 def _redis_conn(url: str) -> str:
     """redis://host:port/db → host:port,db=N (Feast's connection-string form)."""
     rest = url.split("://", 1)[-1]
@@ -122,7 +133,7 @@ def definitions(settings: Settings) -> list[object]:
             ttl=timedelta(0) if name == "customer_profile" else ttl,
         )
     services = [
-        FeatureService(name=s, features=[views[v] if f is ALL else views[v][f] for v, f in vs.items()])
+        FeatureService(name=s, features=[_project(views[v], schema[v], f) for v, f in vs.items()])
         for s, vs in SERVICES.items()
         if all(v in views for v in vs)
     ]
@@ -178,7 +189,7 @@ def has_service(settings: Settings, service: str) -> bool:
 def feature_names(settings: Settings, service: str) -> list[str]:
     """Feature names of a service in a fixed order (view order, then schema order)."""
     schema = json.loads((settings.feature_dir / "schema.json").read_text())
-    return [f for v, fs in SERVICES[service].items() for f in (schema[v] if fs is ALL else fs)]
+    return [f for v, spec in SERVICES[service].items() for f in _names(schema[v], spec)]
 
 
 def feature_types(settings: Settings) -> dict[str, str]:
