@@ -26,6 +26,8 @@ VIEWS = (
 )
 GRAPH_LABELS = (
     "community_id",
+    "community_size",
+    "community_conversion_rate",
     "social_role",
     "referral_tree_depth",
     "referred_spend_365d",
@@ -41,7 +43,10 @@ class AllBut:
     names: tuple[str, ...]
 
 
-GRAPH_MODEL_FEATURES = AllBut(GRAPH_LABELS)  # community_id is an id, not a signal; the rest sum into others
+# community_id is an id, not a signal; community size and conversion rate swing as modularity partitions are
+# recomputed (a PSI
+# gate would read it as drift); the others are parts of features already in (social_value, tree size)
+GRAPH_MODEL_FEATURES = AllBut(GRAPH_LABELS)
 ALL = None  # every feature of a view, custom customer attributes included
 # One FeatureService per model version. The online read's cost grows with the number of features in the
 # views a service touches (the sqlite store reads every feature row of a view), so the hot-path views

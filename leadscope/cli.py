@@ -15,7 +15,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
-from leadscope.settings import Settings, get_settings, quiet_environment
+from leadscope.settings import Settings, quiet_environment
 
 app = typer.Typer(
     help="leadscope: lead scoring and audience insight.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -40,8 +40,9 @@ def step(title: str) -> Iterator[Callable[[str], None]]:
 
 
 def _settings() -> Settings:
+    """Read fresh for every command (not the process-wide cache), so the environment of this call counts."""
     quiet_environment()
-    return get_settings()
+    return Settings()
 
 
 @app.command()
@@ -86,14 +87,16 @@ def features_materialize() -> None:
 
 @train_app.command("propensity")
 def train_propensity(
-    no_champion: Annotated[bool, typer.Option(help="Register only; do not move the champion alias.")] = False,
+    no_champion: Annotated[
+        bool, typer.Option(help="Register as challenger even if no champion exists (first model: champion).")
+    ] = False,
     labels: Annotated[
         Path | None, typer.Option(help="Your own outcomes (customer_id, as_of, label); features taken at as_of.")
     ] = None,
 ) -> None:
     """Train the lead-propensity model, log it to MLflow and register it."""
     try:
-        _train(_settings(), set_champion=not no_champion, labels=labels)
+        _train(_settings(), set_champion=False if no_champion else None, labels=labels)
     except ValueError as exc:
         console.print(f"[red]error[/]: {exc}")
         raise typer.Exit(2) from None
@@ -187,20 +190,47 @@ def identities_resolve(
 
 @train_app.command("churn")
 def train_churn(
-    no_champion: Annotated[bool, typer.Option(help="Register only; do not move the champion alias.")] = False,
+    no_champion: Annotated[
+        bool, typer.Option(help="Register as challenger even if no champion exists (first model: champion).")
+    ] = False,
 ) -> None:
     """Train the churn model (definition and horizon from LEADSCOPE_CHURN_*), log and register it."""
     from training import churn
 
     settings = _settings()
     with step(f"training the churn model ({settings.churn_definition}, {settings.churn_horizon_days} d)") as update:
-        m = churn.train(settings, progress=update, set_champion=not no_champion)
+        m = churn.train(settings, progress=update, set_champion=False if no_champion else None)
     oracle = f" (oracle {m['oracle_roc_auc']:.4f}, ratio {m['auc_vs_oracle']:.3f})" if "oracle_roc_auc" in m else ""
     console.print(
         f"  {m['feature_service']}: holdout ROC-AUC {m['roc_auc']:.4f}{oracle}, PR-AUC {m['pr_auc']:.4f}; "
-        f"registered churn v{m['version']}" + ("" if no_champion else " as champion"),
+        f"registered churn v{m['version']} as {m['alias']}",
         soft_wrap=True,
     )
+
+
+@app.command()
+def promote(
+    model: Annotated[str, typer.Argument(help="propensity or churn")],
+    tolerance: Annotated[float, typer.Option(help="ROC-AUC the challenger may lose to the champion.")] = 0.005,
+    max_psi: Annotated[float, typer.Option(help="Largest feature PSI (training vs latest data) allowed.")] = 0.25,
+) -> None:
+    """Evaluate challenger vs champion on the latest holdout; move `champion` only if every check passes."""
+    from training import promotion
+
+    settings = _settings()
+    try:
+        with step(f"evaluating {model} challenger vs champion"):
+            d = promotion.promote(settings, model, tolerance=tolerance, max_psi=max_psi)
+    except Exception as exc:  # noqa: BLE001 - a missing alias or model is a user error, said plainly
+        console.print(f"[red]error[/]: cannot evaluate {model}: {exc}")
+        raise typer.Exit(2) from None
+    for c in d.checks:
+        console.print(f"  {'[green]pass[/]' if c.passed else '[red]FAIL[/]'}  {c.name}: {c.detail}", soft_wrap=True)
+    if d.promoted:
+        console.print(f"promoted {model} v{d.challenger} to champion (was v{d.champion})")
+    else:
+        console.print(f"refused: {model} champion stays v{d.champion}; challenger v{d.challenger} not promoted")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -269,7 +299,7 @@ def _build_features(settings: Settings) -> None:
         store.materialize(fs, settings)
 
 
-def _train(settings: Settings, *, set_champion: bool, labels: Path | None = None) -> None:
+def _train(settings: Settings, *, set_champion: bool | None, labels: Path | None = None) -> None:
     from training import propensity
 
     with step("training the propensity model") as update:
@@ -282,8 +312,7 @@ def _train(settings: Settings, *, set_champion: bool, labels: Path | None = None
     )
     console.print(
         f"  {m['feature_service']}: holdout ROC-AUC {m['roc_auc']:.4f}{oracle}, PR-AUC {m['pr_auc']:.4f}, "
-        f"lift@10% {m['lift_top_decile']:.2f}{graph}; registered propensity v{m['version']}"
-        + (" as champion" if set_champion else ""),
+        f"lift@10% {m['lift_top_decile']:.2f}{graph}; registered propensity v{m['version']}" + f" as {m['alias']}",
         soft_wrap=True,
     )
 

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str | None = None
     postgres_url: str | None = None
+    model_poll_seconds: float = Field(5.0, gt=0, description="How often the server checks for a new champion.")
     host: str = "127.0.0.1"
     port: int = 8000
     num_threads: int = 1

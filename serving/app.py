@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,7 +23,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = ServingState(settings)
         state.load()
         app.state.serving = state
+        watcher = asyncio.create_task(state.watch(settings.model_poll_seconds))
         yield
+        watcher.cancel()
 
     app = FastAPI(
         title="leadscope",

@@ -43,6 +43,35 @@ class ServingState:
                 log.warning("model %s not loaded: %s", name, type(exc).__name__)
                 self.problems.append(f"model {name}: not available ({type(exc).__name__})")
 
+    def refresh(self) -> list[str]:
+        """Load any model whose champion alias moved; swap it in whole (requests in flight keep the object
+        they started with, so a switch fails none). Returns what changed. Runs off the event loop."""
+        changed = []
+        for name, current in list(self.models.items()):
+            version = tracking.alias_version(self.settings, name)
+            if version is None or version == current.version:
+                continue
+            champ = tracking.load_champion(self.settings, name)
+            assert self.store is not None
+            service = self.store.get_feature_service(champ.feature_service)
+            self.services[name], self.models[name] = service, champ
+            log.info("model %s: champion v%s → v%s", name, current.version, champ.version)
+            changed.append(f"{name} v{champ.version}")
+        return changed
+
+    async def watch(self, every_seconds: float) -> None:
+        """Poll the registry for new champions until cancelled; errors are logged, never raised."""
+        import asyncio
+
+        from starlette.concurrency import run_in_threadpool
+
+        while True:
+            await asyncio.sleep(every_seconds)
+            try:
+                await run_in_threadpool(self.refresh)
+            except Exception as exc:  # noqa: BLE001 - a failed reload keeps serving the current champion
+                log.warning("model refresh failed: %s", type(exc).__name__)
+
     def online(self, name: str, ids: list[str]) -> dict[str, list]:
         """Feature columns for `ids` from the online store (None where missing)."""
         assert self.store is not None

@@ -62,7 +62,7 @@ def oracle_probability(settings: Settings, rows: pd.DataFrame) -> np.ndarray | N
 
 
 def train(
-    settings: Settings, *, progress: Callable[[str], None] = lambda _: None, set_champion: bool = True
+    settings: Settings, *, progress: Callable[[str], None] = lambda _: None, set_champion: bool | None = None
 ) -> dict[str, float | str]:
     """Fit the churn model on churn_v1, compare with the oracle, log and register it."""
     progress("labels")

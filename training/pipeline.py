@@ -80,9 +80,16 @@ def log_run(settings: Settings, experiment: str, f: Fitted, *, role: str, extra:
 
 
 def log_and_register(
-    settings: Settings, name: str, f: Fitted, *, extra: dict[str, float] | None = None, set_champion: bool = True
+    settings: Settings,
+    name: str,
+    f: Fitted,
+    *,
+    extra: dict[str, float] | None = None,
+    set_champion: bool | None = None,
 ) -> dict[str, float | str]:
-    """Log the fit with its model (pyfunc over the numpy scorer), register a version, tag its service."""
+    """Log the fit with its model (pyfunc over the numpy scorer), register a version, tag its service and
+    alias it: `champion` for the first model of its name (or when forced), `challenger` otherwise, so that
+    `leadscope promote` decides."""
     with (
         mlflow.start_run(experiment_id=tracking.experiment(settings, name), run_name=f.service) as run,
         tempfile.TemporaryDirectory() as tmp,
@@ -104,9 +111,18 @@ def log_and_register(
     client = tracking.configure(settings)
     version = str(info.registered_model_version)
     client.set_model_version_tag(name, version, "feature_service", f.service)
-    if set_champion:
-        client.set_registered_model_alias(name, tracking.CHAMPION, version)
-    return {**f.metrics, **(extra or {}), "run_id": run.info.run_id, "version": version, "feature_service": f.service}
+    if set_champion is None:
+        set_champion = not tracking.has_champion(settings, name)
+    alias = tracking.CHAMPION if set_champion else tracking.CHALLENGER
+    client.set_registered_model_alias(name, alias, version)
+    return {
+        **f.metrics,
+        **(extra or {}),
+        "run_id": run.info.run_id,
+        "version": version,
+        "feature_service": f.service,
+        "alias": alias,
+    }
 
 
 def _log_common(settings: Settings, f: Fitted, *, role: str) -> None:

@@ -67,7 +67,7 @@ def train(
     settings: Settings,
     *,
     progress: Callable[[str], None] = lambda _: None,
-    set_champion: bool = True,
+    set_champion: bool | None = None,
     service: str | None = None,
     labels_path: Path | None = None,
 ) -> dict[str, float | str]:

@@ -14,6 +14,7 @@ from leadscope.settings import Settings, quiet_environment
 from training.scorer import Scorer
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 
 
 def configure(settings: Settings) -> MlflowClient:
@@ -58,11 +59,11 @@ class Champion:
     scorer: Scorer
 
 
-def load_champion(settings: Settings, name: str) -> Champion:
-    """The model the `champion` alias points at, unwrapped to its numpy Scorer for the hot path."""
+def load_champion(settings: Settings, name: str, alias: str = CHAMPION) -> Champion:
+    """The model an alias points at, unwrapped to its numpy Scorer for the hot path."""
     client = configure(settings)
-    mv = client.get_model_version_by_alias(name, CHAMPION)
-    model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
+    mv = client.get_model_version_by_alias(name, alias)
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
     scorer = model.unwrap_python_model().scorer
     return Champion(
         name=name,
@@ -73,10 +74,14 @@ def load_champion(settings: Settings, name: str) -> Champion:
     )
 
 
-def has_champion(settings: Settings, name: str) -> bool:
+def alias_version(settings: Settings, name: str, alias: str = CHAMPION) -> str | None:
+    """The version an alias points at, or None."""
     client = configure(settings)
     try:
-        client.get_model_version_by_alias(name, CHAMPION)
-        return True
+        return str(client.get_model_version_by_alias(name, alias).version)
     except mlflow.exceptions.MlflowException:
-        return False
+        return None
+
+
+def has_champion(settings: Settings, name: str) -> bool:
+    return alias_version(settings, name) is not None

@@ -1,0 +1,130 @@
+"""Champion/challenger: promote a challenger only when it is not worse on the same latest holdout and passes
+health gates (enough positives, a sane AUC band, no drifted feature). Every decision says why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from features import store as feature_store
+from leadscope.schema import TS
+from leadscope.settings import Settings
+from training import dataset, tracking
+
+TOLERANCE = 0.005  # AUC the challenger may lose to the champion (noise of one holdout)
+MAX_PSI = 0.25  # population stability index above which a feature has drifted
+AUC_BAND = (0.55, 0.98)  # below: useless; above: on this kind of data, a sign of label leakage
+MIN_POSITIVES = 30
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class Decision:
+    name: str
+    champion: str
+    challenger: str
+    promoted: bool = False
+    checks: list[Check] = field(default_factory=list)
+
+
+def psi(expected: pd.Series, actual: pd.Series, bins: int = 10) -> float:
+    """Population stability index of `actual` against `expected` (decile bins of expected; NaN its own bin).
+    Written here because the formula is two lines and no maintained package in our stack exposes it."""
+    if not pd.api.types.is_numeric_dtype(expected):
+        e, a = expected.astype("string").fillna("<NA>"), actual.astype("string").fillna("<NA>")
+        cats = sorted(set(e) | set(a))
+        pe = e.value_counts(normalize=True).reindex(cats, fill_value=0).to_numpy()
+        pa = a.value_counts(normalize=True).reindex(cats, fill_value=0).to_numpy()
+    else:
+        # 2 significant digits first: a point mass (e.g. every lead without followers shares one PageRank)
+        # that moves by 0.1 % must not jump a bin edge and read as drift
+        expected, actual = (
+            _round_sig(expected.to_numpy(float)).to_numpy(),
+            _round_sig(actual.to_numpy(float)).to_numpy(),
+        )
+        edges = np.unique(np.nanquantile(expected, np.linspace(0, 1, bins + 1)[1:-1]))
+
+        def share(v: np.ndarray) -> np.ndarray:
+            idx = np.where(np.isnan(v), len(edges) + 1, np.searchsorted(edges, v, side="right"))
+            return np.bincount(idx.astype(int), minlength=len(edges) + 2) / max(len(v), 1)
+
+        pe, pa = share(expected), share(actual)
+    pe, pa = np.clip(pe, 1e-4, None), np.clip(pa, 1e-4, None)
+    return float(np.sum((pa - pe) * np.log(pa / pe)))
+
+
+def _round_sig(v: np.ndarray, digits: int = 2) -> pd.Series:
+    mag = np.floor(np.log10(np.abs(np.where(v == 0, 1.0, v))))
+    return pd.Series(np.round(v / 10**mag, digits - 1) * 10**mag)
+
+
+def _labels(settings: Settings, name: str) -> pd.DataFrame:
+    if name == "propensity":
+        return dataset.conversion_labels(settings, horizon_days=settings.propensity_horizon_days)
+    if name == "churn":
+        from training import churn
+
+        return churn.churn_labels(settings)
+    raise ValueError(f"unknown model '{name}' (propensity or churn)")
+
+
+def evaluate(settings: Settings, name: str, *, tolerance: float = TOLERANCE, max_psi: float = MAX_PSI) -> Decision:
+    champ = tracking.load_champion(settings, name)
+    chall = tracking.load_champion(settings, name, tracking.CHALLENGER)
+    decision = Decision(name, champ.version, chall.version)
+    labels = _labels(settings, name)
+    latest = labels[TS].max()
+    holdout = labels[labels[TS] == latest]
+    store = feature_store.open_store(settings)
+    auc = {}
+    frames = {}
+    for role, m in (("champion", champ), ("challenger", chall)):
+        frames[role] = dataset.historical_features(store, holdout, service=m.feature_service)
+        p = m.scorer.probability(m.scorer.encoder.transform(frames[role]))
+        auc[role] = float(roc_auc_score(holdout["label"], p))
+    positives = int(holdout["label"].sum())
+    lo, hi = AUC_BAND
+    decision.checks += [
+        Check(
+            "enough positives", positives >= MIN_POSITIVES, f"{positives} positives in the holdout ({latest.date()})"
+        ),
+        Check("AUC in a sane band", lo <= auc["challenger"] <= hi, f"challenger ROC-AUC {auc['challenger']:.4f}"),
+        Check(
+            "not worse than champion",
+            auc["challenger"] >= auc["champion"] - tolerance,
+            f"challenger {auc['challenger']:.4f} vs champion {auc['champion']:.4f} (tolerance {tolerance})",
+        ),
+    ]
+    # reference: the last month the model trained on; cumulative features (tenure, totals, community size)
+    # grow over the whole history, so comparing with all of it would flag growth as drift
+    recent = sorted(labels[TS].unique())[-5:-1]
+    earlier = labels[labels[TS].isin(recent)]
+    earlier = earlier.sample(min(20_000, len(earlier)), random_state=0)
+    train_frame = dataset.historical_features(store, earlier, service=chall.feature_service)
+    drift = {f: psi(train_frame[f], frames["challenger"][f]) for f in chall.scorer.encoder.features}
+    worst = max(drift, key=drift.get)
+    decision.checks.append(
+        Check("no drifted feature", drift[worst] <= max_psi, f"largest PSI {drift[worst]:.3f} ({worst})")
+    )
+    return decision
+
+
+def promote(settings: Settings, name: str, **kw: float) -> Decision:
+    """Move `champion` to the challenger when every check passes; the old champion keeps `previous`."""
+    decision = evaluate(settings, name, **kw)
+    if all(c.passed for c in decision.checks):
+        client = tracking.configure(settings)
+        client.set_registered_model_alias(name, "previous", decision.champion)
+        client.set_registered_model_alias(name, tracking.CHAMPION, decision.challenger)
+        client.delete_registered_model_alias(name, tracking.CHALLENGER)
+        decision.promoted = True
+    return decision
