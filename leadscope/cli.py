@@ -233,6 +233,22 @@ def promote(
         raise typer.Exit(1)
 
 
+@app.command("monitor")
+def monitor_cmd(
+    model: Annotated[str, typer.Argument(help="propensity or churn")] = "propensity",
+    max_psi: Annotated[float, typer.Option(help="PSI above which a feature is flagged as drifted.")] = 0.25,
+) -> None:
+    """PSI per feature and of the score (training vs now), realised vs predicted; logged to MLflow."""
+    from training import monitoring
+
+    settings = _settings()
+    with step(f"monitoring {model}"):
+        result = monitoring.monitor(settings, model)
+    console.print(f"  now: {int(result['rows_now']['rows'][0]):,} rows scored; largest drift first")
+    for line in monitoring.summary(result, max_psi=max_psi):
+        console.print("  " + line, soft_wrap=True, highlight=False)
+
+
 @app.command()
 def serve(host: str | None = None, port: int | None = None) -> None:
     """Serve the HTTP API."""
