@@ -25,7 +25,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check leadscope features graphs training serving tests benchmarks
 	$(BIN)/ruff format --check -q leadscope features graphs training serving tests benchmarks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --nbmake tests notebooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check leadscope features graphs training serving tests benchmarks
