@@ -96,6 +96,7 @@ def log_and_register(
     ):
         _log_common(settings, f, role="candidate")
         mlflow.log_metrics(extra or {})
+        _log_plots(f)
         path = Path(tmp) / "scorer"
         f.model.scorer_.save(path)
         example = f.frame[f.masks[2]][f.model.scorer_.encoder.features].head(2)
@@ -123,6 +124,29 @@ def log_and_register(
         "feature_service": f.service,
         "alias": alias,
     }
+
+
+def _log_plots(f: Fitted) -> None:
+    """Calibration, gains, SHAP summary and importance PNGs of the holdout, under plots/ in the run."""
+    import matplotlib.pyplot as plt
+
+    from training import plots
+
+    te = f.masks[2]
+    scorer = f.model.scorer_
+    X = scorer.encoder.transform(f.frame[te])
+    y = f.frame["label"][te].to_numpy()
+    p, contrib = scorer.explain(X)
+    feats = scorer.encoder.features
+    gain = scorer.booster.feature_importance("gain")
+    for name, fig in (
+        ("calibration", plots.calibration(y, p)),
+        ("gains", plots.gains(y, p)),
+        ("shap_summary", plots.shap_summary(contrib, feats)),
+        ("feature_importance", plots.importance(gain, feats)),
+    ):
+        mlflow.log_figure(fig, f"plots/{name}.png")
+        plt.close(fig)
 
 
 def _log_common(settings: Settings, f: Fitted, *, role: str) -> None:

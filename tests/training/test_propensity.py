@@ -113,3 +113,9 @@ def test_training_on_a_company_s_own_labels(prepared, tmp_path) -> None:
     bad.write_text("customer_id,as_of,label\nC1,2026-01-01,2\n")
     with pytest.raises(ValueError, match="label"):
         propensity.own_labels(bad)
+
+
+def test_run_has_the_plots_a_data_scientist_looks_at(prepared) -> None:
+    tracking.configure(prepared.settings)
+    names = {a.path for a in MlflowClient().list_artifacts(prepared.metrics["run_id"], "plots")}
+    assert names == {f"plots/{n}.png" for n in ("calibration", "gains", "shap_summary", "feature_importance")}

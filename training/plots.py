@@ -1,0 +1,55 @@
+"""Pictures a data scientist looks at for a binary model: calibration, cumulative gains, SHAP summary,
+feature importance. Each returns a matplotlib Figure (Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
+
+
+def calibration(y: np.ndarray, p: np.ndarray) -> Figure:
+    fig, ax = plt.subplots(figsize=(5, 4))
+    frac, mean = calibration_curve(y, p, n_bins=10, strategy="quantile")
+    ax.plot(mean, frac, "o-", label="model")
+    lim = max(float(mean.max()), float(frac.max()))
+    ax.plot([0, lim], [0, lim], "--", color="grey", label="perfect")
+    ax.set(xlabel="predicted probability", ylabel="observed rate", title="Calibration (holdout deciles)")
+    ax.legend()
+    return fig
+
+
+def gains(y: np.ndarray, p: np.ndarray) -> Figure:
+    order = np.argsort(-p, kind="stable")
+    captured = np.cumsum(y[order]) / max(y.sum(), 1)
+    share = np.arange(1, len(y) + 1) / len(y)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(share, captured, label="model")
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="random")
+    ax.set(xlabel="share of rows contacted (by score)", ylabel="share of positives captured", title="Cumulative gains")
+    ax.legend()
+    return fig
+
+
+def shap_summary(contrib: np.ndarray, features: list[str], top: int = 15) -> Figure:
+    """Mean |TreeSHAP| per feature (the bar form of a SHAP summary)."""
+    mean_abs = np.abs(contrib).mean(axis=0)
+    idx = np.argsort(mean_abs)[-top:]
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(idx) + 1))
+    ax.barh([features[i] for i in idx], mean_abs[idx])
+    ax.set(xlabel="mean |SHAP| (log-odds)", title="SHAP summary (holdout)")
+    fig.tight_layout()
+    return fig
+
+
+def importance(gain: np.ndarray, features: list[str], top: int = 15) -> Figure:
+    idx = np.argsort(gain)[-top:]
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(idx) + 1))
+    ax.barh([features[i] for i in idx], gain[idx])
+    ax.set(xlabel="total gain", title="Feature importance (LightGBM gain)")
+    fig.tight_layout()
+    return fig
