@@ -208,6 +208,27 @@ def train_churn(
     )
 
 
+@train_app.command("value")
+def train_value() -> None:
+    """Expected spend over 90 and 365 days: LightGBM vs BG/NBD + Gamma-Gamma on the same split, logged."""
+    from training import value
+
+    settings = _settings()
+    with step("evaluating customer-value models") as update:
+        results = value.train(settings, progress=update)
+    for horizon, res in results.items():
+        for method, m in res.items():
+            if method == "picked":
+                continue
+            truth = f", Spearman vs true value {m['spearman_vs_truth']:.3f}" if "spearman_vs_truth" in m else ""
+            console.print(
+                f"  {horizon} {method:<18} MAE {m['mae']:9.2f}  RMSE {m['rmse']:9.2f}  "
+                f"Spearman vs actual {m['spearman_vs_actual']:.3f}{truth}",
+                soft_wrap=True,
+            )
+        console.print(f"  {horizon}: picked {res['picked']['method']} (lower holdout MAE)")
+
+
 @app.command()
 def promote(
     model: Annotated[str, typer.Argument(help="propensity or churn")],
