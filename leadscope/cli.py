@@ -216,6 +216,7 @@ def train_value() -> None:
     settings = _settings()
     with step("evaluating customer-value models") as update:
         results = value.train(settings, progress=update)
+    registered = results.pop("registered", None)
     for horizon, res in results.items():
         for method, m in res.items():
             if method == "picked":
@@ -227,6 +228,8 @@ def train_value() -> None:
                 soft_wrap=True,
             )
         console.print(f"  {horizon}: picked {res['picked']['method']} (lower holdout MAE)")
+    if registered:
+        console.print(f"  registered value v{registered['version']} (LightGBM, both horizons)")
 
 
 @app.command()
@@ -309,6 +312,10 @@ def run(skip_serve: Annotated[bool, typer.Option(help="Prepare everything but do
         train_churn(no_champion=False)
     else:
         console.print("[green]✓[/] model churn@champion found in MLflow")
+    if not tracking.has_champion(settings, "value"):
+        train_value()
+    else:
+        console.print("[green]✓[/] model value@champion found in MLflow")
     example = _example_id(settings)
     curl = (
         f"curl -s -X POST http://{settings.host}:{settings.port}/v1/scores "

@@ -10,7 +10,7 @@ MAX_IDS = 10_000
 CustomerId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
 
 
-ModelName = Literal["propensity", "churn"]
+ModelName = Literal["propensity", "churn", "value"]
 
 
 class ScoreRequest(BaseModel):
@@ -19,7 +19,7 @@ class ScoreRequest(BaseModel):
         min_length=1, max_length=MAX_IDS, description=f"1 to {MAX_IDS:,} customer ids."
     )
     models: list[ModelName] = Field(
-        default=["propensity"], min_length=1, max_length=2, description="Which scores to return per customer."
+        default=["propensity"], min_length=1, max_length=3, description="Which scores to return per customer."
     )
 
 
@@ -37,6 +37,12 @@ class Score(BaseModel):
     reasons: list[Reason]
 
 
+class ValueEstimate(BaseModel):
+    expected_spend_90d: float = Field(ge=0, description="Expected net spend over the next 90 days.")
+    expected_spend_365d: float = Field(ge=0, description="Expected net spend over the next 365 days.")
+    reasons: list[Reason]
+
+
 class ItemError(BaseModel):
     code: str
     message: str
@@ -46,6 +52,7 @@ class ScoreItem(BaseModel):
     customer_id: str
     propensity: Score | None = Field(None, description="P(deal won within the horizon), when asked for.")
     churn: Score | None = Field(None, description="P(churn within the horizon), when asked for.")
+    value: ValueEstimate | None = Field(None, description="Expected spend of a customer, when asked for.")
     error: ItemError | None = None
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from features.catalog import describe
 from features.engineering import NO_TOUCH
-from serving.schemas import Reason, Score
+from serving.schemas import Reason, Score, ValueEstimate
 from training.scorer import Scorer
 
 TOP_REASONS = 3
@@ -32,6 +32,26 @@ def score_rows(scorer: Scorer, columns: dict[str, list]) -> list[Score | None]:
             probability=round(float(p[j]), 6),
             score=int(score[j]),
             grade=grade[j],
+            reasons=_reasons(feats, contrib[j], sub, j),
+        )
+    return out
+
+
+def value_rows(model: object, columns: dict[str, list]) -> list[ValueEstimate | None]:
+    """Expected spend per row (LightGBM per horizon) with the 90-day model's top contributions."""
+    feats = model.encoder.features
+    n = len(next(iter(columns.values())))
+    rows = [i for i in range(n) if any(columns[f][i] is not None for f in feats)]
+    out: list[ValueEstimate | None] = [None] * n
+    if not rows:
+        return out
+    sub = {f: [columns[f][i] for i in rows] for f in feats}
+    X = model.encoder.transform_columns(sub)
+    pred, contrib = model.predict(X), model.contributions(X)
+    for j, i in enumerate(rows):
+        out[i] = ValueEstimate(
+            expected_spend_90d=round(float(pred[90][j]), 2),
+            expected_spend_365d=round(float(pred[365][j]), 2),
             reasons=_reasons(feats, contrib[j], sub, j),
         )
     return out

@@ -24,7 +24,7 @@ class ServingState:
     services: dict[str, FeatureService] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
-    def load(self, names: tuple[str, ...] = ("propensity",), optional: tuple[str, ...] = ("churn",)) -> None:
+    def load(self, names: tuple[str, ...] = ("propensity",), optional: tuple[str, ...] = ("churn", "value")) -> None:
         """Load what can be loaded; a required model that cannot is recorded so /readyz says why instead of
         crashing. Optional models (trained later in a company's life) are served when registered."""
         try:

@@ -40,10 +40,11 @@ def prepare(settings: Settings, *, train: bool = True, generate_data: bool = Tru
     store.materialize(store.apply(settings), settings)
     if not train:
         return {}
-    from training import churn, propensity
+    from training import churn, propensity, value
 
     metrics = propensity.train(settings)
     metrics["churn"] = churn.train(settings)
+    metrics["value"] = value.train(settings)
     return metrics
 
 

@@ -130,33 +130,69 @@ def evaluate(settings: Settings, horizon: int) -> dict[str, dict[str, float]]:
     bg_pred = bg.expected_purchases(horizon / WEEK, r["x"], r["t_x"], r["T"]) * gg.expected_order_value(
         r["x"], r["monetary"]
     )
-    return {
+    scores = {
         "lightgbm": _scores(y, booster.predict(enc.transform(test), num_threads=1), truth),
         "bgnbd_gamma_gamma": _scores(y, bg_pred, truth),
-    } | {"_rows": {"test": float(len(test))}}
+    }
+    return scores, {"rows": len(test), "booster": booster, "encoder": enc, "example": test[feats].head(2)}
 
 
-def train(settings: Settings, *, progress: Callable[[str], None] = lambda _: None) -> dict[str, dict[str, float]]:
-    """Evaluate both methods per horizon and log one MLflow run per (method, horizon)."""
+def train(settings: Settings, *, progress: Callable[[str], None] = lambda _: None) -> dict[str, dict]:
+    """Evaluate both methods per horizon, log one MLflow run per (method, horizon), and register the
+    LightGBM pair as model `value` when it wins every horizon (BG/NBD serving would need the RFM summary
+    online; until then a BG/NBD win is reported and nothing is registered)."""
     exp = tracking.experiment(settings, "value")
-    results = {}
+    results: dict[str, dict] = {}
+    fitted = {}
     for h in HORIZONS:
         progress(f"{h}-day horizon")
-        res = evaluate(settings, h)
-        rows = res.pop("_rows")
+        res, extra = evaluate(settings, h)
+        fitted[h] = extra
         best = min(res, key=lambda m: res[m]["mae"])
         for method, metrics in res.items():
             with mlflow.start_run(experiment_id=exp, run_name=f"{method} {h}d"):
-                mlflow.log_params(
-                    {
-                        "method": method,
-                        "horizon_days": h,
-                        "feature_service": SERVICE,
-                        "seed": settings.seed,
-                        "test_rows": int(rows["test"]),
-                    }
-                )
+                params = {"method": method, "horizon_days": h, "feature_service": SERVICE}
+                mlflow.log_params(params | {"seed": settings.seed, "test_rows": int(extra["rows"])})
                 mlflow.log_metrics(metrics)
                 mlflow.set_tags({"picked": str(method == best)})
         results[f"{h}d"] = res | {"picked": {"method": best}}
+    if all(r["picked"]["method"] == "lightgbm" for r in results.values()):
+        progress("registering")
+        results["registered"] = {"version": _register(settings, fitted)}
     return results
+
+
+def _register(settings: Settings, fitted: dict[int, dict]) -> str:
+    """Log the LightGBM pair as one pyfunc (expected spend per horizon) and register it as `value`."""
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.models import infer_signature
+
+    from training.value_model import ValueModel
+
+    model = ValueModel(fitted[HORIZONS[0]]["encoder"], {h: f["booster"] for h, f in fitted.items()})
+    example = fitted[HORIZONS[0]]["example"]
+    pred = model.predict(model.encoder.transform(example))
+    out = pd.DataFrame({f"expected_spend_{h}d": v for h, v in pred.items()})
+    with (
+        mlflow.start_run(experiment_id=tracking.experiment(settings, "value"), run_name="value (registered)"),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        mlflow.log_params({"feature_service": SERVICE, "horizons": str(HORIZONS), **LGB_PARAMS})
+        model.save(Path(tmp) / "value")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(tracking.__file__).with_name("pyfunc_value_entry.py")),
+            artifacts={"value": str(Path(tmp) / "value")},
+            signature=infer_signature(example, out),
+            input_example=example,
+            pip_requirements=tracking.requirements(),
+            registered_model_name="value",
+        )
+    client = tracking.configure(settings)
+    version = str(info.registered_model_version)
+    client.set_model_version_tag("value", version, "feature_service", SERVICE)
+    alias = tracking.CHALLENGER if tracking.has_champion(settings, "value") else tracking.CHAMPION
+    client.set_registered_model_alias("value", alias, version)
+    return version

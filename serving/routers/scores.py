@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from serving.deps import get_state
 from serving.errors import ApiError
 from serving.schemas import ItemError, ModelInfo, ScoreItem, ScoreRequest, ScoreResponse
-from serving.scoring import score_rows
+from serving.scoring import score_rows, value_rows
 from serving.state import ServingState
 
 router = APIRouter(prefix="/v1", tags=["scores"])
@@ -28,7 +28,9 @@ async def scores(body: ScoreRequest, state: Annotated[ServingState, Depends(get_
     ids = body.customer_ids
 
     def run() -> ScoreResponse:
-        scored = {m: score_rows(state.models[m].scorer, state.online(m, ids)) for m in names}
+        scored = {
+            m: (value_rows if m == "value" else score_rows)(state.models[m].scorer, state.online(m, ids)) for m in names
+        }
         items = []
         for i, cid in enumerate(ids):
             if all(scored[m][i] is None for m in names):

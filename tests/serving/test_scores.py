@@ -67,6 +67,14 @@ def test_churn_beside_propensity_when_asked(client, known_ids) -> None:
     assert only["results"][0]["propensity"] is None and only["results"][0]["churn"] is not None
 
 
+def test_value_estimates_when_asked(client, known_ids) -> None:
+    r = client.post("/v1/scores", json={"customer_ids": known_ids, "models": ["value"]})
+    assert r.status_code == 200 and r.json()["models"][0]["feature_service"] == "value_v1"
+    for it in r.json()["results"]:
+        v = it["value"]
+        assert 0 <= v["expected_spend_90d"] <= v["expected_spend_365d"] * 1.5 and len(v["reasons"]) == 3
+
+
 def test_unknown_model_is_refused(client, known_ids) -> None:
     r = client.post("/v1/scores", json={"customer_ids": known_ids, "models": ["lifetime"]})
     assert r.status_code == 422 and r.json()["error"]["field"] == "models.0"
