@@ -7,6 +7,7 @@ each customer's order history up to the snapshot. The better by holdout MAE is r
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import lightgbm as lgb
@@ -134,7 +135,18 @@ def evaluate(settings: Settings, horizon: int) -> dict[str, dict[str, float]]:
         "lightgbm": _scores(y, booster.predict(enc.transform(test), num_threads=1), truth),
         "bgnbd_gamma_gamma": _scores(y, bg_pred, truth),
     }
-    return scores, {"rows": len(test), "booster": booster, "encoder": enc, "example": test[feats].head(2)}
+    lineage = {
+        "feature_service": SERVICE,
+        "train_snapshots": f"{df[TS][tr].min().isoformat()}..{df[TS][tr].max().isoformat()}",
+        "test_snapshot": at.isoformat(),
+        "train_rows": str(int(tr.sum())),
+        "test_rows": str(len(test)),
+        "training_frame_sha256": hashlib.sha256(
+            pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()
+        ).hexdigest(),
+    }
+    extra = {"rows": len(test), "booster": booster, "encoder": enc, "example": test[feats].head(2), "lineage": lineage}
+    return scores, extra
 
 
 def train(settings: Settings, *, progress: Callable[[str], None] = lambda _: None) -> dict[str, dict]:
@@ -154,7 +166,7 @@ def train(settings: Settings, *, progress: Callable[[str], None] = lambda _: Non
                 params = {"method": method, "horizon_days": h, "feature_service": SERVICE}
                 mlflow.log_params(params | {"seed": settings.seed, "test_rows": int(extra["rows"])})
                 mlflow.log_metrics(metrics)
-                mlflow.set_tags({"picked": str(method == best)})
+                mlflow.set_tags({"picked": str(method == best), **extra["lineage"]})
         results[f"{h}d"] = res | {"picked": {"method": best}}
     if all(r["picked"]["method"] == "lightgbm" for r in results.values()):
         progress("registering")
@@ -180,6 +192,7 @@ def _register(settings: Settings, fitted: dict[int, dict]) -> str:
         tempfile.TemporaryDirectory() as tmp,
     ):
         mlflow.log_params({"feature_service": SERVICE, "horizons": str(HORIZONS), **LGB_PARAMS})
+        mlflow.set_tags(fitted[HORIZONS[0]]["lineage"])
         model.save(Path(tmp) / "value")
         info = mlflow.pyfunc.log_model(
             name="model",

@@ -26,6 +26,14 @@ def _request_loop(url: str, body: dict, stop: threading.Event, seen: list) -> No
             seen.append((r.status_code, r.json()["models"][0]["version"] if r.status_code == 200 else None))
 
 
+def versions_seen(seen: list) -> list:
+    out: list = []
+    for _, v in seen:
+        if not out or out[-1] != v:
+            out.append(v)
+    return out
+
+
 def test_psi_is_zero_for_the_same_data_and_large_for_a_shift() -> None:
     rng = np.random.default_rng(0)
     a = pd.Series(rng.normal(size=5000))
@@ -71,6 +79,10 @@ def test_worse_challenger_refused_equal_one_promoted_live(tmp_path) -> None:
         server.terminate()
         server.wait(timeout=30)
     statuses = [s for s, _ in seen]
+    print(
+        f"\nrequest loop during the switch: {len(seen)} requests, statuses {sorted(set(statuses))}, "
+        f"versions {versions_seen(seen)}"
+    )
     versions = [v for _, v in seen]
     assert len(seen) > 20 and set(statuses) == {200}, f"{len(seen)} requests, statuses {set(statuses)}"
     assert versions[0] == "1" and versions[-1] == new_version

@@ -31,6 +31,7 @@ def test_value_methods_are_compared_and_logged(prepared) -> None:
     compared = runs[runs["params.method"].notna()]
     assert len(compared) == 8  # 2 methods × 2 horizons, by the session fixture and by this test
     assert set(compared["params.method"]) == {"lightgbm", "bgnbd_gamma_gamma"}
+    assert compared["tags.training_frame_sha256"].str.len().eq(64).all()  # lineage of what each run saw
 
 
 def test_value_labels_are_spend_in_the_window(prepared) -> None:
