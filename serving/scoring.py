@@ -17,12 +17,10 @@ TOP_REASONS = 3
 def score_rows(scorer: Scorer, columns: dict[str, list]) -> list[Score | None]:
     """One Score per row of the online response, in order; None where the store knows no feature."""
     feats = scorer.encoder.features
-    n = len(next(iter(columns.values())))
-    rows = [i for i in range(n) if any(columns[f][i] is not None for f in feats)]
+    n, rows, sub = _known(feats, columns)
     out: list[Score | None] = [None] * n
     if not rows:
         return out
-    sub = {f: [columns[f][i] for i in rows] for f in feats}
     X = scorer.encoder.transform_columns(sub)
     p, contrib = scorer.explain(X)
     score = scorer.score(p)
@@ -40,12 +38,10 @@ def score_rows(scorer: Scorer, columns: dict[str, list]) -> list[Score | None]:
 def value_rows(model: object, columns: dict[str, list]) -> list[ValueEstimate | None]:
     """Expected spend per row (LightGBM per horizon) with the 90-day model's top contributions."""
     feats = model.encoder.features
-    n = len(next(iter(columns.values())))
-    rows = [i for i in range(n) if any(columns[f][i] is not None for f in feats)]
+    n, rows, sub = _known(feats, columns)
     out: list[ValueEstimate | None] = [None] * n
     if not rows:
         return out
-    sub = {f: [columns[f][i] for i in rows] for f in feats}
     X = model.encoder.transform_columns(sub)
     pred, contrib = model.predict(X), model.contributions(X)
     for j, i in enumerate(rows):
@@ -55,6 +51,13 @@ def value_rows(model: object, columns: dict[str, list]) -> list[ValueEstimate | 
             reasons=_reasons(feats, contrib[j], sub, j),
         )
     return out
+
+
+def _known(feats: list[str], columns: dict[str, list]) -> tuple[int, list[int], dict[str, list]]:
+    """(rows in the response, rows with any feature, their feature columns): all-missing rows are unknown ids."""
+    n = len(next(iter(columns.values())))
+    rows = [i for i in range(n) if any(columns[f][i] is not None for f in feats)]
+    return n, rows, {f: [columns[f][i] for i in rows] for f in feats}
 
 
 def _reasons(feats: list[str], contrib: np.ndarray, sub: dict[str, list], j: int) -> list[Reason]:

@@ -37,19 +37,17 @@ def gains(y: np.ndarray, p: np.ndarray) -> Figure:
 
 def shap_summary(contrib: np.ndarray, features: list[str], top: int = 15) -> Figure:
     """Mean |TreeSHAP| per feature (the bar form of a SHAP summary)."""
-    mean_abs = np.abs(contrib).mean(axis=0)
-    idx = np.argsort(mean_abs)[-top:]
-    fig, ax = plt.subplots(figsize=(6, 0.35 * len(idx) + 1))
-    ax.barh([features[i] for i in idx], mean_abs[idx])
-    ax.set(xlabel="mean |SHAP| (log-odds)", title="SHAP summary (holdout)")
-    fig.tight_layout()
-    return fig
+    return _bars(np.abs(contrib).mean(axis=0), features, top, "mean |SHAP| (log-odds)", "SHAP summary (holdout)")
 
 
 def importance(gain: np.ndarray, features: list[str], top: int = 15) -> Figure:
-    idx = np.argsort(gain)[-top:]
+    return _bars(gain, features, top, "total gain", "Feature importance (LightGBM gain)")
+
+
+def _bars(values: np.ndarray, features: list[str], top: int, xlabel: str, title: str) -> Figure:
+    idx = np.argsort(values)[-top:]
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(idx) + 1))
-    ax.barh([features[i] for i in idx], gain[idx])
-    ax.set(xlabel="total gain", title="Feature importance (LightGBM gain)")
+    ax.barh([features[i] for i in idx], values[idx])
+    ax.set(xlabel=xlabel, title=title)
     fig.tight_layout()
     return fig
