@@ -195,8 +195,3 @@ def feature_names(settings: Settings, service: str) -> list[str]:
     """Feature names of a service in a fixed order (view order, then schema order)."""
     schema = json.loads((settings.feature_dir / "schema.json").read_text())
     return [f for v, spec in SERVICES[service].items() for f in _names(schema[v], spec)]
-
-
-def feature_types(settings: Settings) -> dict[str, str]:
-    schema = json.loads((settings.feature_dir / "schema.json").read_text())
-    return {f: t for v in schema.values() for f, t in v.items()}

@@ -9,30 +9,6 @@ from graphs import social
 from leadscope.schema import ENTITY, TS
 
 HIGH_INTENT = ("pricing_view", "form_submit", "inbound_call")
-FEATURES = (
-    "followers_count",
-    "following_count",
-    "following_customer_share",
-    "following_customers_reach",
-    "following_engaged_reach",
-    "pagerank",
-    "reach_2hop",
-    "referral_count",
-    "referral_tree_size",
-    "referral_tree_depth",
-    "referred_converted",
-    "referred_spend_365d",
-    "referrer_converted",
-    "community_size",
-    "community_conversion_rate",
-    "neighbours",
-    "neighbour_customer_share",
-    "neighbour_churned_share",
-    "is_kol",
-    "revenue_value_365d",
-    "influence_value",
-    "social_value",
-)
 
 
 def graph_features(
