@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -28,6 +29,11 @@ identities_app = typer.Typer(help="Resolve CRM records to people.", no_args_is_h
 app.add_typer(identities_app, name="identities")
 console = Console(stderr=True)
 T = TypeVar("T")
+
+
+class ModelName(StrEnum):
+    propensity = "propensity"
+    churn = "churn"
 
 
 @contextmanager
@@ -234,7 +240,7 @@ def train_value() -> None:
 
 @app.command()
 def promote(
-    model: Annotated[str, typer.Argument(help="propensity or churn")],
+    model: Annotated[ModelName, typer.Argument(help="propensity or churn")],
     tolerance: Annotated[float, typer.Option(help="ROC-AUC the challenger may lose to the champion.")] = 0.005,
     max_psi: Annotated[float, typer.Option(help="Largest feature PSI (training vs latest data) allowed.")] = 0.25,
 ) -> None:
@@ -244,9 +250,9 @@ def promote(
     settings = _settings()
     try:
         with step(f"evaluating {model} challenger vs champion"):
-            d = promotion.promote(settings, model, tolerance=tolerance, max_psi=max_psi)
+            d = promotion.promote(settings, model.value, tolerance=tolerance, max_psi=max_psi)
     except Exception as exc:  # noqa: BLE001 - a missing alias or model is a user error, said plainly
-        console.print(f"[red]error[/]: cannot evaluate {model}: {exc}")
+        console.print(f"[red]error[/]: cannot evaluate {model.value}: {exc}")
         raise typer.Exit(2) from None
     for c in d.checks:
         console.print(f"  {'[green]pass[/]' if c.passed else '[red]FAIL[/]'}  {c.name}: {c.detail}", soft_wrap=True)
@@ -259,7 +265,7 @@ def promote(
 
 @app.command("monitor")
 def monitor_cmd(
-    model: Annotated[str, typer.Argument(help="propensity or churn")] = "propensity",
+    model: Annotated[ModelName, typer.Argument(help="propensity or churn")] = ModelName.propensity,
     max_psi: Annotated[float, typer.Option(help="PSI above which a feature is flagged as drifted.")] = 0.25,
 ) -> None:
     """PSI per feature and of the score (training vs now), realised vs predicted; logged to MLflow."""
@@ -267,7 +273,7 @@ def monitor_cmd(
 
     settings = _settings()
     with step(f"monitoring {model}"):
-        result = monitoring.monitor(settings, model)
+        result = monitoring.monitor(settings, model.value)
     console.print(f"  now: {int(result['rows_now']['rows'][0]):,} rows scored; largest drift first")
     for line in monitoring.summary(result, max_psi=max_psi):
         console.print("  " + line, soft_wrap=True, highlight=False)
@@ -368,5 +374,20 @@ def _example_id(settings: Settings) -> str:
     return str(ids.iloc[len(ids) // 2])
 
 
+def main() -> None:
+    """Entry point: expected failures (missing data, no trained model yet, bad input) end with a one-line
+    message and exit code 2 instead of a traceback."""
+    import mlflow
+
+    try:
+        app()
+    except (FileNotFoundError, ValueError, mlflow.exceptions.MlflowException) as exc:
+        console.print(f"[red]error[/]: {exc}")
+        console.print(
+            "  (run `leadscope run --skip-serve` or `leadscope import ...` first if data or models are missing)"
+        )
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

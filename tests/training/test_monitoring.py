@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mlflow
+import pytest
 
 from training import monitoring, tracking
 
@@ -20,3 +21,18 @@ def test_monitor_reports_drift_and_calibration(prepared) -> None:
     runs = mlflow.search_runs(experiment_names=["monitoring"])
     assert "metrics.psi.score" in runs.columns and len(runs) >= 1
     assert any(line.startswith("(score)") or "PSI" in line for line in monitoring.summary(result))
+
+
+def test_cli_refuses_unknown_models_and_missing_data_without_a_traceback(tmp_path, monkeypatch) -> None:
+    # broken: an operator would get a Python traceback instead of what to do next
+    from typer.testing import CliRunner
+
+    from leadscope.cli import app, main
+
+    res = CliRunner().invoke(app, ["monitor", "lifetime"], env={"LEADSCOPE_HOME": str(tmp_path)})
+    assert res.exit_code == 2 and "lifetime" in res.output
+    monkeypatch.setenv("LEADSCOPE_HOME", str(tmp_path))
+    monkeypatch.setattr("sys.argv", ["leadscope", "features", "build"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 2
