@@ -47,12 +47,13 @@ async def drive(
     concurrency: int,
     seconds: float,
     max_requests: int = 2_000_000,
+    headers: dict[str, str] | None = None,
 ) -> Result:
     """Each worker sends its next request as soon as the previous answers (bounded in time and count)."""
     lat: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
-    headers = {"content-type": "application/json"}
+    headers = headers or {"content-type": "application/json"}
 
     async def worker(session: aiohttp.ClientSession, w: int) -> None:
         nonlocal errors
@@ -80,12 +81,48 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, *, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    port: int
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"content-type": "application/json", "authorization": f"Bearer {self.token}"}
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def api_key(
+    env: dict[str, str] | None = None, scopes: tuple[str, ...] = ("admin",), rate: str = "10000000/minute"
+) -> str:
+    """A fresh key in the key table the server (started with `env`) will read."""
+    from leadscope.settings import Settings
+    from serving.keys import KeyStore
+
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        settings = Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return KeyStore(settings.database_url).create("benchmark", list(scopes), rate)[0]
+
+
+def start_server(port: int, *, cwd: Path, env: dict[str, str] | None = None, workers: int = 1) -> Server:
     """The app (plus the benchmark echo route) in a child process; returns once /readyz answers 200."""
     import urllib.request
 
+    token = api_key(env)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks._server", str(port)],
+        [sys.executable, "-m", "benchmarks._server", str(port), str(workers)],
         cwd=cwd,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
@@ -96,7 +133,7 @@ def start_server(port: int, *, cwd: Path, env: dict[str, str] | None = None) -> 
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
                 if r.status == 200:
-                    return proc
+                    return Server(proc, port, token)
         except OSError:
             time.sleep(0.2)
         if proc.poll() is not None:

@@ -2,6 +2,7 @@
 
 GET /healthz is the lightest route; POST /bench/echo parses and validates the same JSON body as
 /v1/scores and answers a small JSON object, so the ratio isolates the cost of scoring itself.
+Usage: python -m benchmarks._server PORT [WORKERS]
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import sys
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import BaseModel
 
-from leadscope.settings import get_settings, quiet_environment
+from leadscope.settings import Settings, quiet_environment
 from serving.app import create_app
+from serving.observability import configure_logging
 from serving.schemas import ScoreRequest
 
 
@@ -20,16 +23,24 @@ class Echo(BaseModel):
     n: int
 
 
-def main(port: int) -> None:
+def factory() -> FastAPI:
     quiet_environment()
-    app = create_app(get_settings())
+    settings = Settings()
+    app = create_app(settings)
 
     @app.post("/bench/echo", response_model=Echo, include_in_schema=False)
     async def echo(body: ScoreRequest) -> Echo:
         return Echo(n=len(body.customer_ids))
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    return app
+
+
+def main(port: int, workers: int = 1) -> None:
+    configure_logging("json", level=30)  # warnings only: the access log would measure the terminal
+    uvicorn.run(
+        "benchmarks._server:factory", factory=True, host="127.0.0.1", port=port, workers=workers, log_config=None
+    )
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 1)

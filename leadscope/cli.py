@@ -27,6 +27,8 @@ app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
 identities_app = typer.Typer(help="Resolve CRM records to people.", no_args_is_help=True)
 app.add_typer(identities_app, name="identities")
+keys_app = typer.Typer(help="API keys: create, revoke, list (stored hashed).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 T = TypeVar("T")
 
@@ -280,16 +282,35 @@ def monitor_cmd(
 
 
 @app.command()
-def serve(host: str | None = None, port: int | None = None) -> None:
-    """Serve the HTTP API."""
+def serve(
+    host: str | None = None,
+    port: int | None = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (each loads models and features).")] = 1,
+) -> None:
+    """Serve the HTTP API (SIGTERM/Ctrl-C: stop accepting, let in-flight requests finish, then exit)."""
+    import os
+    import tempfile
+
     import uvicorn
 
     from serving.app import create_app
+    from serving.observability import configure_logging
 
     settings = _settings()
-    uvicorn.run(
-        create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info", access_log=False
+    configure_logging(settings.log_format)
+    common = dict(
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
     )
+    if workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    # every worker reads settings from the environment; /metrics aggregates them through this directory
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="leadscope-metrics-"))
+    uvicorn.run("serving.app:factory", factory=True, workers=workers, **common)
 
 
 @app.command()
@@ -323,12 +344,21 @@ def run(skip_serve: Annotated[bool, typer.Option(help="Prepare everything but do
     else:
         console.print("[green]✓[/] model value@champion found in MLflow")
     example = _example_id(settings)
+    token = _default_key(settings) if settings.auth else None
+    if token:
+        console.print(
+            f"\n[bold]Default API key[/] (all scopes; shown this once, only its hash is stored):\n  {token}",
+            soft_wrap=True,
+            highlight=False,
+        )
+    key = token or "$LEADSCOPE_API_KEY"
     curl = (
         f"curl -s -X POST http://{settings.host}:{settings.port}/v1/scores "
-        f"-H 'content-type: application/json' "
+        f"-H 'content-type: application/json' -H 'authorization: Bearer {key}' "
         f'-d \'{{"customer_ids": ["{example}"], "models": ["propensity", "churn"]}}\''
     )
-    console.print(f"\nTry it:\n  {curl}\n", soft_wrap=True, highlight=False)
+    hint = "" if token else "\n  (use your key; `leadscope keys create --name me --scope score` makes a new one)"
+    console.print(f"\nTry it:\n  {curl}{hint}\n", soft_wrap=True, highlight=False)
     if not skip_serve:
         serve(host=None, port=None)
 
@@ -372,6 +402,101 @@ def _example_id(settings: Settings) -> str:
 
     ids = pd.read_parquet(settings.raw_dir / "customers.parquet", columns=["customer_id"])["customer_id"]
     return str(ids.iloc[len(ids) // 2])
+
+
+@app.command("score")
+def score_cmd(
+    input: Annotated[Path, typer.Option("--input", help="CSV with a customer_id column (or ids in the first column).")],
+    out: Annotated[Path, typer.Option(help="Output file: .parquet or .csv.")],
+    models: Annotated[str, typer.Option(help="Comma-separated: propensity, churn, value.")] = "propensity",
+    chunk: Annotated[int, typer.Option(min=100, max=50_000, help="Ids per online-store read.")] = 5_000,
+) -> None:
+    """Batch scoring with the champions, reading features from the online store like the API does."""
+    import pandas as pd
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from serving.batch import flatten
+    from serving.scoring import score_items
+    from serving.state import ServingState
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    bad = [m for m in names if m not in ("propensity", "churn", "value")]
+    if bad or not names:
+        raise ValueError(f"--models: unknown model {bad[0] if bad else '(none)'} (choose propensity, churn, value)")
+    if out.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"--out: {out.name} must end in .parquet or .csv")
+    frame = pd.read_csv(input, dtype=str)
+    col = "customer_id" if "customer_id" in frame.columns else frame.columns[0]
+    ids = frame[col].dropna().astype(str).tolist()
+    if not ids:
+        raise ValueError(f"--input: {input} holds no customer ids")
+    settings = _settings()
+    state = ServingState(settings)
+    with step("loading models and the feature store"):
+        state.load(names=tuple(names), optional=())
+    if state.problems:
+        raise ValueError("; ".join(state.problems))
+    parts = []
+    columns = [TimeRemainingColumn(), MofNCompleteColumn(), BarColumn()]
+    with Progress(*Progress.get_default_columns()[:1], *columns, console=console) as bar:
+        task = bar.add_task("scoring", total=len(ids))
+        for start in range(0, len(ids), chunk):
+            part = ids[start : start + chunk]
+            parts.append(flatten(score_items(state, names, part), names))
+            bar.advance(task, len(part))
+    result = pd.concat(parts, ignore_index=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.to_parquet(out, index=False) if out.suffix == ".parquet" else result.to_csv(out, index=False)
+    unknown = int(result["error"].notna().sum())
+    console.print(f"[green]✓[/] {len(result):,} rows → {out} ({unknown:,} unknown ids)")
+
+
+def _keystore(settings: Settings):  # noqa: ANN202 - serving.keys.KeyStore, imported lazily
+    from serving.keys import KeyStore
+
+    return KeyStore(settings.database_url)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. 'crm-prod'.")],
+    scope: Annotated[
+        list[str], typer.Option("--scope", help="score, audiences, conversions or admin (repeat for several).")
+    ],
+    rate: Annotated[str | None, typer.Option(help="Rate limit of this key, e.g. '100/second'.")] = None,
+) -> None:
+    """Create a key. It is printed once, on stdout; only its SHA-256 is stored."""
+    token, key = _keystore(_settings()).create(name, scope, rate)
+    console.print(f"created key {key.key_id} ({key.name}; scopes {', '.join(sorted(key.scopes))}); it is shown once:")
+    print(token)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (the part after 'lsk_').")]) -> None:
+    """Revoke a key; servers refuse it within key_cache_seconds."""
+    if not _keystore(_settings()).revoke(key_id):
+        console.print(f"[red]error[/]: no active key with id {key_id}")
+        raise typer.Exit(2)
+    console.print(f"revoked key {key_id}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Key ids, names, scopes and state (never the keys themselves)."""
+    for k in _keystore(_settings()).list():
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        print(f"{k.key_id}\t{k.name}\t{','.join(sorted(k.scopes))}\t{k.rate_limit or 'default'}\t{state}")
+
+
+def _default_key(settings: Settings) -> str | None:
+    """On the very first start, one key with every scope, printed once; later runs reuse the stored keys."""
+    from serving.keys import SCOPES
+
+    store = _keystore(settings)
+    if store.list():
+        return None
+    token, _ = store.create("default", list(SCOPES))
+    return token
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, computed_field
+from pydantic import Field, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,14 +33,43 @@ class Settings(BaseSettings):
         "no_purchase",
         description="no_purchase: no order in the window (non-contractual); cancellation: a churned stage.",
     )
+    profile: Literal["embedded", "production"] = Field(
+        "embedded",
+        description="embedded: SQLite files and in-process state (no servers). production: PostgreSQL for MLflow and "
+        "the service database, Redis for the online store and shared rate limits.",
+    )
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str | None = None
     postgres_url: str | None = None
-    model_poll_seconds: float = Field(5.0, gt=0, description="How often the server checks for a new champion.")
+    auth: bool = Field(True, description="Require an API key on /v1 routes (health, readiness, metrics stay open).")
+    key_cache_seconds: float = Field(2.0, ge=0, description="How long a server trusts its copy of the key table.")
+    rate_limit: str = Field("6000/minute", description="Default per-key rate limit (limits notation, e.g. 100/second).")
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
+    max_batch_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest body of a batch request.")
+    max_batch_ids: int = Field(1_000_000, ge=1, description="Most ids in one batch scoring request.")
+    request_timeout_seconds: float = Field(30.0, gt=0, description="504 when no response has started by then.")
+    graceful_shutdown_seconds: float = Field(30.0, gt=0, description="How long in-flight requests get on SIGTERM.")
+    log_format: Literal["json", "text"] = "json"
+    model_poll_seconds: float = Field(
+        5.0, gt=0, description="How often the server checks for a new champion and a new materialisation."
+    )
+    feature_cache_size: int = Field(
+        200_000, ge=0, description="Online feature rows a server keeps until the next materialisation (0: off)."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     num_threads: int = 1
     max_ids_per_request: int = 10_000
+
+    @model_validator(mode="after")
+    def _profile(self) -> Settings:
+        if self.profile == "production":
+            missing = [n for n in ("postgres_url", "redis_url") if not getattr(self, n)]
+            if missing:
+                names = " and ".join(f"LEADSCOPE_{n.upper()}" for n in missing)
+                raise ValueError(f"profile=production needs {names}")
+            self.online_store = "redis"
+        return self
 
     def resolve(self, path: Path) -> Path:
         """Absolute path, relative ones taken from `home`."""
@@ -63,7 +92,31 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_uri(self) -> str:
-        return self.tracking_uri or f"sqlite:///{self.resolve(self.mlruns_dir) / 'mlflow.db'}"
+        if self.tracking_uri:
+            return self.tracking_uri
+        if self.profile == "production":
+            return self.sqlalchemy_url(self.postgres_url or "")
+        return f"sqlite:///{self.resolve(self.mlruns_dir) / 'mlflow.db'}"
+
+    @property
+    def database_url(self) -> str:
+        """The service's own tables (API keys, later conversions): SQLite file embedded, PostgreSQL in production."""
+        if self.profile == "production":
+            return self.sqlalchemy_url(self.postgres_url or "")
+        return f"sqlite:///{self.resolve(self.data_dir) / 'leadscope.db'}"
+
+    @property
+    def rate_limit_storage(self) -> str:
+        """Where per-key request counts live: shared in Redis in production (all workers), else in-process."""
+        return self.redis_url if self.profile == "production" and self.redis_url else "memory://"
+
+    @staticmethod
+    def sqlalchemy_url(url: str) -> str:
+        """postgresql://… → postgresql+psycopg://… (the driver in the lock is psycopg 3)."""
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
 
     @property
     def artifact_root(self) -> str:

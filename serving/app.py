@@ -1,8 +1,10 @@
-"""create_app(settings): the FastAPI application; models load in the lifespan, not at import."""
+"""create_app(settings): the FastAPI application. Models and features load in the background after start-up:
+/healthz answers at once, /readyz (and every scoring route) says 503 until they are loaded."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,7 +12,9 @@ from fastapi import FastAPI
 
 from leadscope.settings import Settings, get_settings, quiet_environment
 from serving import errors
-from serving.routers import health, scores
+from serving.middleware import Limits, Observability
+from serving.routers import admin, health, scores
+from serving.security import Guard
 from serving.state import ServingState
 
 
@@ -21,19 +25,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = ServingState(settings)
-        state.load()
         app.state.serving = state
-        watcher = asyncio.create_task(state.watch(settings.model_poll_seconds))
+        app.state.guard = Guard(settings)
+
+        async def load_then_watch() -> None:
+            await asyncio.to_thread(state.load)
+            await state.watch(settings.model_poll_seconds)
+
+        task = asyncio.create_task(load_then_watch())
         yield
-        watcher.cancel()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     app = FastAPI(
         title="leadscope",
-        version="0.1.0",
+        version="0.2.0",
         lifespan=lifespan,
-        description="Lead scores with reasons, from Feast features and MLflow models.",
+        description="Lead scores with reasons, from Feast features and MLflow models. Every /v1 route needs an API "
+        "key (`Authorization: Bearer <key>` or `X-API-Key`) with the route's scope; /healthz, /readyz and /metrics "
+        "are open.",
     )
     errors.install(app)
     app.include_router(health.router)
     app.include_router(scores.router)
+    app.include_router(admin.router)
+    app.add_middleware(
+        Limits,
+        max_body=settings.max_body_bytes,
+        large_bodies={scores.BATCH_PATH: settings.max_batch_body_bytes},
+        timeout=settings.request_timeout_seconds,
+    )
+    app.add_middleware(Observability)
     return app
+
+
+def factory() -> FastAPI:
+    """For `uvicorn --factory` and multi-worker serving: settings from the environment."""
+    return create_app(Settings())

@@ -5,16 +5,50 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
+        self.status, self.code, self.message, self.field, self.headers = status, code, message, field, headers
 
 
-def _body(code: str, message: str, field: str | None = None, details: list | None = None) -> dict:
+class ErrorDetail(BaseModel):
+    field: str | None
+    message: str
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. invalid_request, unauthenticated.")
+    message: str = Field(description="What is wrong, naming the field; never echoes personal data.")
+    field: str | None = Field(None, description="Dotted path of the offending field, when there is one.")
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorInfo
+
+
+def documented(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI `responses` entries with the shared error body, so clients (and schemathesis) know every status."""
+    text = {
+        401: "Missing, unknown or revoked API key.",
+        403: "The key lacks the scope this route needs.",
+        404: "Not found.",
+        413: "Request body too large.",
+        422: "Invalid request: the message names the field.",
+        429: "Rate limit of this key exceeded; see Retry-After.",
+        503: "Models or features not loaded yet; see /readyz.",
+        504: "No response started within the request timeout.",
+    }
+    return {s: {"model": ErrorBody, "description": text.get(s, "Error.")} for s in statuses}
+
+
+def body(code: str, message: str, field: str | None = None, details: list | None = None) -> dict:
     err: dict = {"code": code, "message": message, "field": field}
     if details:
         err["details"] = details
@@ -37,24 +71,24 @@ def install(app: FastAPI) -> None:
         errs = exc.errors()
         first = errs[0] if errs else {}
         if first.get("type") == "json_invalid":
-            return JSONResponse(status_code=422, content=_body("invalid_json", "request body is not valid JSON"))
+            return JSONResponse(status_code=422, content=body("invalid_json", "request body is not valid JSON"))
         code = "invalid_request"
         details = [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "")} for e in errs[:20]]
         return JSONResponse(
-            status_code=422, content=_body(code, _short(first), _field(tuple(first.get("loc", ()))), details)
+            status_code=422, content=body(code, _short(first), _field(tuple(first.get("loc", ()))), details)
         )
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content=_body(exc.code, exc.message, exc.field))
+        return JSONResponse(status_code=exc.status, content=body(exc.code, exc.message, exc.field), headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
-            status_code=exc.status_code, content=_body(code, str(exc.detail)), headers=getattr(exc, "headers", None)
+            status_code=exc.status_code, content=body(code, str(exc.detail)), headers=getattr(exc, "headers", None)
         )
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=500, content=_body("internal_error", "unexpected server error"))
+        return JSONResponse(status_code=500, content=body("internal_error", "unexpected server error"))

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 MAX_IDS = 10_000
+MAX_BATCH_IDS = 1_000_000
 CustomerId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
 
 
@@ -21,6 +22,16 @@ class ScoreRequest(BaseModel):
     models: list[ModelName] = Field(
         default=["propensity"], min_length=1, max_length=3, description="Which scores to return per customer."
     )
+
+
+class BatchScoreRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"customer_ids": ["C0000001", "C0000002"]}]}
+    )
+    customer_ids: list[CustomerId] = Field(
+        min_length=1, max_length=MAX_BATCH_IDS, description=f"1 to {MAX_BATCH_IDS:,} customer ids."
+    )
+    models: list[ModelName] = Field(default=["propensity"], min_length=1, max_length=3)
 
 
 class Reason(BaseModel):
@@ -73,5 +84,6 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
+    loading: bool = Field(False, description="True while models and features are still loading after start-up.")
     models: list[ModelInfo]
     feature_store: str

@@ -8,10 +8,13 @@ import numpy as np
 
 from features.catalog import describe
 from features.engineering import NO_TOUCH
-from serving.schemas import Reason, Score, ValueEstimate
+from serving import observability as obs
+from serving.schemas import ItemError, Reason, Score, ScoreItem, ValueEstimate
+from serving.state import ServingState
 from training.scorer import Scorer
 
 TOP_REASONS = 3
+UNKNOWN = ItemError(code="unknown_customer", message="no features for this customer_id in the online store")
 
 
 def score_rows(scorer: Scorer, columns: dict[str, list]) -> list[Score | None]:
@@ -70,3 +73,22 @@ def _reasons(feats: list[str], contrib: np.ndarray, sub: dict[str, list], j: int
             v = None if math.isnan(v) or v == NO_TOUCH else round(v, 4)  # NO_TOUCH: never happened
         out.append(Reason(feature=feats[k], label=info.label, value=v, impact=round(float(contrib[k]), 4)))
     return out
+
+
+def score_items(state: ServingState, names: list[str], ids: list[str]) -> list[ScoreItem]:
+    """One ScoreItem per id, in order: each requested model's output, or an item error for unknown ids."""
+    scored = {
+        m: (value_rows if m == "value" else score_rows)(state.models[m].scorer, state.online(m, ids)) for m in names
+    }
+    items = []
+    for i, cid in enumerate(ids):
+        if all(scored[m][i] is None for m in names):
+            obs.ITEM_ERRORS.labels(UNKNOWN.code).inc()
+            items.append(ScoreItem(customer_id=cid, error=UNKNOWN))
+            continue
+        item = ScoreItem(customer_id=cid, **{m: scored[m][i] for m in names})
+        for m in names:
+            if m != "value" and scored[m][i] is not None:
+                obs.SCORES.labels(m).observe(scored[m][i].probability)
+        items.append(item)
+    return items

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,22 @@ def prepare(settings: Settings, *, train: bool = True, generate_data: bool = Tru
     metrics["churn"] = churn.train(settings)
     metrics["value"] = value.train(settings)
     return metrics
+
+
+@contextmanager
+def api_client(settings: Settings, scopes: tuple[str, ...] = ("admin",), *, wait: bool = True) -> Iterator:
+    """TestClient on the real app with a fresh API key, once the background load has finished."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.keys import KeyStore
+
+    token = KeyStore(settings.database_url).create("tests", list(scopes), "1000000/minute")[0]
+    with TestClient(create_app(settings), headers={"authorization": f"Bearer {token}"}) as client:
+        deadline = time.monotonic() + 120
+        while wait and not client.app.state.serving.loaded and time.monotonic() < deadline:
+            time.sleep(0.02)
+        yield client
 
 
 @pytest.fixture(scope="session", autouse=True)

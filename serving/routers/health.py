@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from serving import observability
 from serving.deps import get_state
 from serving.schemas import Health, ModelInfo, Readiness
 from serving.state import ServingState
@@ -22,6 +23,9 @@ async def healthz() -> Health:
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(state: Annotated[ServingState, Depends(get_state)]) -> Readiness | JSONResponse:
     """Ready when every model is loaded and the feature store answers a read."""
+    if not state.loaded:
+        body = Readiness(ready=False, loading=True, models=[], feature_store="loading")
+        return JSONResponse(status_code=503, content=body.model_dump())
     store_ok = "unavailable"
     if state.store is not None and state.models:
         try:
@@ -35,3 +39,14 @@ async def readyz(state: Annotated[ServingState, Depends(get_state)]) -> Readines
     ]
     body = Readiness(ready=store_ok == "ok" and not state.problems, models=models, feature_store=store_ok)
     return body if body.ready else JSONResponse(status_code=503, content=body.model_dump())
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text."}},
+)
+async def metrics() -> Response:
+    """Prometheus exposition: per-route latency histograms, errors, model versions, score distributions."""
+    payload, content_type = observability.exposition()
+    return Response(payload, media_type=content_type)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from fastapi.testclient import TestClient
 
 from features import ingest
 from features import store as feature_store
-from serving.app import create_app
-from tests.conftest import prepare, small_settings
+from tests.conftest import api_client, prepare, small_settings
 
 
 def test_twenty_new_columns_become_features_and_an_informative_one_explains_scores(tmp_path) -> None:
@@ -42,7 +40,7 @@ def test_twenty_new_columns_become_features_and_an_informative_one_explains_scor
     assert len(new) == 20 and new <= set(features)
 
     leads = customers["customer_id"].sample(200, random_state=1).tolist()
-    with TestClient(create_app(settings)) as client:
+    with api_client(settings, ("score",)) as client:
         items = client.post("/v1/scores", json={"customer_ids": leads}).json()["results"]
     top = [{r["feature"] for r in it["propensity"]["reasons"]} for it in items if it["propensity"]]
     share = np.mean(["crm_fit_score" in t for t in top])

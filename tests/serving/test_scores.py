@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
 
-from serving.app import create_app
-from tests.conftest import small_settings
+from tests.conftest import api_client, small_settings
 
 
 @pytest.fixture(scope="module")
 def client(prepared):
-    with TestClient(create_app(prepared.settings)) as c:
+    with api_client(prepared.settings, ("score",)) as c:
         yield c
 
 
@@ -117,7 +115,7 @@ def test_invalid_json_and_wrong_method(client) -> None:
 
 def test_without_a_model_readiness_is_false_and_scores_say_why(tmp_path) -> None:
     # broken: a server with no champion would answer 500s or fake scores instead of a clear 503
-    with TestClient(create_app(small_settings(tmp_path))) as c:
+    with api_client(small_settings(tmp_path)) as c:
         assert c.get("/healthz").status_code == 200
         assert c.get("/readyz").status_code == 503
         r = c.post("/v1/scores", json={"customer_ids": ["C1"]})

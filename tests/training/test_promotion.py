@@ -19,8 +19,8 @@ from training import dataset, pipeline, promotion, propensity, tracking
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _request_loop(url: str, body: dict, stop: threading.Event, seen: list) -> None:
-    with httpx.Client(timeout=10) as client:
+def _request_loop(url: str, body: dict, headers: dict, stop: threading.Event, seen: list) -> None:
+    with httpx.Client(timeout=10, headers=headers) as client:
         while not stop.is_set():
             r = client.post(url, json=body)
             seen.append((r.status_code, r.json()["models"][0]["version"] if r.status_code == 200 else None))
@@ -61,7 +61,7 @@ def test_worse_challenger_refused_equal_one_promoted_live(tmp_path) -> None:
     stop, seen = threading.Event(), []
     ids = pd.read_parquet(settings.raw_dir / "customers.parquet")["customer_id"].head(3).tolist()
     loop = threading.Thread(
-        target=_request_loop, args=(f"http://127.0.0.1:{port}/v1/scores", {"customer_ids": ids}, stop, seen)
+        target=_request_loop, args=(server.url("/v1/scores"), {"customer_ids": ids}, server.headers, stop, seen)
     )
     loop.start()
     try:
@@ -76,8 +76,7 @@ def test_worse_challenger_refused_equal_one_promoted_live(tmp_path) -> None:
     finally:
         stop.set()
         loop.join()
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     statuses = [s for s, _ in seen]
     print(
         f"\nrequest loop during the switch: {len(seen)} requests, statuses {sorted(set(statuses))}, "
