@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 import re
 import sys
 
@@ -52,9 +51,17 @@ def model_loaded(name: str, version: str, feature_service: str) -> None:
     MODEL.labels(name, version, feature_service).set(1)
 
 
+def _multiprocess() -> bool:
+    """Whether our metric values live in shared files. prometheus_client decides once, at its import, from
+    PROMETHEUS_MULTIPROC_DIR; Feast sets that variable when imported, so the environment now says nothing."""
+    from prometheus_client import values
+
+    return values.ValueClass.__name__ != "MutexValue"
+
+
 def exposition() -> tuple[bytes, str]:
     """The /metrics body: this process's registry, or every worker's when running multiprocess."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if _multiprocess():
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()

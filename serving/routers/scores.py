@@ -77,7 +77,7 @@ async def scores_batch(
         for start in range(0, len(ids), BATCH_CHUNK):
             chunk = ids[start : start + BATCH_CHUNK]
             items = await run_in_threadpool(score_items, state, names, chunk)
-            yield b"".join(it.__pydantic_serializer__.to_json(it, exclude_none=True) + b"\n" for it in items)
+            yield b"".join(it.__pydantic_serializer__.to_json(it) + b"\n" for it in items)
 
     header = ",".join(f"{m.name}:{m.version}" for m in infos)
     return StreamingResponse(lines(), media_type="application/x-ndjson", headers={"X-Leadscope-Models": header})
