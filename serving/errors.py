@@ -36,6 +36,7 @@ class ErrorBody(BaseModel):
 def documented(*statuses: int) -> dict[int | str, dict]:
     """OpenAPI `responses` entries with the shared error body, so clients (and schemathesis) know every status."""
     text = {
+        400: "Malformed HTTP request (e.g. a Content-Length that is not a number).",
         401: "Missing, unknown or revoked API key.",
         403: "The key lacks the scope this route needs.",
         404: "Not found.",
@@ -84,6 +85,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's answer to a body json.loads cannot read at all (not UTF-8, a 5,000-digit number)
+            return JSONResponse(status_code=422, content=body("invalid_json", "request body is not valid JSON"))
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
             status_code=exc.status_code, content=body(code, str(exc.detail)), headers=getattr(exc, "headers", None)

@@ -20,7 +20,7 @@ class Reloaded(BaseModel):
     changed: list[str]
 
 
-@router.post("/reload", response_model=Reloaded, responses=documented(401, 403, 429, 503, 504))
+@router.post("/reload", response_model=Reloaded, responses=documented(400, 401, 403, 413, 429, 503, 504))
 async def reload(state: Annotated[ServingState, Depends(get_state)]) -> Reloaded:
     """Check the registry for new champions now instead of at the next poll."""
     if not state.loaded or state.store is None:

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1", tags=["scores"], dependencies=[require("score")
 BATCH_PATH = "/v1/scores/batch"
 INLINE_MAX = 64  # small requests run on the event loop: sub-millisecond CPU work, no thread hop
 BATCH_CHUNK = 2_000  # ids per online read in a batch: bounded memory, a flush every few hundred ms
-ERRORS = documented(401, 403, 413, 422, 429, 503, 504)
+ERRORS = documented(400, 401, 403, 413, 422, 429, 503, 504)
 
 
 def _models(state: ServingState, requested: list[str]) -> list[str]:

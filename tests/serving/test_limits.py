@@ -51,7 +51,8 @@ def test_batch_route_has_its_own_larger_body_limit(client) -> None:
 @pytest.mark.parametrize(
     ("raw", "status", "field"),
     [
-        (b'{"customer_ids": [' + b"9" * 5000 + b"]}", 400, None),  # over Python's int-digit limit
+        (b'{"customer_ids": [' + b"9" * 5000 + b"]}", 422, None),  # over Python's int-digit limit
+        (b'{"customer_ids": ["\xff\xfe"]}', 422, None),  # not UTF-8
         (b'{"customer_ids": [1e999999]}', 422, "customer_ids.0"),  # parses as inf: not a string
         (b'{"customer_ids": ["' + b"A" * 3000 + b'"]}', 422, "customer_ids.0"),  # longer than 128
         (b'{"customer_ids": ["C1"], "models": [' + b"1" * 4000 + b"]}", 422, "models.0"),
