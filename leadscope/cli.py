@@ -310,6 +310,8 @@ def serve(
         return
     # every worker reads settings from the environment; /metrics aggregates them through this directory
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="leadscope-metrics-"))
+    # one socket shared by all workers: a worker still loading must not accept (it would answer 503s)
+    os.environ["LEADSCOPE_BACKGROUND_LOAD"] = "false"
     uvicorn.run("serving.app:factory", factory=True, workers=workers, **common)
 
 

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(30.0, gt=0, description="504 when no response has started by then.")
     graceful_shutdown_seconds: float = Field(30.0, gt=0, description="How long in-flight requests get on SIGTERM.")
     log_format: Literal["json", "text"] = "json"
+    background_load: bool = Field(
+        True, description="Load models after start-up (/readyz 503 meanwhile); off: load before accepting connections."
+    )
     model_poll_seconds: float = Field(
         5.0, gt=0, description="How often the server checks for a new champion and a new materialisation."
     )

@@ -1,5 +1,6 @@
 """create_app(settings): the FastAPI application. Models and features load in the background after start-up:
-/healthz answers at once, /readyz (and every scoring route) says 503 until they are loaded."""
+/healthz answers at once, /readyz (and every scoring route) says 503 until they are loaded. With several workers
+on one socket (background_load off), each worker loads before it accepts its first connection."""
 
 from __future__ import annotations
 
@@ -32,7 +33,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(state.load)
             await state.watch(settings.model_poll_seconds)
 
-        task = asyncio.create_task(load_then_watch())
+        if not settings.background_load:
+            # workers sharing one socket: a worker that is still loading must not take connections at all
+            await asyncio.to_thread(state.load)
+        task = asyncio.create_task(
+            load_then_watch() if settings.background_load else state.watch(settings.model_poll_seconds)
+        )
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -61,5 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def factory() -> FastAPI:
-    """For `uvicorn --factory` and multi-worker serving: settings from the environment."""
-    return create_app(Settings())
+    """For `uvicorn --factory` and multi-worker serving (each worker a fresh process): settings and logging from
+    the environment."""
+    from serving.observability import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_format)
+    return create_app(settings)
