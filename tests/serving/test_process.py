@@ -112,7 +112,8 @@ def test_two_workers_serve_aggregate_metrics_and_shut_down_gracefully(prepared) 
         assert proc.wait(timeout=120) == 0
         assert got["status"] == 200 and got["lines"] == len(batch), (got, len(batch))
         print(
-            f"\nSIGTERM during a {len(batch):,}-id stream: all lines delivered, exit 0 after {time.time() - t_term:.1f} s"
+            f"\nSIGTERM during a {len(batch):,}-id stream: all lines delivered, "
+            f"exit 0 after {time.time() - t_term:.1f} s"
         )
         try:
             httpx.get(f"{base}/healthz", timeout=2)
