@@ -106,13 +106,38 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--soak", type=float, default=0.0, help="Seconds of soak after the load phases (0: none).")
+    ap.add_argument("--ids", type=int, default=5000, help="Distinct customer ids the requests cycle through.")
+    ap.add_argument(
+        "--cache",
+        choices=["warm", "off"],
+        default="warm",
+        help="warm: the server's feature-row cache on and every id read once before measuring; off: every request "
+        "reads Feast's online store.",
+    )
     args = ap.parse_args()
     settings = Settings()
-    payloads = bodies(settings)
-    server = start_server(free_port(), cwd=Path.cwd(), workers=args.workers)
+    payloads = bodies(settings, args.ids)
+    env = {"LEADSCOPE_FEATURE_CACHE_SIZE": "0"} if args.cache == "off" else {}
+    server = start_server(free_port(), cwd=Path.cwd(), workers=args.workers, env=env)
     try:
         run_routes(server, payloads, 8, 2)  # warm-up
-        print(f"{args.workers} uvicorn worker(s), loopback, {args.seconds:.0f} s per route and concurrency")
+        if args.cache == "warm":
+            asyncio.run(
+                drive(
+                    "warm",
+                    server.url("/v1/scores"),
+                    method="POST",
+                    body=lambda i: payloads[i % len(payloads)],
+                    concurrency=8,
+                    seconds=600,
+                    max_requests=len(payloads) * 2,
+                    headers=server.headers,
+                )
+            )
+        print(
+            f"{args.workers} uvicorn worker(s), loopback, {args.seconds:.0f} s per route and concurrency, "
+            f"{len(payloads):,} distinct ids, feature cache {args.cache}"
+        )
         for c in args.concurrency:
             trivial, echo, scores = run_routes(server, payloads, c, args.seconds)
             print(f"-- concurrency {c}")

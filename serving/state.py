@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -37,6 +38,10 @@ class ServingState:
         try:
             self._load(names, optional)
         finally:
+            # Everything loaded so far (Feast registry, models, libraries) lives as long as the process: move it
+            # out of the collector's view so full collections stop pausing requests for tens of milliseconds.
+            gc.collect()
+            gc.freeze()
             self.loaded = True
 
     def _load(self, names: tuple[str, ...], optional: tuple[str, ...]) -> None:
