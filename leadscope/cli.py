@@ -29,6 +29,8 @@ identities_app = typer.Typer(help="Resolve CRM records to people.", no_args_is_h
 app.add_typer(identities_app, name="identities")
 keys_app = typer.Typer(help="API keys: create, revoke, list (stored hashed).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+signals_app = typer.Typer(help="Conversion signals to ad platforms: deliver, status.", no_args_is_help=True)
+app.add_typer(signals_app, name="signals")
 console = Console(stderr=True)
 T = TypeVar("T")
 
@@ -451,6 +453,35 @@ def score_cmd(
     result.to_parquet(out, index=False) if out.suffix == ".parquet" else result.to_csv(out, index=False)
     unknown = int(result["error"].notna().sum())
     console.print(f"[green]✓[/] {len(result):,} rows → {out} ({unknown:,} unknown ids)")
+
+
+@signals_app.command("deliver")
+def signals_deliver(
+    wait: Annotated[bool, typer.Option(help="Wait out retry backoffs until nothing is pending.")] = True,
+    max_seconds: Annotated[float, typer.Option(min=1, help="Stop after this long even if rows are pending.")] = 600,
+) -> None:
+    """Send pending conversion payloads to every enabled platform (batched, retried with backoff)."""
+    import httpx
+
+    from serving.signals.ingest import outbox_for
+
+    outbox = outbox_for(_settings())
+    with httpx.Client() as client, step("delivering conversion signals"):
+        counts = outbox.deliver(client, until_empty=wait, max_seconds=max_seconds)
+    console.print(f"  this run: {dict(counts) or 'nothing due'}")
+    for platform, states in sorted(outbox.status().items()):
+        console.print(f"  {platform}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(states.items())))
+    if outbox.status() and any(s.get("pending") for s in outbox.status().values()):
+        raise typer.Exit(1)
+
+
+@signals_app.command("status")
+def signals_status() -> None:
+    """Deliveries per platform and status."""
+    from serving.signals.ingest import outbox_for
+
+    for platform, states in sorted(outbox_for(_settings()).status().items()):
+        print(f"{platform}\t" + "\t".join(f"{k}={v}" for k, v in sorted(states.items())))
 
 
 def _keystore(settings: Settings):  # noqa: ANN202 - serving.keys.KeyStore, imported lazily

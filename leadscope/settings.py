@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(30.0, gt=0, description="504 when no response has started by then.")
     graceful_shutdown_seconds: float = Field(30.0, gt=0, description="How long in-flight requests get on SIGTERM.")
     log_format: Literal["json", "text"] = "json"
+    signals_mapping: Path | None = Field(None, description="Stage → ad-platform mapping YAML (default: built in).")
+    signals_max_attempts: int = Field(12, ge=1, description="Delivery attempts per event and platform.")
+    signals_backoff_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles per attempt.")
+    signals_backoff_cap_seconds: float = Field(600.0, gt=0, description="Longest retry delay.")
+    signals_timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of one platform call.")
+    signals_batch_size: int | None = Field(None, ge=1, description="Rows per call, below each platform's limit.")
     background_load: bool = Field(
         True, description="Load models after start-up (/readyz 503 meanwhile); off: load before accepting connections."
     )

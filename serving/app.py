@@ -14,8 +14,9 @@ from fastapi import FastAPI
 from leadscope.settings import Settings, get_settings, quiet_environment
 from serving import errors
 from serving.middleware import Limits, Observability
-from serving.routers import admin, health, scores
+from serving.routers import admin, conversions, health, scores
 from serving.security import Guard
+from serving.signals.ingest import outbox_for
 from serving.state import ServingState
 
 
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = ServingState(settings)
         app.state.serving = state
         app.state.guard = Guard(settings)
+        app.state.outbox = outbox_for(settings)
 
         async def load_then_watch() -> None:
             await asyncio.to_thread(state.load)
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(scores.router)
+    app.include_router(conversions.router)
     app.include_router(admin.router)
     app.add_middleware(
         Limits,

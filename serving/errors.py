@@ -11,10 +11,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        details: list[dict] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field, self.headers = status, code, message, field, headers
+        self.details = details
 
 
 class ErrorDetail(BaseModel):

@@ -1,0 +1,109 @@
+"""From a CRM's conversion events (the API body) to stored events: validation, hashing per platform, value."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from leadscope.schema import STAGES
+from leadscope.settings import Settings
+from serving.signals import hashing
+from serving.signals.mapping import load as load_mapping
+from serving.signals.outbox import Outbox, Policy
+
+Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
+Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
+ClickId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1024)]
+MAX_EVENTS = 1_000
+
+
+def _aware(ts: datetime) -> datetime:
+    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    if ts > datetime.now(UTC) + timedelta(days=1):
+        raise ValueError("more than a day in the future")
+    return ts
+
+
+class ConversionEvent(BaseModel):
+    """One CRM lifecycle event: the `stages` columns of DATA.md plus any PII / click-id column of `customers`."""
+
+    model_config = ConfigDict(extra="forbid")
+    event_id: Id
+    customer_id: Id
+    ts: Annotated[datetime, AfterValidator(_aware)] = Field(description="ISO 8601; naive times are UTC.")
+    stage: Literal[STAGES]  # type: ignore[valid-type]
+    value: float | None = Field(None, ge=0, le=1e12, description="Deal value; required for won.")
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+    crm_name: Text | None = None
+    email: Text | None = None
+    phone: Text | None = None
+    first_name: Text | None = None
+    last_name: Text | None = None
+    city: Text | None = None
+    state: Text | None = None
+    zip: Text | None = None
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")] | None = None
+    gclid: ClickId | None = None
+    gbraid: ClickId | None = None
+    wbraid: ClickId | None = None
+    fbc: ClickId | None = None
+    fbp: ClickId | None = None
+    meta_lead_id: Annotated[str, StringConstraints(pattern=r"^\d{1,32}$")] | None = None
+    bd_vid: ClickId | None = None
+    ttclid: ClickId | None = None
+
+    @model_validator(mode="after")
+    def _won_has_value(self) -> ConversionEvent:
+        if self.stage == "won" and (self.value is None or not math.isfinite(self.value)):
+            raise ValueError("value: required for stage won (the deal's value)")
+        if self.value is not None and self.currency is None:
+            raise ValueError("currency: required with a value (ISO 4217, e.g. USD)")
+        return self
+
+
+class ConversionBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[ConversionEvent] = Field(min_length=1, max_length=MAX_EVENTS)
+
+
+class Accepted(BaseModel):
+    accepted: int = Field(description="New events stored durably.")
+    duplicates: list[str] = Field(description="event_ids already stored (or repeated in this body): unchanged.")
+    deliveries: dict[str, dict[str, int]] = Field(description="Per platform: pending / skipped rows created.")
+
+
+def identifiers(ev: ConversionEvent) -> dict:
+    """Hashed per platform rule (raises ValueError naming the field for an unreadable e-mail or phone)."""
+    h = hashing
+    meta = {
+        "em": h.meta_email(ev.email),
+        "ph": h.meta_phone(ev.phone, ev.country),
+        "fn": h.meta_name(ev.first_name),
+        "ln": h.meta_name(ev.last_name),
+        "ct": h.meta_location(ev.city),
+        "st": h.meta_location(ev.state),
+        "zp": h.meta_zip(ev.zip),
+        "country": h.meta_country(ev.country),
+        "external_id": h.meta_external_id(ev.customer_id),
+    }
+    google = {"em": h.google_email(ev.email), "ph": h.google_phone(ev.phone, ev.country)}
+    click = {k: getattr(ev, k) for k in ("gclid", "gbraid", "wbraid", "fbc", "fbp", "meta_lead_id", "bd_vid", "ttclid")}
+    return {
+        "meta": {k: v for k, v in meta.items() if v},
+        "google": {k: v for k, v in google.items() if v},
+        "click": {k: v for k, v in click.items() if v},
+    }
+
+
+def outbox_for(settings: Settings) -> Outbox:
+    policy = Policy(
+        max_attempts=settings.signals_max_attempts,
+        backoff_base=settings.signals_backoff_seconds,
+        backoff_cap=settings.signals_backoff_cap_seconds,
+        timeout=settings.signals_timeout_seconds,
+        max_batch=settings.signals_batch_size,
+    )
+    return Outbox(settings.database_url, load_mapping(settings.signals_mapping), policy)

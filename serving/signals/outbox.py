@@ -1,0 +1,315 @@
+"""Accepted conversion events and their deliveries (a transactional outbox): SQLite with WAL and a full fsync per
+commit embedded, PostgreSQL in production. An event is stored with its per-platform delivery rows in one
+transaction before the API answers 202; delivery claims rows with a lease, sends one batch per platform and
+records each row's outcome, so one event reaches one platform once (the platforms' own dedup keys, event_id /
+orderId, cover a crash between their answer and our commit)."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+
+from serving.keys import engine_for
+from serving.signals.mapping import Mapping
+from serving.signals.platforms import EXPORTERS, Event, Exporter
+
+metadata = MetaData()
+events = Table(
+    "conversion_events",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("customer_id", String(128), nullable=False, index=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("stage", String(32), nullable=False),
+    Column("value", Float),
+    Column("value_kind", String(16), nullable=False),
+    Column("currency", String(3)),
+    Column("identifiers", Text, nullable=False),  # JSON: platform-hashed identifiers and click ids, no raw PII
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+deliveries = Table(
+    "conversion_deliveries",
+    metadata,
+    Column("platform", String(16), primary_key=True),
+    Column("event_id", String(128), primary_key=True),
+    Column("status", String(16), nullable=False, index=True),  # pending, sent, failed, skipped
+    Column("reason", Text),
+    Column("row", Text),  # the platform's payload row (JSON)
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("lease_token", String(36)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("sent_at", DateTime(timezone=True)),
+)
+
+
+@dataclass
+class Policy:
+    max_attempts: int = 12
+    backoff_base: float = 2.0
+    backoff_cap: float = 600.0
+    lease_seconds: float = 120.0
+    timeout: float = 10.0
+    max_batch: int | None = None  # below the platform's own limit, e.g. to keep one failure small
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential backoff with "equal jitter" (half fixed, half random): a failing platform is not hammered
+        and retries of many rows spread out. A persisted schedule, so tenacity's in-process retry loop does not fit."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** max(attempts - 1, 0))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+class Outbox:
+    def __init__(self, url: str, mapping: Mapping, policy: Policy | None = None) -> None:
+        self.engine: Engine = engine_for(url)
+        metadata.create_all(self.engine)
+        self.mapping = mapping
+        self.policy = policy or Policy()
+        self.exporters: dict[str, Exporter] = {
+            name: EXPORTERS[name](cfg) for name, cfg in mapping.platforms.items() if cfg.enabled
+        }
+
+    # --- ingest -------------------------------------------------------------------------------------------------
+
+    def add(self, items: list[Event], value_kinds: list[str], now: datetime | None = None) -> dict:
+        """Store new events and their delivery rows in one transaction (idempotent by event_id: a repeated id
+        is reported as a duplicate and changes nothing). Returns counts for the 202 answer."""
+        now = now or datetime.now(UTC)
+        ids = [e.event_id for e in items]
+        with self.engine.begin() as c:
+            seen = {r[0] for r in c.execute(select(events.c.event_id).where(events.c.event_id.in_(ids)))}
+            fresh, dup_in_batch = [], set()
+            for e, kind in zip(items, value_kinds, strict=True):
+                if e.event_id in seen or e.event_id in dup_in_batch:
+                    continue
+                dup_in_batch.add(e.event_id)
+                fresh.append((e, kind))
+            status: Counter = Counter()
+            if fresh:
+                c.execute(
+                    events.insert(),
+                    [
+                        {
+                            "event_id": e.event_id,
+                            "customer_id": e.customer_id,
+                            "ts": e.ts,
+                            "stage": e.stage,
+                            "value": e.value,
+                            "value_kind": kind,
+                            "currency": e.currency,
+                            "identifiers": json.dumps(e.ids, separators=(",", ":")),
+                            "received_at": now,
+                        }
+                        for e, kind in fresh
+                    ],
+                )
+                rows = []
+                for e, _ in fresh:
+                    for name, exp in self.exporters.items():
+                        row, reason = exp.row(e, now)
+                        state = "pending" if row is not None else "skipped"
+                        status[(name, state)] += 1
+                        rows.append(
+                            {
+                                "platform": name,
+                                "event_id": e.event_id,
+                                "status": state,
+                                "reason": reason,
+                                "row": json.dumps(row, separators=(",", ":")) if row is not None else None,
+                                "attempts": 0,
+                                "next_attempt_at": now,
+                            }
+                        )
+                c.execute(deliveries.insert(), rows)
+        per_platform: dict[str, dict[str, int]] = {}
+        for (name, state), n in status.items():
+            per_platform.setdefault(name, {})[state] = n
+        dups, first = [], set()
+        for i in ids:
+            if i in seen or i in first:
+                dups.append(i)
+            first.add(i)
+        return {"accepted": len(fresh), "duplicates": dups, "deliveries": per_platform}
+
+    # --- delivery -----------------------------------------------------------------------------------------------
+
+    def _claim(self, platform: str, limit: int, now: datetime) -> tuple[str, list[tuple[str, dict]]]:
+        token = str(uuid.uuid4())
+        due = and_(
+            deliveries.c.platform == platform,
+            deliveries.c.status == "pending",
+            deliveries.c.next_attempt_at <= now,
+            or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+        )
+        with self.engine.begin() as c:
+            ids = [
+                r[0]
+                for r in c.execute(
+                    select(deliveries.c.event_id).where(due).order_by(deliveries.c.next_attempt_at).limit(limit)
+                )
+            ]
+            if not ids:
+                return token, []
+            c.execute(
+                update(deliveries)
+                .where(due, deliveries.c.event_id.in_(ids))
+                .values(lease_token=token, lease_until=now + timedelta(seconds=self.policy.lease_seconds))
+            )
+            rows = c.execute(
+                select(deliveries.c.event_id, deliveries.c.row).where(
+                    deliveries.c.platform == platform, deliveries.c.lease_token == token
+                )
+            ).all()
+        return token, [(r[0], json.loads(r[1])) for r in rows]
+
+    def batches(self, platform: str, limit: int = 10_000) -> list[dict]:
+        """Pending payloads as the platform's requests, for a manual upload (nothing is marked)."""
+        exp = self.exporters[platform]
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(deliveries.c.row)
+                .where(deliveries.c.platform == platform, deliveries.c.status == "pending")
+                .order_by(deliveries.c.event_id)
+                .limit(limit)
+            ).all()
+        payload = [json.loads(r[0]) for r in rows]
+        out = []
+        for i in range(0, len(payload), exp.max_batch):
+            req = exp.request(payload[i : i + exp.max_batch])
+            out.append({"url": req.url.split("?")[0], "rows": len(payload[i : i + exp.max_batch]), "body": req.body})
+        return out
+
+    def deliver_once(self, platform: str, client: httpx.Client, now: datetime | None = None) -> Counter:
+        """One batch to one platform: claim, send, record each row's outcome. Returns outcome counts."""
+        now = now or datetime.now(UTC)
+        exp = self.exporters[platform]
+        token, claimed = self._claim(platform, min(exp.max_batch, self.policy.max_batch or exp.max_batch), now)
+        counts: Counter = Counter()
+        if not claimed:
+            return counts
+        live, results = [], {}
+        for event_id, row in claimed:
+            stale = exp.still_valid(row, now)
+            if stale:
+                results[event_id] = ("skipped", stale)
+            else:
+                live.append((event_id, row))
+        if live:
+            req = exp.request([r for _, r in live])
+            try:
+                resp = client.post(req.url, json=req.body, headers=req.headers, timeout=self.policy.timeout)
+                try:
+                    body = resp.json()
+                except ValueError:
+                    body = resp.text[:200]
+                outcomes = exp.outcomes(resp.status_code, body, len(live))
+            except httpx.HTTPError as exc:
+                outcomes = [("retry", f"{type(exc).__name__}")] * len(live)
+            for (event_id, _), outcome in zip(live, outcomes, strict=True):
+                results[event_id] = outcome
+        with self.engine.begin() as c:
+            for event_id, (kind, reason) in results.items():
+                key = and_(
+                    deliveries.c.platform == platform,
+                    deliveries.c.event_id == event_id,
+                    deliveries.c.lease_token == token,
+                )
+                if kind == "sent":
+                    values = {"status": "sent", "sent_at": now, "reason": None}
+                elif kind == "skipped":
+                    values = {"status": "skipped", "reason": reason}
+                else:
+                    attempts = c.execute(select(deliveries.c.attempts).where(key)).scalar_one() + 1
+                    if kind == "failed" or attempts >= self.policy.max_attempts:
+                        kind = "failed"
+                        values = {"status": "failed", "attempts": attempts, "reason": reason}
+                    else:
+                        later = now + timedelta(seconds=self.policy.backoff(attempts))
+                        values = {"attempts": attempts, "next_attempt_at": later, "reason": reason}
+                c.execute(update(deliveries).where(key).values(lease_token=None, lease_until=None, **values))
+                counts[kind] += 1
+        return counts
+
+    def deliver(self, client: httpx.Client, *, until_empty: bool = True, max_seconds: float = 600) -> Counter:
+        """Send every due row to every platform; with until_empty, wait out backoffs until nothing is pending."""
+        total: Counter = Counter()
+        deadline = time.monotonic() + max_seconds
+        while time.monotonic() < deadline:
+            moved = False
+            for platform in self.exporters:
+                got = self.deliver_once(platform, client)
+                total.update(got)
+                moved = moved or bool(got)
+            if moved:
+                continue
+            nxt = self.next_due()
+            if not until_empty or nxt is None:
+                break
+            time.sleep(min(max((nxt - datetime.now(UTC)).total_seconds(), 0.01), 1.0))
+        return total
+
+    def next_due(self) -> datetime | None:
+        with self.engine.connect() as c:
+            at = c.execute(
+                select(func.min(deliveries.c.next_attempt_at)).where(deliveries.c.status == "pending")
+            ).scalar()
+        return _utc(at) if at is not None else None
+
+    def status(self) -> dict[str, dict[str, int]]:
+        with self.engine.connect() as c:
+            rows = c.execute(
+                select(deliveries.c.platform, deliveries.c.status, func.count()).group_by(
+                    deliveries.c.platform, deliveries.c.status
+                )
+            ).all()
+        out: dict[str, dict[str, int]] = {}
+        for platform, state, n in rows:
+            out.setdefault(platform, {})[state] = n
+        return out
+
+    def event_status(self, event_id: str) -> dict | None:
+        with self.engine.connect() as c:
+            ev = c.execute(
+                select(events.c.stage, events.c.value, events.c.value_kind).where(events.c.event_id == event_id)
+            ).first()
+            if ev is None:
+                return None
+            rows = c.execute(
+                select(deliveries.c.platform, deliveries.c.status, deliveries.c.reason, deliveries.c.attempts).where(
+                    deliveries.c.event_id == event_id
+                )
+            ).all()
+        return {
+            "event_id": event_id,
+            "stage": ev[0],
+            "value": ev[1],
+            "value_kind": ev[2],
+            "deliveries": {p: {"status": s, "reason": r, "attempts": a} for p, s, r, a in rows},
+        }
