@@ -92,3 +92,16 @@ def score_items(state: ServingState, names: list[str], ids: list[str]) -> list[S
                 obs.SCORES.labels(m).observe(scored[m][i].probability)
         items.append(item)
     return items
+
+
+def expected_values(state: ServingState, ids: list[str]) -> dict[str, float]:
+    """P(convert) × expected 365-day spend per known id, without reasons (no TreeSHAP): the predicted value a
+    conversion signal carries before the deal closes."""
+    prop, value = state.models["propensity"].scorer, state.models["value"].scorer
+    _, rows_p, sub_p = _known(prop.encoder.features, state.online("propensity", ids))
+    _, rows_v, sub_v = _known(value.encoder.features, state.online("value", ids))
+    if not rows_p or not rows_v:
+        return {}
+    p = dict(zip(rows_p, prop.probability(prop.encoder.transform_columns(sub_p)), strict=True))
+    spend = dict(zip(rows_v, value.predict(value.encoder.transform_columns(sub_v))[365], strict=True))
+    return {ids[i]: round(float(p[i] * spend[i]), 2) for i in p if i in spend}

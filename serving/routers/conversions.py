@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from serving.deps import get_state
 from serving.errors import ApiError, documented
-from serving.scoring import score_items
+from serving.scoring import expected_values
 from serving.security import require
 from serving.signals.ingest import Accepted, ConversionBatch, ConversionEvent, identifiers
 from serving.signals.outbox import Outbox
@@ -29,12 +29,7 @@ def _predicted(state: ServingState, customer_ids: list[str]) -> dict[str, float]
     """P(convert) × expected 365-day spend per known customer, from the champions; empty without both models."""
     if not state.loaded or not {"propensity", "value"} <= set(state.models) or not customer_ids:
         return {}
-    ids = list(dict.fromkeys(customer_ids))
-    out = {}
-    for item in score_items(state, ["propensity", "value"], ids):
-        if item.propensity is not None and item.value is not None:
-            out[item.customer_id] = round(item.propensity.probability * item.value.expected_spend_365d, 2)
-    return out
+    return expected_values(state, list(dict.fromkeys(customer_ids)))
 
 
 @router.post("", status_code=202, response_model=Accepted, responses=ERRORS, summary="Take CRM conversion events")

@@ -15,6 +15,9 @@ SCOPED = {
     ("POST", "/v1/scores"): ("score", {"customer_ids": ["C1"]}),
     ("POST", "/v1/scores/batch"): ("score", {"customer_ids": ["C1"]}),
     ("POST", "/v1/admin/reload"): ("admin", None),
+    ("POST", "/v1/conversions"): ("conversions", {"events": []}),
+    ("GET", "/v1/conversions/export"): ("conversions", None),
+    ("GET", "/v1/conversions/{event_id}"): ("conversions", None),
 }
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 

@@ -19,8 +19,11 @@ PII = ["jane.doe+crm@example.com", "Jane.Doe@Example.COM", "+86 138 0013 8000", 
 
 
 @pytest.fixture(scope="module")
-def client(prepared):
-    with api_client(prepared.settings, ("score",)) as c:
+def client(prepared, tmp_path_factory):
+    svc = tmp_path_factory.mktemp("svc")  # conversions land in their own service database
+    for name in ("raw", "features", "feature_repo"):
+        (svc / name).symlink_to(prepared.settings.resolve(prepared.settings.data_dir) / name)
+    with api_client(prepared.settings.model_copy(update={"data_dir": svc}), ("admin",)) as c:
         yield c
 
 
@@ -89,6 +92,32 @@ def test_logs_are_json_with_request_id_and_carry_no_personal_data(client, ids) -
         )
         client.post("/v1/scores/batch", json={"customer_ids": PII + ids[:2], "models": ["propensity", "churn"]})
         client.get("/v1/scores", params={"email": PII[0], "phone": PII[2]})
+        events = [
+            {"event_id": f"pii-{i}", "customer_id": ids[i], "ts": "2026-11-20T10:00:00Z", "stage": "mql", "email": e}
+            for i, e in enumerate(PII[:2])
+        ]
+        events.append(
+            {
+                "event_id": "pii-9",
+                "customer_id": ids[3],
+                "ts": "2026-11-20T10:00:00Z",
+                "stage": "sql",
+                "phone": PII[2],
+                "first_name": "Jane",
+                "last_name": "Doe-Smithson",
+            }
+        )
+        assert client.post("/v1/conversions", json={"events": events}).status_code == 202
+        bad = {
+            "event_id": "pii-x",
+            "customer_id": ids[4],
+            "ts": "2026-11-20T10:00:00Z",
+            "stage": "won",
+            "email": PII[0],
+        }
+        assert client.post("/v1/conversions", json={"events": [bad]}).status_code == 422
+        bad_phone = {**bad, "stage": "mql", "phone": "55501"}
+        assert client.post("/v1/conversions", json={"events": [bad_phone]}).status_code == 422
         logging.getLogger("some.library").warning("failed for %s / %s", PII[1], PII[3])  # a careless library
     finally:
         root.removeHandler(h)
@@ -100,7 +129,7 @@ def test_logs_are_json_with_request_id_and_carry_no_personal_data(client, ids) -
     first = next(r for r in access if r["request_id"] == "pii-test-1")
     assert first["route"] == "/v1/scores" and first["status"] == 200 and first["duration_ms"] > 0
     assert {"ts", "level", "message", "key_id"} <= set(first)
-    for value in PII + [v.lower() for v in PII] + ["138 0013 8000", "555-0132"]:
+    for value in PII + [v.lower() for v in PII] + ["138 0013 8000", "555-0132", "Doe-Smithson", "55501"]:
         assert value not in text, value
     assert "<email>" in text and "<phone>" in text
 
