@@ -17,6 +17,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from benchmarks._load import free_port, start_server
 
@@ -47,7 +48,9 @@ def fuzz(base_url: str, headers: dict[str, str], max_examples: int) -> list[tupl
             database=None,
         )
         def run(case) -> None:  # noqa: ANN001
-            response = case.call_and_validate(timeout=60)
+            # business rules JSON Schema cannot say (a won deal needs a value, a phone must be a phone number)
+            # refuse some schema-valid bodies with a 422 on purpose; every other check stays on
+            response = case.call_and_validate(timeout=60, excluded_checks=[positive_data_acceptance])
             calls.append((case.operation.label, response.status_code))
             assert response.status_code < 500
 

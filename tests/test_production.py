@@ -98,3 +98,21 @@ def test_train_register_and_serve_on_postgres_and_redis(servers, tmp_path) -> No
         ]
         assert codes == [200, 200, 429]
         assert any(b"LIMITS" in k for k in r.keys("*LIMITS*"))  # counters shared by every worker, in Redis
+
+        event = {
+            "event_id": "pg-1",
+            "customer_id": ids[0],
+            "ts": "2026-11-20T10:00:00Z",
+            "stage": "won",
+            "value": 99.5,
+            "currency": "EUR",
+            "email": "someone@example.com",
+        }
+        admin = KeyStore(settings.database_url).create("conv", ["conversions"])[0]
+        auth = {"authorization": f"Bearer {admin}"}
+        for expected in (1, 0):  # the second post is a duplicate
+            r = client.post("/v1/conversions", json={"events": [event]}, headers=auth)
+            assert r.status_code == 202 and r.json()["accepted"] == expected
+        with psycopg.connect(pg_url) as conn:
+            row = conn.execute("select value, identifiers from conversion_events where event_id = 'pg-1'").fetchone()
+            assert row[0] == 99.5 and "someone@example.com" not in row[1]
