@@ -45,9 +45,10 @@ ITEM_ERRORS = Counter("leadscope_score_item_errors_total", "Per-item errors insi
 
 
 def model_loaded(name: str, version: str, feature_service: str) -> None:
-    for labels in list(MODEL._metrics):  # noqa: SLF001 - drop the label set of the version it replaces
+    """1 for the version now served, 0 for the ones it replaced (multiprocess mode cannot remove label sets)."""
+    for labels in list(MODEL._metrics):  # noqa: SLF001 - the label sets this process has set
         if labels[0] == name:
-            MODEL.remove(*labels)
+            MODEL.labels(*labels).set(0)
     MODEL.labels(name, version, feature_service).set(1)
 
 

@@ -119,7 +119,8 @@ class ServingState:
 
         Online values change only when the store is materialised, so rows read once are kept in an LRU cache
         until the registry shows a new materialisation (checked every model_poll_seconds). Feast's Python read
-        path costs ~1 ms per call whatever the batch size; a cached row costs a dict lookup."""
+        path costs ~1 ms per call whatever the batch size; a cached row costs a dict lookup. A future push path
+        (POST /v1/events → Feast push source) writes outside materialisation and must drop the ids it pushes."""
         cache = self.cache
         if cache is None:
             return self._read(name, ids)
