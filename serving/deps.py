@@ -7,5 +7,5 @@ from fastapi import Request
 from serving.state import ServingState
 
 
-def get_state(request: Request) -> ServingState:
+async def get_state(request: Request) -> ServingState:
     return request.app.state.serving

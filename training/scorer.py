@@ -44,7 +44,20 @@ class Encoder:
 
     def transform_columns(self, columns: dict[str, list]) -> np.ndarray:
         """Fast path for Feast online responses (column → list of values)."""
-        out = np.empty((len(next(iter(columns.values()))), len(self.features)))
+        n = len(next(iter(columns.values())))
+        if n <= 8:  # a few rows (an API call): one Python list per row, one array at the end
+            index, nan = self._index, np.nan
+            return np.array(
+                [
+                    [
+                        nan if (v := columns[f][i]) is None else (index[f].get(v, nan) if f in index else v)
+                        for f in self.features
+                    ]
+                    for i in range(n)
+                ],
+                dtype=float,
+            ).reshape(n, len(self.features))
+        out = np.empty((n, len(self.features)))
         for j, f in enumerate(self.features):
             vals = columns[f]
             if f in self.categories:

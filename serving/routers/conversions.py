@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/conversions", tags=["conversions"], dependencies=
 ERRORS = documented(400, 401, 403, 413, 422, 429, 503, 504)
 
 
-def _outbox(request: Request) -> Outbox:
+async def _outbox(request: Request) -> Outbox:
     return request.app.state.outbox
 
 
