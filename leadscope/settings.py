@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     signals_backoff_cap_seconds: float = Field(600.0, gt=0, description="Longest retry delay.")
     signals_timeout_seconds: float = Field(10.0, gt=0, description="HTTP timeout of one platform call.")
     signals_batch_size: int | None = Field(None, ge=1, description="Rows per call, below each platform's limit.")
+    signals_deliver_seconds: float = Field(
+        0.0, ge=0, description="The server delivers pending signals this often (0: only `leadscope signals deliver`)."
+    )
     background_load: bool = Field(
         True, description="Load models after start-up (/readyz 503 meanwhile); off: load before accepting connections."
     )

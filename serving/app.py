@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,7 @@ from serving.middleware import Limits, Observability
 from serving.routers import admin, conversions, health, scores
 from serving.security import Guard
 from serving.signals.ingest import outbox_for
+from serving.signals.outbox import Outbox
 from serving.state import ServingState
 
 
@@ -41,10 +43,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         task = asyncio.create_task(
             load_then_watch() if settings.background_load else state.watch(settings.model_poll_seconds)
         )
+        tasks = [task]
+        if settings.signals_deliver_seconds:
+            tasks.append(asyncio.create_task(deliver_forever(app.state.outbox, settings.signals_deliver_seconds)))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for t in tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
 
     app = FastAPI(
         title="leadscope",
@@ -67,6 +73,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(Observability)
     return app
+
+
+async def deliver_forever(outbox: Outbox, every_seconds: float) -> None:
+    """Send due conversion signals in the background (each worker may: rows are claimed with a lease)."""
+    import httpx
+
+    log = logging.getLogger("leadscope.signals")
+    with httpx.Client() as client:
+        while True:
+            try:
+                counts = await asyncio.to_thread(outbox.deliver, client, until_empty=False, max_seconds=every_seconds)
+                if counts:
+                    log.info("signals delivered: %s", dict(counts))
+            except Exception as exc:  # noqa: BLE001 - a failed round is retried at the next one
+                log.warning("signals delivery round failed: %s", type(exc).__name__)
+            await asyncio.sleep(every_seconds)
 
 
 def factory() -> FastAPI:

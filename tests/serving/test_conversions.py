@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -184,3 +185,19 @@ def test_bad_events_are_refused_naming_the_field_without_echoing_it(env, custome
         many = make_events(customers, 1, "m") * 1001
         assert client.post("/v1/conversions", json={"events": many}).status_code == 422
         assert outbox_for(settings).status() == {}  # nothing stored from a refused body
+
+
+def test_the_server_delivers_in_the_background_when_configured(env, customers) -> None:
+    # broken: without someone running the CLI, signals would wait forever in the outbox
+    settings, fake = env
+    settings = settings.model_copy(update={"signals_deliver_seconds": 0.2})
+    with api_client(settings, ("conversions",)) as client:
+        assert client.post("/v1/conversions", json={"events": make_events(customers, 120, "bg")}).status_code == 202
+        outbox = outbox_for(settings)
+        for _ in range(300):
+            if not any(s.get("pending") for s in outbox.status().values()):
+                break
+            threading.Event().wait(0.1)
+    status = outbox.status()
+    assert all(not s.get("pending") and s.get("sent") for s in status.values()), status
+    assert set(fake.received.values()) == {1} and fake.violations == []
