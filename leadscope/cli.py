@@ -429,7 +429,10 @@ def score_cmd(
         raise ValueError(f"--models: unknown model {bad[0] if bad else '(none)'} (choose propensity, churn, value)")
     if out.suffix not in (".parquet", ".csv"):
         raise ValueError(f"--out: {out.name} must end in .parquet or .csv")
-    frame = pd.read_csv(input, dtype=str)
+    try:
+        frame = pd.read_csv(input, dtype=str)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"--input: {input} is empty") from None
     col = "customer_id" if "customer_id" in frame.columns else frame.columns[0]
     ids = frame[col].dropna().astype(str).tolist()
     if not ids:
@@ -469,9 +472,10 @@ def signals_deliver(
     with httpx.Client() as client, step("delivering conversion signals"):
         counts = outbox.deliver(client, until_empty=wait, max_seconds=max_seconds)
     console.print(f"  this run: {dict(counts) or 'nothing due'}")
-    for platform, states in sorted(outbox.status().items()):
+    status = outbox.status()
+    for platform, states in sorted(status.items()):
         console.print(f"  {platform}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(states.items())))
-    if outbox.status() and any(s.get("pending") for s in outbox.status().values()):
+    if any(s.get("pending") for s in status.values()):
         raise typer.Exit(1)
 
 

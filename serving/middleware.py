@@ -103,7 +103,10 @@ class Observability:
 
 
 class Limits:
-    """Body size (413, chunked or not) and a timeout to the first response byte (504)."""
+    """Body size (413, chunked or not) and a timeout to the first response byte (504).
+
+    Not FastAPI's own `max_body_size`: it answers a too-large Content-Length with a plain-text 413, outside the
+    one JSON error shape every client parses; the per-path limit here is the same idea in that shape."""
 
     def __init__(self, app, *, max_body: int, large_bodies: dict[str, int], timeout: float) -> None:  # noqa: ANN001
         self.app, self.max_body, self.large, self.timeout = app, max_body, large_bodies, timeout

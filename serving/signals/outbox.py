@@ -234,16 +234,25 @@ class Outbox:
                 outcomes = [("retry", f"{type(exc).__name__}")] * len(live)
             for (event_id, _), outcome in zip(live, outcomes, strict=True):
                 results[event_id] = outcome
+        sent = [event_id for event_id, (kind, _) in results.items() if kind == "sent"]
         with self.engine.begin() as c:
+            if sent:  # the common case, one statement for the whole batch
+                mine = and_(deliveries.c.platform == platform, deliveries.c.lease_token == token)
+                c.execute(
+                    update(deliveries)
+                    .where(mine, deliveries.c.event_id.in_(sent))
+                    .values(status="sent", sent_at=now, reason=None, lease_token=None, lease_until=None)
+                )
+                counts["sent"] += len(sent)
             for event_id, (kind, reason) in results.items():
+                if kind == "sent":
+                    continue
                 key = and_(
                     deliveries.c.platform == platform,
                     deliveries.c.event_id == event_id,
                     deliveries.c.lease_token == token,
                 )
-                if kind == "sent":
-                    values = {"status": "sent", "sent_at": now, "reason": None}
-                elif kind == "skipped":
+                if kind == "skipped":
                     values = {"status": "skipped", "reason": reason}
                 else:
                     attempts = c.execute(select(deliveries.c.attempts).where(key)).scalar_one() + 1
