@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leadscope.synth import behaviour, commerce, crm, people, social
+from leadscope.synth import behaviour, commerce, crm, people, persona, social
 from leadscope.synth.world import World
 
 
@@ -43,6 +43,8 @@ def generate(*, customers: int, seed: int, end: datetime, days: int = 540) -> Co
     # "old brings new": the referred resemble their referrer (homophily in intent and budget)
     tr.loc[has_ref, "intent"] = 0.6 * tr.loc[has_ref, "intent"].to_numpy() + 0.6 * tr["intent"].to_numpy()[ref[has_ref]]
     cust = people.customers_table(rng, world, tr)
+    own = np.random.default_rng([seed, 6])  # the lookalike footprint: its own stream (see synth/persona.py)
+    cust = pd.concat([cust, persona.attributes(own, tr["segment"].to_numpy())], axis=1)
     tr, cust = people.plant_duplicates(rng, world, tr, cust)
     ref = np.concatenate([ref, np.full(len(tr) - len(ref), -1)])
     src, dst = social.follows(rng, tr)
@@ -72,7 +74,7 @@ def generate(*, customers: int, seed: int, end: datetime, days: int = 540) -> Co
         "customers": cust,
         "transactions": _finish(world, tx, ids, "transaction_id", "T"),
         "events": _finish(world, ev, ids, "event_id", "E"),
-        "edges": social.edges_table(rng, world, ids, tr, ref, src, dst),
+        "edges": _with_community(own, world, ids, tr, social.edges_table(rng, world, ids, tr, ref, src, dst)),
         "stages": _finish(world, st, ids, "event_id", "S"),
         "campaigns": _finish(world, camp, ids, None, ""),
     }
@@ -107,6 +109,26 @@ def generate(*, customers: int, seed: int, end: datetime, days: int = 540) -> Co
         }
     )
     return Company(world=world, tables=tables, truth={"customers": truth_customers, "uplift": uplift})
+
+
+def _with_community(
+    rng: np.random.Generator, world: World, ids: np.ndarray, tr: pd.DataFrame, edges: pd.DataFrame
+) -> pd.DataFrame:
+    """Follows among the hidden segment's members, linked a few days after the later one arrived."""
+    day = tr["created_day"].to_numpy()
+    src, dst = persona.community_follows(rng, tr["segment"].to_numpy(), day)
+    at = day[src] + rng.exponential(20.0, len(src))
+    ok = at < world.days
+    extra = pd.DataFrame(
+        {
+            "src_customer_id": ids[src[ok]],
+            "dst_customer_id": ids[dst[ok]],
+            "ts": world.to_ts(at[ok]),
+            "kind": "follow",
+            "weight": 1.0,
+        }
+    )
+    return pd.concat([edges, extra], ignore_index=True).sort_values("ts", ignore_index=True)
 
 
 def _finish(world: World, df: pd.DataFrame, ids: np.ndarray, id_col: str | None, prefix: str) -> pd.DataFrame:
