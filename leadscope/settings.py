@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     feature_cache_size: int = Field(
         200_000, ge=0, description="Online feature rows a server keeps until the next materialisation (0: off)."
     )
+    audience_sync_max: int = Field(
+        20_000, ge=0, description="Lookalike audiences up to this many members are built in the request (201)."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     num_threads: int = 1

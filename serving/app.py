@@ -8,14 +8,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from leadscope.settings import Settings, get_settings, quiet_environment
 from serving import errors
+from serving.audiences import AudienceStore
 from serving.middleware import Limits, Observability
-from serving.routers import admin, conversions, health, scores
+from serving.routers import admin, audiences, conversions, health, scores
 from serving.security import Guard
 from serving.signals.ingest import outbox_for
 from serving.signals.outbox import Outbox
@@ -32,6 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.serving = state
         app.state.guard = Guard(settings)
         app.state.outbox = outbox_for(settings)
+        app.state.audiences = AudienceStore(settings.database_url)
+        app.state.audiences.orphans_failed()
+        # one audience build at a time: it uses the cores the requests need (2 here), so builds queue
+        app.state.audience_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audience")
 
         async def load_then_watch() -> None:
             await asyncio.to_thread(state.load)
@@ -51,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        app.state.audience_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="leadscope",
@@ -64,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(scores.router)
     app.include_router(conversions.router)
+    app.include_router(audiences.router)
     app.include_router(admin.router)
     app.add_middleware(
         Limits,

@@ -31,6 +31,9 @@ class ServingState:
     cache: LRUCache | None = None
     cache_lock: threading.Lock = field(default_factory=threading.Lock)  # LRUCache is not thread-safe
     watermark: tuple = ()
+    population: object | None = None  # training.lookalike.Population, read on first use (audiences)
+    population_lock: threading.Lock = field(default_factory=threading.Lock)
+    contacts: object | None = None  # pandas DataFrame: identifiers for audience exports, read on first export
 
     def load(self, names: tuple[str, ...] = ("propensity",), optional: tuple[str, ...] = ("churn", "value")) -> None:
         """Load what can be loaded; a required model that cannot is recorded so /readyz says why instead of
@@ -97,6 +100,8 @@ class ServingState:
             observability.model_loaded(name, champ.version, champ.feature_service)
             log.info("model %s: champion v%s → v%s", name, current.version, champ.version)
             changed.append(f"{name} v{champ.version}")
+        if changed:
+            self.population = self.contacts = None  # the next audience reads the new snapshot
         if changed and self.cache is not None:
             self.cache = LRUCache(maxsize=self.cache.maxsize)  # swap, not clear: readers keep a whole one
         return changed
@@ -113,6 +118,27 @@ class ServingState:
                 await run_in_threadpool(self.refresh)
             except Exception as exc:  # noqa: BLE001 - a failed reload keeps serving the current champion
                 log.warning("model refresh failed: %s", type(exc).__name__)
+
+    def get_population(self):  # noqa: ANN201 - training.lookalike.Population (imported lazily: scoring needs none)
+        """Everyone's features at the newest snapshot (offline store, point in time), built once per
+        materialisation and shared by the audience builds of this process."""
+        with self.population_lock:
+            if self.population is None:
+                from training import population
+
+                self.population = population.load(self.settings, self.store)
+            return self.population
+
+    def customers(self):  # noqa: ANN201 - pandas DataFrame
+        """The customers table's identifiers and ads consent (exports hash them; nothing else reads them)."""
+        with self.population_lock:
+            if self.contacts is None:
+                from features.build import read_table
+
+                df = read_table(self.settings.raw_dir, "customers")
+                keep = ["customer_id", "email", "phone", "first_name", "last_name", "city", "state", "zip"]
+                self.contacts = df[[c for c in [*keep, "country", "consent_ads"] if c in df]]
+            return self.contacts
 
     def online(self, name: str, ids: list[str]) -> dict[str, list]:
         """Feature columns for `ids` from the online store (None where missing).

@@ -67,6 +67,7 @@ class Population:
     opted_out: np.ndarray  # no consent to ad personalisation
     as_of: str
     frame: pd.DataFrame | None = None  # the feature frame behind X (insight, propensity)
+    derived: dict = field(default_factory=dict)  # things computed once per snapshot (insight attributes)
     _embedding: np.ndarray | None = field(default=None, repr=False)
     _index: pd.Index | None = field(default=None, repr=False)
 
