@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -31,6 +31,8 @@ keys_app = typer.Typer(help="API keys: create, revoke, list (stored hashed).", n
 app.add_typer(keys_app, name="keys")
 signals_app = typer.Typer(help="Conversion signals to ad platforms: deliver, status.", no_args_is_help=True)
 app.add_typer(signals_app, name="signals")
+audience_app = typer.Typer(help="Lookalike audiences: build, insight, export.", no_args_is_help=True)
+app.add_typer(audience_app, name="audience")
 console = Console(stderr=True)
 T = TypeVar("T")
 
@@ -486,6 +488,178 @@ def signals_status() -> None:
 
     for platform, states in sorted(outbox_for(_settings()).status().items()):
         print(f"{platform}\t" + "\t".join(f"{k}={v}" for k, v in sorted(states.items())))
+
+
+def _fail(message: str) -> NoReturn:
+    console.print(f"[red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+def _seed_ids(path: Path) -> list[str]:
+    import pandas as pd
+
+    if not path.exists():
+        _fail(f"--seed: no file at {path}")
+    try:
+        df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
+        _fail(f"--seed: cannot read {path.name} ({type(exc).__name__})")
+    if df.empty:
+        _fail(f"--seed: {path.name} has no rows")
+    col = "customer_id" if "customer_id" in df else df.columns[0]
+    return df[col].dropna().astype(str).tolist()
+
+
+@audience_app.command("lookalike")
+def audience_lookalike(
+    seed: Annotated[Path, typer.Option(help="CSV/parquet of seed customers (column customer_id, or the first).")],
+    out: Annotated[Path, typer.Option(help="Members file (.csv or .parquet): customer_id, rank, similarity.")],
+    percent: Annotated[float | None, typer.Option(help="Audience size as 0.1-10% of the population.")] = None,
+    size: Annotated[int | None, typer.Option(help="Or: audience size in people.")] = None,
+    exclude: Annotated[str, typer.Option(help="Comma-separated: seed, customers, opted_out.")] = "seed",
+    name: Annotated[str, typer.Option(help="A name marketers will recognise.")] = "lookalike",
+) -> None:
+    """Build a lookalike audience from a seed file; it is stored like one built through the API (same id)."""
+    from serving import audiences
+    from training import lookalike, population
+
+    if (size is None) == (percent is None):
+        _fail("give exactly one of --percent and --size")
+    if percent is not None and not 0.1 <= percent <= 10:
+        _fail(f"--percent: {percent} is outside 0.1-10")
+    if size is not None and size < 1:
+        _fail("--size: must be at least 1")
+    excl = tuple(dict.fromkeys(e.strip() for e in exclude.split(",") if e.strip()))
+    if bad := [e for e in excl if e not in lookalike.EXCLUSIONS]:
+        _fail(f"--exclude: {bad[0]!r} is not one of {', '.join(lookalike.EXCLUSIONS)}")
+    if out.suffix not in (".csv", ".parquet"):
+        _fail(f"--out: {out.name} should end in .csv or .parquet")
+    settings = _settings()
+    ids = _seed_ids(seed)
+    with step("reading the population (feature store, newest snapshot)"):
+        pop = population.load(settings)
+    req = audiences.Request(ids, size, percent, excl, name)
+    try:
+        rows, summary, target = audiences.resolve(pop, req)
+    except ValueError as exc:
+        _fail(str(exc).replace("seed_customer_ids:", "--seed:"))
+    store = audiences.AudienceStore(settings.database_url)
+    audience_id = store.create(req, target, summary)
+    with step(f"building {target:,} lookalikes of {len(rows):,} seed customers"):
+        audiences.run_build(settings, store, pop, audience_id, req, rows, target, audiences.tracker(settings))
+    found = store.get(audience_id)
+    if found["status"] != "ready":
+        _fail(f"build failed: {found['error']}")
+    members = store.member_ids(audience_id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    members.to_parquet(out, index=False) if out.suffix == ".parquet" else members.to_csv(out, index=False)
+    m = found["metrics"]
+    console.print(f"[green]✓[/] audience {audience_id}: {len(members):,} members → {out}")
+    console.print(
+        f"  seed {summary['resolved']:,} resolved, {summary['unknown_count']:,} unknown; held-out seed recall at "
+        f"this size {m['val_recall_at_size']:.1%}; weights {m['weights']}; MLflow run {m.get('mlflow_run_id')}"
+    )
+
+
+@audience_app.command("insight")
+def audience_insight(
+    audience: Annotated[str, typer.Option(help="The audience id (aud_...).")],
+    compare: Annotated[str | None, typer.Option(help="Another audience id: overlap.")] = None,
+    cross: Annotated[str | None, typer.Option(help="Two attributes, e.g. age_band,competitor_purchase.")] = None,
+    top: Annotated[int, typer.Option(min=1, max=50)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON (same as the API).")] = False,
+) -> None:
+    """What sets an audience apart from the population (lift with 95% intervals), and more."""
+    import json
+
+    from serving import audiences
+    from training import population, tracking
+
+    settings = _settings()
+    store = audiences.AudienceStore(settings.database_url)
+
+    def rows_of(audience_id: str, option: str):  # noqa: ANN202 - numpy array
+        found = store.get(audience_id)
+        if found is None:
+            _fail(f"{option}: no audience {audience_id}")
+        if found["status"] != "ready":
+            _fail(f"{option}: audience {audience_id} is {found['status']}")
+        r = pop.index.get_indexer(store.member_ids(audience_id)["customer_id"])
+        return found, r[r >= 0]
+
+    pop = population.load(settings)
+    found, rows = rows_of(audience, "--audience")
+    other = rows_of(compare, "--compare")[1] if compare else None
+    attrs = audiences.attributes_of(pop)
+    pair = [a.strip() for a in cross.split(",")] if cross else None
+    if pair and (len(pair) != 2 or any(a not in attrs for a in pair)):
+        _fail(f"--cross: give two of {', '.join(attrs.columns)}")
+    champion = tracking.load_champion(settings, "propensity") if tracking.has_champion(settings, "propensity") else None
+    rep = audiences.report(
+        pop,
+        attrs,
+        rows,
+        champion=champion,
+        horizon_days=settings.propensity_horizon_days,
+        pair=pair,
+        other=other,
+        compare=compare,
+        top=top,
+        audience_id=audience,
+        size=found["size"],
+    )
+    if as_json:
+        print(json.dumps(rep, indent=2))
+        return
+    console.print(f"[bold]{found['name']}[/] ({audience}): {rep['size']:,} of {rep['population']:,} people")
+    ec = rep["expected_conversion"]
+    if ec and ec["rate"] is not None:
+        console.print(
+            f"  expected {ec['horizon_days']}-day conversion of its {ec['leads']:,} open leads: {ec['rate']:.1%} "
+            f"(all open leads {ec['population_rate']:.1%}; {ec['model']} v{ec['version']})"
+        )
+    console.print("  most distinguishing:")
+    for x in rep["distinguishing"]:
+        console.print(
+            f"    {x['attribute']} = {x['value']:<14} {x['audience_share']:6.1%} vs {x['population_share']:6.1%}  "
+            f"lift {x['lift']:.2f} [{x['lift_low']:.2f}, {x['lift_high']:.2f}]  n={x['audience_count']:,}"
+        )
+    if pair:
+        console.print(f"  {pair[0]} × {pair[1]}:")
+        for c in rep["cross"]["cells"][:20]:
+            console.print(
+                f"    {c[pair[0]]:<12} {c[pair[1]]:<12} n={c['audience_count']:>6,}  "
+                f"{c['audience_share']:6.1%} vs {c['population_share']:6.1%}  lift {c['lift']:.2f}"
+            )
+    if other is not None:
+        o = rep["overlap"]
+        console.print(
+            f"  overlap with {compare}: {o['intersection']:,} in both (jaccard {o['jaccard']:.3f}; "
+            f"{o['share_of_audience']:.1%} of this, {o['share_of_compare']:.1%} of that)"
+        )
+
+
+@audience_app.command("export")
+def audience_export(
+    audience: Annotated[str, typer.Option(help="The audience id (aud_...).")],
+    format: Annotated[str, typer.Option(help="meta (Customer List) or google (Customer Match).")],
+    out: Annotated[Path, typer.Option(help="The CSV to write.")],
+) -> None:
+    """The platform's customer-list CSV, identifiers hashed by its rules; members without ads consent left out."""
+    from features.build import read_table
+    from serving import audiences
+
+    if format not in audiences.FORMATS:
+        _fail(f"--format: {format!r} is not one of {', '.join(audiences.FORMATS)}")
+    settings = _settings()
+    store = audiences.AudienceStore(settings.database_url)
+    found = store.get(audience)
+    if found is None or found["status"] != "ready":
+        _fail(f"--audience: {audience} is {'unknown' if found is None else found['status']}")
+    text, counts = audiences.export_csv(format, read_table(settings.raw_dir, "customers"), store.member_ids(audience))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    console.print(f"[green]✓[/] {counts['rows']:,} rows → {out} ({counts})")
 
 
 def _keystore(settings: Settings):  # noqa: ANN202 - serving.keys.KeyStore, imported lazily

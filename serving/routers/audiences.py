@@ -12,14 +12,22 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from serving.audiences import AudienceStore, SeedTooSmall, export_csv, resolve, run_build, tracker
+from serving.audiences import (
+    AudienceStore,
+    SeedTooSmall,
+    attributes_of,
+    export_csv,
+    report,
+    resolve,
+    run_build,
+    tracker,
+)
 from serving.audiences import Request as BuildRequest
 from serving.deps import get_state
 from serving.errors import ApiError, documented
 from serving.schemas import CustomerId
 from serving.security import require
 from serving.state import ServingState
-from training import insight as insight_lib
 from training.lookalike import EXCLUSIONS, MIN_SEED
 
 router = APIRouter(prefix="/v1/audiences", tags=["audiences"], dependencies=[require("audiences")])
@@ -206,51 +214,25 @@ async def insight(
             raise ApiError(422, "invalid_request", f"cross: give two of {', '.join(attrs.columns)}", "cross")
 
     def compute() -> dict:
-        out = {
-            "audience_id": audience_id,
-            "size": found["size"],
-            "population": len(pop),
-            "distinguishing": [x.as_dict() for x in insight_lib.distinguishing(attrs, rows, top=top)],
-            "expected_conversion": _expected_conversion(state, pop, rows),
-            "attributes": list(attrs.columns),
-        }
-        if pair:
-            out["cross"] = {"attributes": pair, "cells": insight_lib.cross(attrs, rows, *pair)}
-        if other is not None:
-            out["overlap"] = {"compare": compare, **insight_lib.overlap(attrs, rows, other, top=top)}
-        return out
+        return report(
+            pop,
+            attrs,
+            rows,
+            champion=state.models.get("propensity"),
+            horizon_days=state.settings.propensity_horizon_days,
+            pair=pair,
+            other=other,
+            compare=compare,
+            top=top,
+            audience_id=audience_id,
+            size=found["size"],
+        )
 
     return await run_in_threadpool(compute)
 
 
 def _attributes(state: ServingState):  # noqa: ANN202 - pandas DataFrame
-    pop = state.get_population()
-    if "attributes" not in pop.derived:
-        pop.derived["attributes"] = insight_lib.attributes(pop.frame)
-    return pop.derived["attributes"]
-
-
-def _expected_conversion(state: ServingState, pop, rows: np.ndarray) -> dict | None:  # noqa: ANN001
-    """Mean calibrated P(convert within the horizon) over the audience's open leads (not yet customers)."""
-    champ = state.models.get("propensity")
-    if champ is None or pop.frame is None:
-        return None
-    leads = rows[~pop.bought[rows]]
-    if not len(leads):
-        return {"leads": 0, "rate": None, "model": champ.name, "version": champ.version}
-    X = champ.scorer.encoder.transform(pop.frame.iloc[leads])
-    p = champ.scorer.probability(X)
-    everyone = np.flatnonzero(~pop.bought)
-    base = champ.scorer.probability(champ.scorer.encoder.transform(pop.frame.iloc[everyone])).mean()
-    return {
-        "leads": int(len(leads)),
-        "rate": round(float(p.mean()), 4),
-        "expected_conversions": round(float(p.sum()), 1),
-        "population_rate": round(float(base), 4),
-        "horizon_days": state.settings.propensity_horizon_days,
-        "model": champ.name,
-        "version": champ.version,
-    }
+    return attributes_of(state.get_population())
 
 
 @router.get(

@@ -18,6 +18,10 @@ SCOPED = {
     ("POST", "/v1/conversions"): ("conversions", {"events": []}),
     ("GET", "/v1/conversions/export"): ("conversions", None),
     ("GET", "/v1/conversions/{event_id}"): ("conversions", None),
+    ("POST", "/v1/audiences/lookalike"): ("audiences", {"seed_customer_ids": ["C1"], "percent": 1}),
+    ("GET", "/v1/audiences/{audience_id}"): ("audiences", None),
+    ("GET", "/v1/audiences/{audience_id}/insight"): ("audiences", None),
+    ("GET", "/v1/audiences/{audience_id}/export"): ("audiences", None),
 }
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
