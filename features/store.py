@@ -72,6 +72,12 @@ SERVICES: dict[str, dict[str, list[str] | AllBut | None]] = {
     | {"customer_graph": GRAPH_MODEL_FEATURES},
     "lookalike_v1": {v: ALL for v in ("customer_profile", "customer_engagement", "customer_transactions")}
     | {"customer_graph": GRAPH_MODEL_FEATURES},
+    # next-best-action: uplift per action and the value of a response; churn signals (transactions detail) matter
+    "uplift_v1": {
+        v: ALL
+        for v in ("customer_profile", "customer_engagement", "customer_transactions", "customer_transactions_detail")
+    }
+    | {"customer_graph": GRAPH_MODEL_FEATURES},
     "customer_360": {v: ALL for v in VIEWS},
 }
 _TYPES = {"float": Float64, "string": String}

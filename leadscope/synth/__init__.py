@@ -69,6 +69,10 @@ def generate(*, customers: int, seed: int, end: datetime, days: int = 540) -> Co
     st = crm.stages(rng, world, tr, ev, conv, churn, deal, contractual)
     base, up = crm.uplift_matrix(tr, kappa)
     camp = crm.campaigns(rng, world, tr, base, up, aov)
+    # later randomised test waves, drawn from their own stream so everything above stays as it was: enough
+    # logged treatments per action for per-customer uplift models (next-best-action)
+    waves = crm.campaigns(np.random.default_rng([seed, 7]), world, tr, base, up, aov, per_person=8.0)
+    camp = pd.concat([camp, waves], ignore_index=True).sort_values("day", kind="stable", ignore_index=True)
 
     tables = {
         "customers": cust,

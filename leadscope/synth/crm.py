@@ -48,16 +48,21 @@ def stages(
 def uplift_matrix(tr: pd.DataFrame, churn_rate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(baseline response probability, true uplift per action): the oracle of next-best-action."""
     z, ps = tr["intent"].to_numpy(), tr["price_sensitivity"].to_numpy()
-    ss, budget = tr["social_susceptibility"].to_numpy(), tr["budget"].to_numpy()
+    ss = tr["social_susceptibility"].to_numpy()
     followers = tr["followers"].to_numpy()
     base = 1 / (1 + np.exp(-(-2.5 + 0.8 * z)))
     sig = 1 / (1 + np.exp(-z))
+    # what drives each action's effect is mostly something a CRM records (age, company size, the channel a lead
+    # came through, followers), partly hidden (intent, price sensitivity, social susceptibility, churn hazard)
+    young = (tr["age"].to_numpy() < 35).astype(float)
+    big = (tr["company_size"].to_numpy() >= 100).astype(float)
+    wechat_native = (tr["source_channel"].to_numpy() == "wechat").astype(float)
     up = np.stack(
         [
             0.03 * sig,  # email_offer: small, positive
-            0.14 * ps - 0.04,  # sms_coupon: annoys the price-insensitive
-            0.12 * sig * (budget > 1.2) - 0.015,  # sales_call: only big budgets pay back
-            0.08 * ss,  # wechat_message: the socially engaged
+            0.10 * young + 0.06 * ps - 0.04,  # sms_coupon: the young and price-sensitive; annoys the rest
+            0.10 * sig * big - 0.015,  # sales_call: only bigger companies pay back
+            0.07 * wechat_native + 0.04 * ss - 0.005,  # wechat_message: people who came through WeChat
             0.02 + 0.015 * np.tanh(z),  # retargeting_ad
             0.06 * (followers > 500) + 0.02 * ss - 0.01,  # referral_invite: people with reach
             np.clip(40.0 * churn_rate - 0.12, -0.05, 0.2),  # retention_offer: only for the at-risk
@@ -69,11 +74,17 @@ def uplift_matrix(tr: pd.DataFrame, churn_rate: np.ndarray) -> tuple[np.ndarray,
 
 
 def campaigns(
-    rng: np.random.Generator, world: World, tr: pd.DataFrame, base: np.ndarray, up: np.ndarray, aov: np.ndarray
+    rng: np.random.Generator,
+    world: World,
+    tr: pd.DataFrame,
+    base: np.ndarray,
+    up: np.ndarray,
+    aov: np.ndarray,
+    per_person: float = 1.2,
 ) -> pd.DataFrame:
-    """Randomised 50/50 campaigns: outcome ~ Bernoulli(base + treated·uplift)."""
+    """Randomised 50/50 campaigns: outcome ~ Bernoulli(base + treated·uplift); a response is worth one order."""
     n = len(tr)
-    k = rng.poisson(1.2, n)
+    k = rng.poisson(per_person, n)
     who = np.repeat(np.arange(n), k)
     created = tr["created_day"].to_numpy()[who]
     day = created + rng.random(len(who)) * (world.days - created)

@@ -1,0 +1,95 @@
+"""The action catalogue of next-best-action (a YAML file, validated on load)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT = Path(__file__).with_name("actions.yaml")
+Channel = Literal[
+    "email",
+    "sms",
+    "wechat",
+    "sales_call",
+    "ad_retargeting",
+    "coupon",
+    "referral_invitation",
+    "retention_offer",
+    "do_nothing",
+]
+Stage = Literal["prospect", "new", "active", "at_risk", "lapsed"]
+
+
+class Eligibility(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lifecycle_stages: list[Stage] | None = Field(None, description="Only customers in these stages (default: all).")
+    consent: Literal["email", "sms", "ads"] | None = Field(None, description="The consent the channel needs.")
+    reachable: Literal["email", "phone", "wechat"] | None = Field(None, description="The identifier it needs.")
+
+
+class Action(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    channel: Channel
+    cost: float = Field(ge=0, allow_inf_nan=False)
+    goal: Literal["convert", "retain", "refer", "upsell"]
+    eligibility: Eligibility = Eligibility()
+    cooldown_days: int = Field(0, ge=0, description="Not again within this many days of the last time.")
+    max_per_30d: int | None = Field(None, ge=1, description="At most this many times in 30 days.")
+
+
+class Catalogue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    contacts_per_week: int | None = Field(None, ge=0, description="Contacts of any kind per customer in 7 days.")
+    capacity: dict[Channel, int] = Field(default_factory=dict, description="Default per-channel plan capacity.")
+    actions: list[Action] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalogue:
+        ids = [a.id for a in self.actions]
+        if dup := sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"action ids repeated: {', '.join(dup)}")
+        nothing = [a.id for a in self.actions if a.channel == "do_nothing"]
+        if len(nothing) != 1:
+            raise ValueError("exactly one action must have channel do_nothing (the fallback when nothing pays)")
+        if any(a.cost for a in self.actions if a.channel == "do_nothing"):
+            raise ValueError("the do_nothing action costs nothing")
+        if bad := [c for c, n in self.capacity.items() if n < 0]:
+            raise ValueError(f"capacity.{bad[0]}: must be at least 0")
+        return self
+
+    @property
+    def nothing(self) -> Action:
+        return next(a for a in self.actions if a.channel == "do_nothing")
+
+    @property
+    def contacts(self) -> list[Action]:
+        return [a for a in self.actions if a.channel != "do_nothing"]
+
+    def get(self, action_id: str) -> Action:
+        return next(a for a in self.actions if a.id == action_id)
+
+
+class CatalogueError(ValueError):
+    """One line naming the file, the field and the problem."""
+
+
+def load(path: Path | None = None) -> Catalogue:
+    path = path or DEFAULT
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise CatalogueError(f"{path}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise CatalogueError(f"{path}: not valid YAML ({type(exc).__name__})") from None
+    try:
+        return Catalogue.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(
+            f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"] if not str(p).startswith("function-")
+        ).replace(".[", "[")
+        raise CatalogueError(f"{path.name}: {where or 'catalogue'}: {err['msg']}") from None

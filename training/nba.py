@@ -1,0 +1,204 @@
+"""Next-best-action training: uplift models from the randomised campaign log (point-in-time features from Feast),
+off-policy evaluation on held-out customers against baselines, one MLflow run, registered as `uplift`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+
+from features import store as feature_store
+from features.build import read_table
+from leadscope import catalogue as catalogue_lib
+from leadscope.catalogue import Catalogue
+from leadscope.schema import ENTITY, TS
+from leadscope.settings import Settings
+from training import dataset, policy, tracking
+from training.uplift import SERVICE, UpliftBundle, fit_bundle, split_customers
+
+NAME = "uplift"
+
+
+def logged(settings: Settings, store: object | None = None) -> pd.DataFrame:
+    """Randomised campaign rows with the features each customer had at the time (point in time)."""
+    camp = read_table(settings.raw_dir, "campaigns")
+    if "randomized" in camp:
+        camp = camp[camp["randomized"].fillna(False).astype(bool)]
+    camp = camp.assign(
+        ts=pd.to_datetime(camp["ts"], utc=True),
+        value=camp["value"].fillna(0.0) if "value" in camp else 0.0,
+    )
+    meta_start = pd.Timestamp(json.loads((settings.feature_dir / "meta.json").read_text())["start"])
+    camp = camp[camp["ts"] >= meta_start]  # before the first feature cut there is nothing to join
+    rows = camp.rename(columns={"ts": TS})[[ENTITY, TS, "action_id", "treated", "outcome", "value"]]
+    store = store or feature_store.open_store(settings)
+    return dataset.historical_features(store, rows, service=SERVICE)
+
+
+@dataclass
+class Policies:
+    """Decisions (column index into actions + nothing) of our policy and the baselines, per row."""
+
+    actions: list[str]
+    nothing: int
+    chosen: dict[str, np.ndarray]
+
+
+def decisions(
+    bundle: UpliftBundle,
+    cat: Catalogue,
+    X: np.ndarray,
+    ok: np.ndarray,
+    *,
+    best_single: str | None = None,
+    seed: int = 0,
+    threads: int = 1,
+) -> tuple[Policies, np.ndarray, np.ndarray, np.ndarray]:
+    """(policies, uplift [n, A+1], response value [n], baseline P(respond) [n]); A = contact actions."""
+    acts = cat.contacts
+    ids = [a.id for a in acts]
+    up = np.column_stack([bundle.uplift(X, ids, threads), np.zeros(len(X))])
+    value = bundle.response_value(X, threads)
+    base = bundle.baseline(X, threads)
+    costs = np.array([a.cost for a in acts] + [0.0])
+    allowed = np.column_stack([ok, np.ones(len(X), bool)])
+    nothing = len(acts)
+    g = policy.gains(up, value, costs, allowed)
+    g[:, nothing] = 0.0
+    rng = np.random.default_rng(seed)
+    random_pick = np.array([rng.choice(np.flatnonzero(r)) for r in allowed])
+    response = np.where(allowed & np.isfinite(up), base[:, None] + np.nan_to_num(up), -np.inf)
+    response[:, nothing] = -np.inf
+    by_propensity = np.argmax(response, axis=1)
+    by_propensity = np.where(np.isfinite(response.max(axis=1)), by_propensity, nothing)
+    chosen = {
+        "ours": policy.decide(g, nothing),
+        "random": random_pick,
+        "rank_by_propensity": by_propensity,
+        "do_nothing": np.full(len(X), nothing),
+    }
+    for j, a in enumerate(ids):
+        chosen[f"all_{a}"] = np.where(allowed[:, j], j, nothing)
+    if best_single is not None:
+        chosen["best_single_action"] = chosen[f"all_{best_single}"]
+    return Policies(ids + [cat.nothing.id], nothing, chosen), up, value, base
+
+
+def ope_rows(
+    frame: pd.DataFrame, bundle: UpliftBundle, cat: Catalogue, contacts: pd.DataFrame, *, best_single: str | None
+) -> tuple[dict[str, dict[str, float]], Policies, np.ndarray]:
+    """IPS / SNIPS / DM / DR per policy on logged rows; reward = the response's value − the contact's cost."""
+    acts = cat.contacts
+    X = bundle.encoder.transform(frame).astype(np.float32)
+    # the log's rows were randomised without cooldowns or caps: eligibility here is consent, reach and stage
+    ctx = policy.context(frame, contacts, pd.DataFrame(), acts, pd.Timestamp.now(tz="UTC"))
+    ok = policy.eligible(cat, acts, ctx)
+    pol, up, value, base = decisions(bundle, cat, X, ok, best_single=best_single)
+    costs = np.array([a.cost for a in acts] + [0.0])
+    index = pd.Index(pol.actions)
+    logged_d = np.where(frame["treated"].to_numpy() == 1, index.get_indexer(frame["action_id"]), pol.nothing)
+    known = logged_d >= 0  # rows of actions the catalogue does not have cannot be matched
+    logged_d = np.where(known, logged_d, pol.nothing)
+    reward = frame["value"].to_numpy(float) - costs[logged_d] * frame["treated"].to_numpy()
+    q = (base[:, None] + np.nan_to_num(up)) * value[:, None] - costs[None, :]
+    prop = policy.behaviour_probability(logged_d, len(pol.actions), pol.nothing)
+    out = {
+        name: policy.off_policy(d[known], logged_d[known], reward[known], q[known], prop[known])
+        for name, d in pol.chosen.items()
+    }
+    return out, pol, known
+
+
+def train(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> dict:
+    catalogue_path = settings.actions_catalogue or catalogue_lib.DEFAULT
+    cat = catalogue_lib.load(catalogue_path)
+    progress("point-in-time features of the campaign log")
+    frame = logged(settings)
+    features = feature_store.feature_names(settings, SERVICE)
+    is_train = split_customers(frame[ENTITY])
+    progress(f"uplift models ({frame['action_id'].nunique()} actions, T- and DR-learner each)")
+    bundle = fit_bundle(
+        frame[is_train].reset_index(drop=True), features, threads=settings.num_threads, seed=settings.seed
+    )
+    contacts = read_table(settings.raw_dir, "customers")
+    progress("off-policy evaluation on held-out customers")
+    # the best single action is chosen on the training customers' rows, then judged on held-out ones
+    train_est, _, _ = ope_rows(frame[is_train].reset_index(drop=True), bundle, cat, contacts, best_single=None)
+    best_single = max(
+        (k.removeprefix("all_") for k in train_est if k.startswith("all_")), key=lambda a: train_est[f"all_{a}"]["dr"]
+    )
+    held = frame[~is_train].reset_index(drop=True)
+    estimates, _, known = ope_rows(held, bundle, cat, contacts, best_single=best_single)
+    nothing = estimates["do_nothing"]
+    incremental = {p: {k: v - nothing[k] for k, v in e.items()} for p, e in estimates.items()}
+    with (
+        mlflow.start_run(experiment_id=tracking.experiment(settings, "nba"), run_name="uplift + policy") as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        mlflow.log_params(
+            {
+                "feature_service": SERVICE,
+                "catalogue_sha256": hashlib.sha256(catalogue_path.read_bytes()).hexdigest()[:16],
+                "train_rows": int(is_train.sum()),
+                "heldout_rows": int(len(held)),
+                "best_single_action": best_single,
+                **{f"learner_{a}": m.kind for a, m in bundle.actions.items()},
+            }
+        )
+        mlflow.log_metrics(
+            {f"{a}_{k}": v for a, ms in bundle.metrics.items() for k, v in ms.items()}
+            | {f"ope_{p}_{k}": v for p, e in incremental.items() for k, v in e.items() if not p.startswith("all_")}
+        )
+        path = Path(tmp) / "bundle"
+        bundle.save(path)
+        example = held[bundle.encoder.features].head(2)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("pyfunc_uplift_entry.py")),
+            artifacts={"bundle": str(path)},
+            signature=infer_signature(example, UpliftPyfunc.frame(bundle, example)),
+            pip_requirements=tracking.requirements(),
+            registered_model_name=NAME,
+        )
+    client = tracking.configure(settings)
+    version = str(info.registered_model_version)
+    client.set_model_version_tag(NAME, version, "feature_service", SERVICE)
+    client.set_registered_model_alias(NAME, tracking.CHAMPION, version)
+    return {
+        "run_id": run.info.run_id,
+        "version": version,
+        "best_single_action": best_single,
+        "uplift": bundle.metrics,
+        "ope_incremental": {p: e for p, e in incremental.items() if not p.startswith("all_")},
+        "heldout_rows": int(known.sum()),
+    }
+
+
+def load_champion(settings: Settings) -> tuple[str, UpliftBundle]:
+    client = tracking.configure(settings)
+    mv = client.get_model_version_by_alias(NAME, tracking.CHAMPION)
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}/{mv.version}")
+    return str(mv.version), model.unwrap_python_model().bundle
+
+
+class UpliftPyfunc(mlflow.pyfunc.PythonModel):
+    """pyfunc face of the bundle: features in, estimated uplift per action out."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.bundle = UpliftBundle.load(Path(context.artifacts["bundle"]))
+
+    def predict(self, context: object, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        return self.frame(self.bundle, model_input)
+
+    @staticmethod
+    def frame(bundle: UpliftBundle, features: pd.DataFrame) -> pd.DataFrame:
+        ids = sorted(bundle.actions)
+        return pd.DataFrame(bundle.uplift(bundle.encoder.transform(features), ids), columns=ids)

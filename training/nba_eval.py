@@ -1,0 +1,70 @@
+"""Next-best-action against the generator's truth: the true incremental value of our policy, the oracle policy
+(true uplift, same eligibility) and the baselines, on held-out customers at the newest snapshot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.build import read_table
+from leadscope import catalogue as catalogue_lib
+from leadscope.settings import Settings
+from training import nba, policy
+from training.lookalike import Population
+from training.uplift import UpliftBundle, split_customers
+
+
+@dataclass
+class Truth:
+    uplift: np.ndarray  # [n, A+1] true uplift per contact action (0 for nothing)
+    value: np.ndarray  # [n] true value of a response (the customer's order value)
+
+
+def truth_for(settings: Settings, ids: np.ndarray, action_ids: list[str]) -> Truth:
+    truth_dir = settings.raw_dir / "truth"
+    up = pd.read_parquet(truth_dir / "uplift.parquet").pivot(index="customer_id", columns="action_id", values="uplift")
+    cust = pd.read_parquet(truth_dir / "customers.parquet").set_index("customer_id")
+    matrix = up.reindex(index=ids, columns=action_ids).fillna(0.0).to_numpy()
+    return Truth(np.column_stack([matrix, np.zeros(len(ids))]), cust["aov"].reindex(ids).to_numpy(float))
+
+
+def true_values(truth: Truth, costs: np.ndarray, chosen: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean true incremental value per customer of each policy's decisions."""
+    gain = truth.uplift * truth.value[:, None] - costs[None, :]
+    return {name: float(np.take_along_axis(gain, d[:, None], axis=1).mean()) for name, d in chosen.items()}
+
+
+def evaluate(settings: Settings, pop: Population, bundle: UpliftBundle | None = None) -> dict[str, float]:
+    """True mean incremental value per held-out customer: ours, oracle, best single action, random,
+    rank-by-propensity, do-nothing (all with the same eligibility, cooldowns and caps included)."""
+    cat = catalogue_lib.load(settings.actions_catalogue)
+    bundle = bundle or nba.load_champion(settings)[1]
+    held = ~split_customers(pd.Series(pop.ids))
+    frame = pop.frame[held].reset_index(drop=True)
+    acts = cat.contacts
+    ctx = policy.context(
+        frame,
+        read_table(settings.raw_dir, "customers"),
+        read_table(settings.raw_dir, "campaigns"),
+        acts,
+        pd.Timestamp(pop.as_of),
+    )
+    ok = policy.eligible(cat, acts, ctx)
+    X = bundle.encoder.transform(frame).astype(np.float32)
+    pols, _, _, _ = nba.decisions(bundle, cat, X, ok)
+    costs = np.array([a.cost for a in acts] + [0.0])
+    truth = truth_for(settings, frame["customer_id"].to_numpy(), [a.id for a in acts])
+    allowed = np.column_stack([ok, np.ones(len(X), bool)])
+    true_gain = np.where(allowed, truth.uplift * truth.value[:, None] - costs[None, :], -np.inf)
+    true_gain[:, pols.nothing] = 0.0
+    chosen = dict(pols.chosen) | {"oracle": policy.decide(true_gain, pols.nothing)}
+    values = true_values(truth, costs, chosen)
+    singles = {k: v for k, v in values.items() if k.startswith("all_")}
+    best = max(singles, key=singles.get)
+    values["best_single_action"] = singles[best]
+    values["best_single_action_is"] = best.removeprefix("all_")
+    values["customers"] = int(len(X))
+    values["share_contacted_ours"] = float((chosen["ours"] != pols.nothing).mean())
+    return values
