@@ -31,6 +31,8 @@ keys_app = typer.Typer(help="API keys: create, revoke, list (stored hashed).", n
 app.add_typer(keys_app, name="keys")
 signals_app = typer.Typer(help="Conversion signals to ad platforms: deliver, status.", no_args_is_help=True)
 app.add_typer(signals_app, name="signals")
+nba_app = typer.Typer(help="Next-best-action: budgeted plans for an audience.", no_args_is_help=True)
+app.add_typer(nba_app, name="nba")
 audience_app = typer.Typer(help="Lookalike audiences: build, insight, export.", no_args_is_help=True)
 app.add_typer(audience_app, name="audience")
 console = Console(stderr=True)
@@ -349,6 +351,10 @@ def run(skip_serve: Annotated[bool, typer.Option(help="Prepare everything but do
         train_value()
     else:
         console.print("[green]✓[/] model value@champion found in MLflow")
+    if not tracking.has_champion(settings, "uplift"):
+        train_nba()
+    else:
+        console.print("[green]✓[/] model uplift@champion found in MLflow")
     example = _example_id(settings)
     token = _default_key(settings) if settings.auth else None
     if token:
@@ -363,6 +369,8 @@ def run(skip_serve: Annotated[bool, typer.Option(help="Prepare everything but do
         f"-H 'content-type: application/json' -H 'authorization: Bearer {key}' "
         f'-d \'{{"customer_ids": ["{example}"], "models": ["propensity", "churn"]}}\''
     )
+    nba_curl = curl.replace("/v1/scores", "/v1/next-best-action").replace(', "models": ["propensity", "churn"]', "")
+    curl += f"\n  {nba_curl}"
     hint = "" if token else "\n  (use your key; `leadscope keys create --name me --scope score` makes a new one)"
     console.print(f"\nTry it:\n  {curl}{hint}\n", soft_wrap=True, highlight=False)
     if not skip_serve:
@@ -660,6 +668,102 @@ def audience_export(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     console.print(f"[green]✓[/] {counts['rows']:,} rows → {out} ({counts})")
+
+
+@train_app.command("nba")
+def train_nba() -> None:
+    """Uplift models per catalogue action from the randomised campaign log, off-policy evaluation, registry."""
+    from leadscope.catalogue import CatalogueError
+    from training import nba
+
+    settings = _settings()
+    try:
+        with step("training next-best-action") as progress:
+            out = nba.train(settings, progress)
+    except CatalogueError as exc:
+        _fail(str(exc))
+    console.print(f"  registered uplift v{out['version']} (MLflow run {out['run_id']})")
+    for action, m in sorted(out["uplift"].items()):
+        if "skipped_too_few_rows" in m:
+            console.print(f"  {action:<16} skipped: {m['skipped_too_few_rows']:.0f} rows")
+            continue
+        best = ("t_learner", "x_learner", "dr_learner")[int(m["learner"])]
+        console.print(f"  {action:<16} {best:<10} Qini {m[best + '_qini']:+.4f}  AUUC {m[best + '_auuc']:+.4f}")
+    console.print(
+        f"  off-policy, held-out customers ({out['heldout_rows']:,} logged rows), value per row vs do-nothing:"
+    )
+    for name, e in out["ope_incremental"].items():
+        console.print(f"    {name:<20} IPS {e['ips']:+8.3f}  DR {e['dr']:+8.3f}")
+
+
+@nba_app.command("plan")
+def nba_plan(
+    budget: Annotated[float, typer.Option(min=0, help="Total spend on contacts.")],
+    out: Annotated[Path, typer.Option(help="Plan file (.csv or .parquet), one row per customer.")],
+    audience: Annotated[str | None, typer.Option(help="An audience id (aud_...); default: every customer.")] = None,
+    capacity: Annotated[
+        str | None, typer.Option(help="Per-channel capacity, e.g. sales_call=200,sms=5000 (default: catalogue).")
+    ] = None,
+) -> None:
+    """Allocate one action per customer under a budget and channel capacities (greedy by return per cost)."""
+    import pandas as pd
+
+    from features.build import read_table
+    from leadscope import catalogue as catalogue_lib
+    from serving import audiences
+    from training import nba, population, tracking
+
+    if out.suffix not in (".csv", ".parquet"):
+        _fail(f"--out: {out.name} should end in .csv or .parquet")
+    settings = _settings()
+    try:
+        cat = catalogue_lib.load(settings.actions_catalogue)
+    except catalogue_lib.CatalogueError as exc:
+        _fail(str(exc))
+    caps = dict(cat.capacity)
+    for part in (capacity or "").split(","):
+        if not part.strip():
+            continue
+        channel, _, n = part.partition("=")
+        if channel.strip() not in {a.channel for a in cat.actions} or not n.strip().isdigit():
+            _fail(f"--capacity: {part.strip()!r} is not channel=count with a catalogue channel")
+        caps[channel.strip()] = int(n)
+    if not tracking.has_champion(settings, nba.NAME):
+        _fail("no next-best-action model is registered; run `leadscope train nba` first")
+    pop = population.load(settings)
+    rows = slice(None)
+    if audience:
+        found = audiences.AudienceStore(settings.database_url).get(audience)
+        if found is None or found["status"] != "ready":
+            _fail(f"--audience: {audience} is {'unknown' if found is None else found['status']}")
+        members = audiences.AudienceStore(settings.database_url).member_ids(audience)["customer_id"]
+        at = pop.index.get_indexer(members)
+        rows = at[at >= 0]
+    frame = pop.frame.iloc[rows].reset_index(drop=True)
+    version, bundle = nba.load_champion(settings)
+    with step(f"planning {len(frame):,} customers"):
+        scored = nba.score_frame(
+            bundle,
+            cat,
+            frame,
+            read_table(settings.raw_dir, "customers"),
+            read_table(settings.raw_dir, "campaigns"),
+            pd.Timestamp(pop.as_of),
+        )
+        result = nba.plan(scored, budget, caps, cat.nothing.id)
+    result.insert(0, "customer_id", frame["customer_id"].to_numpy())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.to_parquet(out, index=False) if out.suffix == ".parquet" else result.to_csv(out, index=False)
+    spent, gain = result["cost"].sum(), result["expected_incremental_value"].sum()
+    console.print(
+        f"[green]✓[/] {out}: {int((result['action_id'] != cat.nothing.id).sum()):,} of {len(result):,} contacted, "
+        f"spend {spent:,.2f} of {budget:,.2f}, expected incremental value {gain:,.2f} "
+        f"(uplift v{version})"
+    )
+    for (channel, action), g in result.groupby(["channel", "action_id"]):
+        console.print(
+            f"  {action:<16} {channel:<20} {len(g):>7,}  value {g['expected_incremental_value'].sum():>10,.2f}"
+        )
 
 
 def _keystore(settings: Settings):  # noqa: ANN202 - serving.keys.KeyStore, imported lazily

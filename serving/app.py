@@ -17,7 +17,7 @@ from leadscope.settings import Settings, get_settings, quiet_environment
 from serving import errors
 from serving.audiences import AudienceStore
 from serving.middleware import Limits, Observability
-from serving.routers import admin, audiences, conversions, health, scores
+from serving.routers import admin, audiences, conversions, health, nba, scores
 from serving.security import Guard
 from serving.signals.ingest import outbox_for
 from serving.signals.outbox import Outbox
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scores.router)
     app.include_router(conversions.router)
     app.include_router(audiences.router)
+    app.include_router(nba.router)
     app.include_router(admin.router)
     app.add_middleware(
         Limits,

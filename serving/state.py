@@ -34,6 +34,8 @@ class ServingState:
     population: object | None = None  # training.lookalike.Population, read on first use (audiences)
     population_lock: threading.Lock = field(default_factory=threading.Lock)
     contacts: object | None = None  # pandas DataFrame: identifiers for audience exports, read on first export
+    nba: tuple | None = None  # (version, training.uplift.UpliftBundle) of the uplift champion, when registered
+    nba_history: object | None = None  # serving.nba.History: reachability and contact history, read on first use
 
     def load(self, names: tuple[str, ...] = ("propensity",), optional: tuple[str, ...] = ("churn", "value")) -> None:
         """Load what can be loaded; a required model that cannot is recorded so /readyz says why instead of
@@ -67,6 +69,23 @@ class ServingState:
             except Exception as exc:  # noqa: BLE001
                 log.warning("model %s not loaded: %s", name, type(exc).__name__)
                 self.problems.append(f"model {name}: not available ({type(exc).__name__})")
+        self._load_nba()
+
+    def _load_nba(self) -> None:
+        """The next-best-action bundle (optional: served once `leadscope train nba` has registered one)."""
+        from training import nba
+
+        if not tracking.has_champion(self.settings, nba.NAME):
+            return
+        try:
+            version, bundle = nba.load_champion(self.settings)
+            assert self.store is not None
+            self.services["uplift"] = self.store.get_feature_service(bundle.feature_service)
+            self.nba = (version, bundle)
+            observability.model_loaded("uplift", version, bundle.feature_service)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("model uplift not loaded: %s", type(exc).__name__)
+            self.problems.append(f"model uplift: not available ({type(exc).__name__})")
 
     def _watermark(self) -> tuple:
         """What the registry says was last materialised, per view: changes with every materialisation."""
@@ -100,8 +119,14 @@ class ServingState:
             observability.model_loaded(name, champ.version, champ.feature_service)
             log.info("model %s: champion v%s → v%s", name, current.version, champ.version)
             changed.append(f"{name} v{champ.version}")
+        from training import nba
+
+        version = tracking.alias_version(self.settings, nba.NAME)
+        if version is not None and (self.nba is None or self.nba[0] != version):
+            self._load_nba()
+            changed.append(f"uplift v{version}")
         if changed:
-            self.population = self.contacts = None  # the next audience reads the new snapshot
+            self.population = self.contacts = self.nba_history = None  # the next use reads the new snapshot
         if changed and self.cache is not None:
             self.cache = LRUCache(maxsize=self.cache.maxsize)  # swap, not clear: readers keep a whole one
         return changed
@@ -136,7 +161,7 @@ class ServingState:
                 from features.build import read_table
 
                 df = read_table(self.settings.raw_dir, "customers")
-                keep = ["customer_id", "email", "phone", "first_name", "last_name", "city", "state", "zip"]
+                keep = ["customer_id", "email", "phone", "first_name", "last_name", "city", "state", "zip", "wechat_id"]
                 self.contacts = df[[c for c in [*keep, "country", "consent_ads"] if c in df]]
             return self.contacts
 

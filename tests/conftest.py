@@ -42,11 +42,12 @@ def prepare(settings: Settings, *, train: bool = True, generate_data: bool = Tru
     store.materialize(store.apply(settings), settings)
     if not train:
         return {}
-    from training import churn, propensity, value
+    from training import churn, nba, propensity, value
 
     metrics = propensity.train(settings)
     metrics["churn"] = churn.train(settings)
     metrics["value"] = value.train(settings)
+    metrics["nba"] = nba.train(settings)
     return metrics
 
 

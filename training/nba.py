@@ -202,3 +202,55 @@ class UpliftPyfunc(mlflow.pyfunc.PythonModel):
     def frame(bundle: UpliftBundle, features: pd.DataFrame) -> pd.DataFrame:
         ids = sorted(bundle.actions)
         return pd.DataFrame(bundle.uplift(bundle.encoder.transform(features), ids), columns=ids)
+
+
+@dataclass
+class Scored:
+    """Batch next-best-action over a feature frame: gains [n, A] (-inf where not allowed), inputs behind them."""
+
+    actions: list  # leadscope.catalogue.Action, contact actions in catalogue order
+    gains: np.ndarray
+    uplift: np.ndarray
+    value: np.ndarray
+    costs: np.ndarray
+
+
+def score_frame(
+    bundle: UpliftBundle,
+    cat: Catalogue,
+    frame: pd.DataFrame,
+    contacts: pd.DataFrame,
+    history: pd.DataFrame,
+    as_of: pd.Timestamp,
+    threads: int = 1,
+) -> Scored:
+    acts = cat.contacts
+    ctx = policy.context(frame, contacts, history, acts, as_of)
+    ok = policy.eligible(cat, acts, ctx)
+    X = bundle.encoder.transform(frame).astype(np.float32)
+    up = bundle.uplift(X, [a.id for a in acts], threads)
+    value = bundle.response_value(X, threads)
+    costs = np.array([a.cost for a in acts])
+    return Scored(acts, policy.gains(up, value, costs, ok), up, value, costs)
+
+
+def plan(scored: Scored, budget: float, capacity: dict[str, int], nothing_id: str) -> pd.DataFrame:
+    """One row per customer: the allocated action (or do-nothing) under the budget and channel capacities."""
+    n, A = scored.gains.shape
+    g = np.column_stack([scored.gains, np.zeros(n)])
+    costs = np.r_[scored.costs, 0.0]
+    channels = [a.channel for a in scored.actions] + ["do_nothing"]
+    chosen = policy.allocate(g, costs, channels, budget, capacity, nothing=A)
+    ids = [a.id for a in scored.actions] + [nothing_id]
+    rows = np.arange(n)
+    picked = chosen != A
+    return pd.DataFrame(
+        {
+            "action_id": np.array(ids)[chosen],
+            "channel": np.array(channels)[chosen],
+            "expected_incremental_value": np.where(picked, g[rows, chosen], 0.0).round(4),
+            "uplift": np.where(picked, scored.uplift[rows, np.minimum(chosen, A - 1)], 0.0).round(6),
+            "value": scored.value.round(2),
+            "cost": costs[chosen],
+        }
+    )

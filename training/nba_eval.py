@@ -24,7 +24,10 @@ class Truth:
 
 def truth_for(settings: Settings, ids: np.ndarray, action_ids: list[str]) -> Truth:
     truth_dir = settings.raw_dir / "truth"
-    up = pd.read_parquet(truth_dir / "uplift.parquet").pivot(index="customer_id", columns="action_id", values="uplift")
+    raw = pd.read_parquet(truth_dir / "uplift.parquet")
+    # the effect a contact really has: the response probability cannot go below zero
+    raw = raw.assign(uplift=np.maximum(raw["uplift"], -raw["base_rate"]))
+    up = raw.pivot(index="customer_id", columns="action_id", values="uplift")
     cust = pd.read_parquet(truth_dir / "customers.parquet").set_index("customer_id")
     matrix = up.reindex(index=ids, columns=action_ids).fillna(0.0).to_numpy()
     return Truth(np.column_stack([matrix, np.zeros(len(ids))]), cust["aov"].reindex(ids).to_numpy(float))
@@ -68,3 +71,27 @@ def evaluate(settings: Settings, pop: Population, bundle: UpliftBundle | None = 
     values["customers"] = int(len(X))
     values["share_contacted_ours"] = float((chosen["ours"] != pols.nothing).mean())
     return values
+
+
+def ope_against_truth(
+    settings: Settings, logged_frame: pd.DataFrame, bundle: UpliftBundle, best_single: str
+) -> dict[str, dict[str, float]]:
+    """On the held-out customers' logged rows: each policy's IPS and DR estimates of incremental value per row
+    (vs do-nothing) next to its true incremental value on the same rows (true uplift × value − cost)."""
+    cat = catalogue_lib.load(settings.actions_catalogue)
+    held = logged_frame[~split_customers(logged_frame["customer_id"])].reset_index(drop=True)
+    contacts = read_table(settings.raw_dir, "customers")
+    est, pols, known = nba.ope_rows(held, bundle, cat, contacts, best_single=best_single)
+    acts = cat.contacts
+    truth = truth_for(settings, held["customer_id"].to_numpy(), [a.id for a in acts])
+    costs = np.array([a.cost for a in acts] + [0.0])
+    gain = truth.uplift * truth.value[:, None] - costs[None, :]
+    out = {}
+    for name in ("ours", "best_single_action", "rank_by_propensity", "random", "do_nothing"):
+        d = pols.chosen[name][known]
+        out[name] = {
+            "ips": est[name]["ips"] - est["do_nothing"]["ips"],
+            "dr": est[name]["dr"] - est["do_nothing"]["dr"],
+            "true": float(np.take_along_axis(gain[known], d[:, None], axis=1).mean()),
+        }
+    return out
