@@ -693,7 +693,7 @@ def train_nba() -> None:
         f"  off-policy, held-out customers ({out['heldout_rows']:,} logged rows), value per row vs do-nothing:"
     )
     for name, e in out["ope_incremental"].items():
-        console.print(f"    {name:<20} IPS {e['ips']:+8.3f}  DR {e['dr']:+8.3f}")
+        console.print(f"    {name:<20} IPS {e['ips']:+8.3f} ± {e['ips_se']:.3f}  DR {e['dr']:+8.3f} ± {e['dr_se']:.3f}")
 
 
 @nba_app.command("plan")

@@ -95,7 +95,8 @@ def decisions(
 def ope_rows(
     frame: pd.DataFrame, bundle: UpliftBundle, cat: Catalogue, contacts: pd.DataFrame, *, best_single: str | None
 ) -> tuple[dict[str, dict[str, float]], Policies, np.ndarray]:
-    """IPS / SNIPS / DM / DR per policy on logged rows; reward = the response's value − the contact's cost."""
+    """IPS / DM / DR estimates (with standard errors) of each policy's incremental value per logged row over
+    do-nothing; reward = the response's value − the contact's cost."""
     acts = cat.contacts
     X = bundle.encoder.transform(frame).astype(np.float32)
     # the log's rows were randomised without cooldowns or caps: eligibility here is consent, reach and stage
@@ -110,10 +111,13 @@ def ope_rows(
     reward = frame["value"].to_numpy(float) - costs[logged_d] * frame["treated"].to_numpy()
     q = (base[:, None] + np.nan_to_num(up)) * value[:, None] - costs[None, :]
     prop = policy.behaviour_probability(logged_d, len(pol.actions), pol.nothing)
-    out = {
-        name: policy.off_policy(d[known], logged_d[known], reward[known], q[known], prop[known])
+    terms = {
+        name: policy.off_policy_terms(d[known], logged_d[known], reward[known], q[known], prop[known])
         for name, d in pol.chosen.items()
     }
+    # incremental value vs do-nothing, per row on the same rows (so its standard error is the difference's)
+    nothing = terms["do_nothing"]
+    out = {name: policy.summarise({k: v - nothing[k] for k, v in t.items()}) for name, t in terms.items()}
     return out, pol, known
 
 
@@ -136,9 +140,7 @@ def train(settings: Settings, progress: Callable[[str], None] = lambda _: None) 
         (k.removeprefix("all_") for k in train_est if k.startswith("all_")), key=lambda a: train_est[f"all_{a}"]["dr"]
     )
     held = frame[~is_train].reset_index(drop=True)
-    estimates, _, known = ope_rows(held, bundle, cat, contacts, best_single=best_single)
-    nothing = estimates["do_nothing"]
-    incremental = {p: {k: v - nothing[k] for k, v in e.items()} for p, e in estimates.items()}
+    incremental, _, known = ope_rows(held, bundle, cat, contacts, best_single=best_single)
     with (
         mlflow.start_run(experiment_id=tracking.experiment(settings, "nba"), run_name="uplift + policy") as run,
         tempfile.TemporaryDirectory() as tmp,

@@ -90,8 +90,7 @@ def ope_against_truth(
     for name in ("ours", "best_single_action", "rank_by_propensity", "random", "do_nothing"):
         d = pols.chosen[name][known]
         out[name] = {
-            "ips": est[name]["ips"] - est["do_nothing"]["ips"],
-            "dr": est[name]["dr"] - est["do_nothing"]["dr"],
+            **{k: est[name][k] for k in ("ips", "ips_se", "dr", "dr_se")},
             "true": float(np.take_along_axis(gain[known], d[:, None], axis=1).mean()),
         }
     return out

@@ -171,18 +171,21 @@ def behaviour_probability(decision: np.ndarray, n_decisions: int, nothing: int) 
     return np.where(treated, p_treat * share[decision], 1.0 - p_treat)
 
 
-def off_policy(
+def off_policy_terms(
     target: np.ndarray, logged: np.ndarray, reward: np.ndarray, q: np.ndarray, propensity: np.ndarray
-) -> dict[str, float]:
-    """Per-row value of a deterministic target policy from logged (decision, reward) rows: inverse propensity
-    scoring, self-normalised IPS, the direct method (q alone) and doubly robust (DM + IPS-weighted residual)."""
-    match = (target == logged).astype(float)
-    w = match / propensity
+) -> dict[str, np.ndarray]:
+    """Per-row terms whose means estimate a deterministic target policy's value from logged (decision, reward)
+    rows: inverse propensity scoring and doubly robust (the direct method's q plus the IPS-weighted residual)."""
+    w = (target == logged).astype(float) / propensity
     q_target = np.take_along_axis(q, target[:, None], axis=1)[:, 0]
     q_logged = np.take_along_axis(q, logged[:, None], axis=1)[:, 0]
-    return {
-        "ips": float(np.mean(w * reward)),
-        "snips": float(np.sum(w * reward) / max(np.sum(w), 1e-12)),
-        "dm": float(np.mean(q_target)),
-        "dr": float(np.mean(q_target + w * (reward - q_logged))),
-    }
+    return {"ips": w * reward, "dm": q_target, "dr": q_target + w * (reward - q_logged)}
+
+
+def summarise(terms: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean and standard error of each estimator's terms."""
+    out = {}
+    for k, v in terms.items():
+        out[k] = float(np.mean(v))
+        out[f"{k}_se"] = float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+    return out

@@ -22,6 +22,7 @@ SCOPED = {
     ("GET", "/v1/audiences/{audience_id}"): ("audiences", None),
     ("GET", "/v1/audiences/{audience_id}/insight"): ("audiences", None),
     ("GET", "/v1/audiences/{audience_id}/export"): ("audiences", None),
+    ("POST", "/v1/next-best-action"): ("score", {"customer_ids": ["C1"]}),
 }
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
