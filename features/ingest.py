@@ -8,6 +8,7 @@ its reason; nothing is dropped silently. Re-importing a file is idempotent: rows
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,12 +202,16 @@ def import_files(raw_dir: Path, files: dict[str, Path]) -> list[Outcome]:
     return results
 
 
+_SURROGATE = re.compile(r"[\udc80-\udcff]")
+
+
 def _not_utf8(df: pd.DataFrame) -> pd.Series:
     """Rows holding bytes that were not UTF-8 (read back as lone surrogates)."""
     text = df.select_dtypes(include="object")
     if text.empty:
         return pd.Series(False, index=df.index)
-    return text.apply(lambda s: s.str.contains(r"[\udc80-\udcff]", regex=True, na=False)).any(axis=1)
+    # object columns may hold flags (True/False/None) rather than text: only strings can carry bad bytes
+    return text.apply(lambda s: s.map(lambda v: isinstance(v, str) and bool(_SURROGATE.search(v)))).any(axis=1)
 
 
 def _reason(check: str) -> str:
