@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from leadscope.yamlfile import load_validated
 
 DEFAULT = Path(__file__).with_name("actions.yaml")
 Channel = Literal[
@@ -78,18 +79,4 @@ class CatalogueError(ValueError):
 
 
 def load(path: Path | None = None) -> Catalogue:
-    path = path or DEFAULT
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise CatalogueError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise CatalogueError(f"{path}: not valid YAML ({type(exc).__name__})") from None
-    try:
-        return Catalogue.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(
-            f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"] if not str(p).startswith("function-")
-        ).replace(".[", "[")
-        raise CatalogueError(f"{path.name}: {where or 'catalogue'}: {err['msg']}") from None
+    return load_validated(path or DEFAULT, Catalogue, "action catalogue", CatalogueError)

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from leadscope.schema import STAGES
+from leadscope.yamlfile import load_validated
 
 DEFAULT = Path(__file__).with_name("mapping.yaml")
 Stage = Literal[STAGES]  # type: ignore[valid-type]
@@ -43,16 +43,4 @@ class Mapping(BaseModel):
 
 def load(path: Path | None = None) -> Mapping:
     """The mapping at `path` (default: the one shipped with leadscope); a clear ValueError when it is wrong."""
-    path = path or DEFAULT
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"signals mapping: {path} not found") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"signals mapping: {path} is not valid YAML ({type(exc).__name__})") from None
-    try:
-        return Mapping.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ValueError(f"signals mapping {path.name}: {where}: {first['msg']}") from None
+    return load_validated(path or DEFAULT, Mapping, "signals mapping")
