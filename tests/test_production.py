@@ -116,3 +116,21 @@ def test_train_register_and_serve_on_postgres_and_redis(servers, tmp_path) -> No
         with psycopg.connect(pg_url) as conn:
             row = conn.execute("select value, identifiers from conversion_events where event_id = 'pg-1'").fetchone()
             assert row[0] == 99.5 and "someone@example.com" not in row[1]
+
+    # audiences and next-best-action keep their tables and models in PostgreSQL too
+    from training import nba
+
+    assert nba.train(settings)["version"] == "1"
+    truth = pd.read_parquet(settings.raw_dir / "truth" / "customers.parquet")
+    seed = truth.loc[truth["segment"], "customer_id"].head(100).tolist()
+    with api_client(settings, ("audiences", "score")) as client:
+        r = client.post("/v1/audiences/lookalike", json={"seed_customer_ids": seed, "size": 30})
+        assert r.status_code == 201 and r.json()["status"] == "ready", r.text
+        audience_id = r.json()["audience_id"]
+        r = client.post("/v1/next-best-action", json={"customer_ids": ids})
+        assert r.status_code == 200 and r.json()["model"]["version"] == "1"
+        assert all(it["recommended"] for it in r.json()["items"])
+    with psycopg.connect(pg_url) as conn:
+        n = conn.execute("select count(*) from audience_members where audience_id = %s", (audience_id,)).fetchone()
+        assert n[0] == 30
+        assert ("uplift", 1) in [(a, int(v)) for a, v in conn.execute("select name, version from model_versions")]
