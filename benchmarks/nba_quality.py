@@ -24,6 +24,12 @@ def main() -> None:
     for name in ("oracle", "ours", "best_single_action", "rank_by_propensity", "random", "do_nothing"):
         extra = f" ({v['best_single_action_is']})" if name == "best_single_action" else ""
         print(f"  {name:<20} {v[name]:>8.3f}{extra}")
+    ceiling = nba_eval.feature_ceiling(settings, pop, threads=2)
+    print(f"  {'feature ceiling':<20} {ceiling:>8.3f} (true uplift and value learned from these features)")
+    print(
+        f"ours / oracle {v['ours'] / v['oracle']:.3f} (target 0.9); feature ceiling / oracle "
+        f"{ceiling / v['oracle']:.3f}; ours / ceiling {v['ours'] / ceiling:.3f}"
+    )
     print(
         f"ours / oracle {v['ours'] / v['oracle']:.3f} (target 0.9); ours / best single action "
         f"{v['ours'] / v['best_single_action']:.2f} (target 1.2); ours contacts {v['share_contacted_ours']:.1%}"

@@ -167,6 +167,7 @@ def train(settings: Settings, progress: Callable[[str], None] = lambda _: None) 
             python_model=str(Path(__file__).with_name("pyfunc_uplift_entry.py")),
             artifacts={"bundle": str(path)},
             signature=infer_signature(example, UpliftPyfunc.frame(bundle, example)),
+            input_example=example,
             pip_requirements=tracking.requirements(),
             registered_model_name=NAME,
         )

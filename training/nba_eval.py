@@ -94,3 +94,35 @@ def ope_against_truth(
             "true": float(np.take_along_axis(gain[known], d[:, None], axis=1).mean()),
         }
     return out
+
+
+def feature_ceiling(settings: Settings, pop: Population, threads: int = 1) -> float:
+    """True value of the policy built from the best these features can say about the truth: per action a
+    regressor from features to the *true* uplift, and one to the true value of a response, fitted on the
+    training customers (cross-customer, as our models are) and applied to the held-out ones. No method that
+    learns from outcomes can beat it on average: it is the information limit of the features, not the oracle."""
+    import lightgbm as lgb
+
+    cat = catalogue_lib.load(settings.actions_catalogue)
+    acts = cat.contacts
+    frame = pop.frame.reset_index(drop=True)
+    held = ~split_customers(frame["customer_id"])
+    ctx = policy.context(
+        frame,
+        read_table(settings.raw_dir, "customers"),
+        read_table(settings.raw_dir, "campaigns"),
+        acts,
+        pd.Timestamp(pop.as_of),
+    )
+    ok = policy.eligible(cat, acts, ctx)
+    X = pop.X
+    truth = truth_for(settings, frame["customer_id"].to_numpy(), [a.id for a in acts])
+    params = {"objective": "regression", "num_leaves": 31, "verbosity": -1, "num_threads": threads, "seed": 0}
+    fit = lambda y: lgb.train(params, lgb.Dataset(X[~held], y[~held]), 300).predict(X[held])  # noqa: E731
+    up = np.column_stack([fit(truth.uplift[:, j]) for j in range(len(acts))])
+    value = fit(truth.value)
+    costs = np.array([a.cost for a in acts])
+    g = policy.gains(up, value, costs, ok[held])
+    d = policy.decide(np.column_stack([g, np.zeros(len(g))]), len(acts))
+    gain = truth.uplift[held] * truth.value[held, None] - np.r_[costs, 0.0][None, :]
+    return float(np.take_along_axis(gain, d[:, None], axis=1).mean())

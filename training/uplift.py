@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +127,12 @@ FITS = {"t_learner": fit_t, "x_learner": fit_x, "dr_learner": fit_dr}
 
 
 def uplift_metrics(y: np.ndarray, uplift: np.ndarray, t: np.ndarray) -> dict[str, float]:
+    with warnings.catch_warnings():  # scikit-uplift calls a helper scikit-learn 1.8 deprecates, once per curve
+        warnings.filterwarnings("ignore", message=".*stable_cumsum.*", category=FutureWarning)
+        return _uplift_metrics(y, uplift, t)
+
+
+def _uplift_metrics(y: np.ndarray, uplift: np.ndarray, t: np.ndarray) -> dict[str, float]:
     return {
         "qini": float(qini_auc_score(y, uplift, t)),
         "auuc": float(uplift_auc_score(y, uplift, t)),
