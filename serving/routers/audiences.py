@@ -103,10 +103,10 @@ def _ready(state: ServingState) -> None:
         raise ApiError(503, "features_unavailable", "the feature store is not available; see /readyz")
 
 
-async def _found(store: AudienceStore, audience_id: str) -> dict:
+async def _found(store: AudienceStore, audience_id: str, field: str = "audience_id") -> dict:
     found = await run_in_threadpool(store.get, audience_id)
     if found is None:
-        raise ApiError(404, "not_found", "no audience with this id", "audience_id")
+        raise ApiError(404, "not_found", f"no audience with this id ({field})", field)
     return found
 
 
@@ -169,10 +169,12 @@ async def get(
     return out
 
 
-async def _members(state: ServingState, store: AudienceStore, audience_id: str) -> tuple[dict, np.ndarray]:
-    found = await _found(store, audience_id)
+async def _members(
+    state: ServingState, store: AudienceStore, audience_id: str, field: str = "audience_id"
+) -> tuple[dict, np.ndarray]:
+    found = await _found(store, audience_id, field)
     if found["status"] != "ready":
-        raise ApiError(409, "not_ready", f"audience is {found['status']}, not ready", "audience_id")
+        raise ApiError(409, "not_ready", f"audience is {found['status']}, not ready ({field})", field)
     ids = await run_in_threadpool(store.member_ids, audience_id)
     pop = await run_in_threadpool(state.get_population)
     rows = pop.index.get_indexer(ids["customer_id"])
@@ -203,15 +205,17 @@ async def insight(
     found, rows = await _members(state, store, audience_id)
     other = None
     if compare is not None:
-        _, other = await _members(state, store, compare)
+        _, other = await _members(state, store, compare, "compare")
     pop = state.get_population()
     attrs = await run_in_threadpool(_attributes, state)
     pair = None
     if cross is not None:
         pair = [a.strip() for a in cross.split(",")]
         unknown = [a for a in pair if a not in attrs]
-        if len(pair) != 2 or unknown:
-            raise ApiError(422, "invalid_request", f"cross: give two of {', '.join(attrs.columns)}", "cross")
+        if len(pair) != 2 or unknown or pair[0] == pair[1]:
+            raise ApiError(
+                422, "invalid_request", f"cross: give two different attributes of {', '.join(attrs.columns)}", "cross"
+            )
 
     def compute() -> dict:
         return report(
