@@ -33,6 +33,12 @@ def truth_for(settings: Settings, ids: np.ndarray, action_ids: list[str]) -> Tru
     return Truth(np.column_stack([matrix, np.zeros(len(ids))]), cust["aov"].reindex(ids).to_numpy(float))
 
 
+def _eligible(settings: Settings, cat: catalogue_lib.Catalogue, frame: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+    """Who may get which contact action at `as_of` (consent, reach, stage, cooldowns and caps from the log)."""
+    contacts, log = read_table(settings.raw_dir, "customers"), read_table(settings.raw_dir, "campaigns")
+    return policy.eligible(cat, cat.contacts, policy.context(frame, contacts, log, cat.contacts, as_of))
+
+
 def true_values(truth: Truth, costs: np.ndarray, chosen: dict[str, np.ndarray]) -> dict[str, float]:
     """Mean true incremental value per customer of each policy's decisions."""
     gain = truth.uplift * truth.value[:, None] - costs[None, :]
@@ -47,14 +53,7 @@ def evaluate(settings: Settings, pop: Population, bundle: UpliftBundle | None = 
     held = ~split_customers(pd.Series(pop.ids))
     frame = pop.frame[held].reset_index(drop=True)
     acts = cat.contacts
-    ctx = policy.context(
-        frame,
-        read_table(settings.raw_dir, "customers"),
-        read_table(settings.raw_dir, "campaigns"),
-        acts,
-        pd.Timestamp(pop.as_of),
-    )
-    ok = policy.eligible(cat, acts, ctx)
+    ok = _eligible(settings, cat, frame, pd.Timestamp(pop.as_of))
     X = bundle.encoder.transform(frame).astype(np.float32)
     pols, _, _, _ = nba.decisions(bundle, cat, X, ok)
     costs = np.array([a.cost for a in acts] + [0.0])
@@ -99,22 +98,15 @@ def ope_against_truth(
 def feature_ceiling(settings: Settings, pop: Population, threads: int = 1) -> float:
     """True value of the policy built from the best these features can say about the truth: per action a
     regressor from features to the *true* uplift, and one to the true value of a response, fitted on the
-    training customers (cross-customer, as our models are) and applied to the held-out ones. No method that
-    learns from outcomes can beat it on average: it is the information limit of the features, not the oracle."""
+    training customers (cross-customer, as our models are) and applied to the held-out ones: a reference for
+    how much of the oracle these features can reach at all, which models learning from outcomes only approach."""
     import lightgbm as lgb
 
     cat = catalogue_lib.load(settings.actions_catalogue)
     acts = cat.contacts
     frame = pop.frame.reset_index(drop=True)
     held = ~split_customers(frame["customer_id"])
-    ctx = policy.context(
-        frame,
-        read_table(settings.raw_dir, "customers"),
-        read_table(settings.raw_dir, "campaigns"),
-        acts,
-        pd.Timestamp(pop.as_of),
-    )
-    ok = policy.eligible(cat, acts, ctx)
+    ok = _eligible(settings, cat, frame, pd.Timestamp(pop.as_of))
     X = pop.X
     truth = truth_for(settings, frame["customer_id"].to_numpy(), [a.id for a in acts])
     params = {"objective": "regression", "num_leaves": 31, "verbosity": -1, "num_threads": threads, "seed": 0}
