@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     background_load: bool = Field(
         True, description="Load models after start-up (/readyz 503 meanwhile); off: load before accepting connections."
     )
+    prewarm: bool = Field(
+        True, description="After loading (and each new materialisation) score every customer into the cache."
+    )
     model_poll_seconds: float = Field(
         5.0, gt=0, description="How often the server checks for a new champion and a new materialisation."
     )

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from leadscope.settings import Settings, get_settings, quiet_environment
-from serving import errors
+from serving import errors, scoring
 from serving.audiences import AudienceStore
 from serving.middleware import Limits, Observability
 from serving.routers import admin, audiences, conversions, health, nba, scores
@@ -39,16 +39,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # one audience build at a time: it uses the cores the requests need (2 here), so builds queue
         app.state.audience_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audience")
 
+        warm = (lambda: scoring.prewarm(state)) if settings.prewarm else None
+
         async def load_then_watch() -> None:
-            await asyncio.to_thread(state.load)
-            await state.watch(settings.model_poll_seconds)
+            if settings.background_load:
+                await asyncio.to_thread(state.load)
+            if warm is not None:
+                await asyncio.to_thread(warm)
+            await state.watch(settings.model_poll_seconds, warm)
 
         if not settings.background_load:
             # workers sharing one socket: a worker that is still loading must not take connections at all
             await asyncio.to_thread(state.load)
-        task = asyncio.create_task(
-            load_then_watch() if settings.background_load else state.watch(settings.model_poll_seconds)
-        )
+        task = asyncio.create_task(load_then_watch())
         tasks = [task]
         if settings.signals_deliver_seconds:
             tasks.append(asyncio.create_task(deliver_forever(app.state.outbox, settings.signals_deliver_seconds)))

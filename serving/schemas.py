@@ -85,5 +85,6 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     loading: bool = Field(False, description="True while models and features are still loading after start-up.")
+    warming: bool = Field(False, description="True while every customer's score is being cached (serving meanwhile).")
     models: list[ModelInfo]
     feature_store: str

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 
 import numpy as np
 
@@ -15,6 +17,8 @@ from training.scorer import Scorer
 
 TOP_REASONS = 3
 UNKNOWN = ItemError(code="unknown_customer", message="no features for this customer_id in the online store")
+
+log = logging.getLogger("leadscope.serving")
 
 
 def score_rows(scorer: Scorer, columns: dict[str, list]) -> list[Score | None]:
@@ -75,11 +79,16 @@ def _reasons(feats: list[str], contrib: np.ndarray, sub: dict[str, list], j: int
     return out
 
 
+_MISSING = object()
+
+
 def score_items(state: ServingState, names: list[str], ids: list[str]) -> list[ScoreItem]:
-    """One ScoreItem per id, in order: each requested model's output, or an item error for unknown ids."""
-    scored = {
-        m: (value_rows if m == "value" else score_rows)(state.models[m].scorer, state.online(m, ids)) for m in names
-    }
+    """One ScoreItem per id, in order: each requested model's output, or an item error for unknown ids.
+
+    A model's output for a customer depends only on the model version and the customer's online features, so it
+    is kept in the same LRU cache as the feature rows and dropped with them (new materialisation or champion):
+    a CRM re-scoring its leads gets the stored answer instead of another TreeSHAP pass."""
+    scored = {m: _scored(state, m, ids) for m in names}
     items = []
     for i, cid in enumerate(ids):
         if all(scored[m][i] is None for m in names):
@@ -94,6 +103,24 @@ def score_items(state: ServingState, names: list[str], ids: list[str]) -> list[S
     return items
 
 
+def _scored(state: ServingState, m: str, ids: list[str]) -> list:
+    fn = value_rows if m == "value" else score_rows
+    cache, champ = state.cache, state.models[m]
+    if cache is None:
+        return fn(champ.scorer, state.online(m, ids))
+    key = ("result", m, champ.version)
+    with state.cache_lock:
+        found = [cache.get((*key, cid), _MISSING) for cid in ids]
+    missing = list(dict.fromkeys(cid for cid, f in zip(ids, found, strict=True) if f is _MISSING))
+    if missing:
+        fresh = dict(zip(missing, fn(champ.scorer, state.online(m, missing)), strict=True))
+        with state.cache_lock:
+            for cid, out in fresh.items():
+                cache[(*key, cid)] = out
+        found = [fresh[cid] if f is _MISSING else f for cid, f in zip(ids, found, strict=True)]
+    return found
+
+
 def expected_values(state: ServingState, ids: list[str]) -> dict[str, float]:
     """P(convert) × expected 365-day spend per known id, without reasons (no TreeSHAP): the predicted value a
     conversion signal carries before the deal closes."""
@@ -105,3 +132,25 @@ def expected_values(state: ServingState, ids: list[str]) -> dict[str, float]:
     p = dict(zip(rows_p, prop.probability(prop.encoder.transform_columns(sub_p)), strict=True))
     spend = dict(zip(rows_v, value.predict(value.encoder.transform_columns(sub_v))[365], strict=True))
     return {ids[i]: round(float(p[i] * spend[i]), 2) for i in p if i in spend}
+
+
+def prewarm(state: ServingState, names: tuple[str, ...] = ("propensity",), chunk: int = 2_000) -> int:
+    """Score every known customer into the cache (as many as it holds), so CRM calls find features and answers
+    ready. Runs after loading and after each new materialisation or champion; the API serves meanwhile."""
+    from features.build import read_table
+
+    names = tuple(m for m in names if m in state.models)
+    if state.cache is None or not names:
+        return 0
+    state.warming = True
+    t0 = time.perf_counter()
+    try:
+        ids = read_table(state.settings.raw_dir, "customers")["customer_id"].astype(str).tolist()
+        ids = ids[: state.cache.maxsize // (2 * len(names))]  # a feature row and a result per model and id
+        for start in range(0, len(ids), chunk):
+            for m in names:
+                _scored(state, m, ids[start : start + chunk])
+        log.info("cache prewarmed: %d customers, %s, %.1f s", len(ids), ",".join(names), time.perf_counter() - t0)
+        return len(ids)
+    finally:
+        state.warming = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cachetools import LRUCache
@@ -31,6 +32,7 @@ class ServingState:
     cache: LRUCache | None = None
     cache_lock: threading.Lock = field(default_factory=threading.Lock)  # LRUCache is not thread-safe
     watermark: tuple = ()
+    warming: bool = False  # the cache is being filled with every customer's features and scores (see prewarm)
     population: object | None = None  # training.lookalike.Population, read on first use (audiences)
     population_lock: threading.Lock = field(default_factory=threading.Lock)
     contacts: object | None = None  # pandas DataFrame: identifiers for audience exports, read on first export
@@ -131,8 +133,9 @@ class ServingState:
             self.cache = LRUCache(maxsize=self.cache.maxsize)  # swap, not clear: readers keep a whole one
         return changed
 
-    async def watch(self, every_seconds: float) -> None:
-        """Poll the registry for new champions until cancelled; errors are logged, never raised."""
+    async def watch(self, every_seconds: float, on_change: Callable[[], object] | None = None) -> None:
+        """Poll the registry for new champions until cancelled; errors are logged, never raised. After a change,
+        `on_change` runs off the event loop (the cache prewarm)."""
         import asyncio
 
         from starlette.concurrency import run_in_threadpool
@@ -140,7 +143,8 @@ class ServingState:
         while True:
             await asyncio.sleep(every_seconds)
             try:
-                await run_in_threadpool(self.refresh)
+                if await run_in_threadpool(self.refresh) and on_change is not None:
+                    await run_in_threadpool(on_change)
             except Exception as exc:  # noqa: BLE001 - a failed reload keeps serving the current champion
                 log.warning("model refresh failed: %s", type(exc).__name__)
 

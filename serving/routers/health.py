@@ -37,7 +37,9 @@ async def readyz(state: Annotated[ServingState, Depends(get_state)]) -> Readines
     models = [
         ModelInfo(name=m.name, version=m.version, feature_service=m.feature_service) for m in state.models.values()
     ]
-    body = Readiness(ready=store_ok == "ok" and not state.problems, models=models, feature_store=store_ok)
+    body = Readiness(
+        ready=store_ok == "ok" and not state.problems, warming=state.warming, models=models, feature_store=store_ok
+    )
     return body if body.ready else JSONResponse(status_code=503, content=body.model_dump())
 
 

@@ -86,3 +86,22 @@ def test_cached_rows_equal_fresh_reads_and_a_new_materialisation_empties_the_cac
     feature_store.materialize(feature_store.open_store(prepared.settings), prepared.settings)
     assert state.refresh() == ["features: new materialisation"] and len(state.cache) == 0
     assert state.online("propensity", ids[:300]) == fresh
+
+
+def test_cached_scores_equal_fresh_ones_and_prewarm_fills_the_cache(prepared, ids) -> None:
+    # broken: a stored answer would differ from computing it now, or the prewarm would leave customers out
+    from serving import scoring
+
+    cached = ServingState(prepared.settings)
+    cached.load()
+    plain = ServingState(prepared.settings.model_copy(update={"feature_cache_size": 0}))
+    plain.load()
+    n = scoring.prewarm(cached)
+    known = pd.read_parquet(prepared.settings.raw_dir / "customers.parquet")["customer_id"].nunique()
+    assert n == known and not cached.warming and len(cached.cache) == 2 * n  # a feature row and an answer each
+    assert scoring.prewarm(plain) == 0  # no cache, nothing to warm
+    asked = [*ids[:200], "NOT-A-CUSTOMER", ids[0]]
+    for models in (["propensity"], ["propensity", "churn", "value"]):
+        a = scoring.score_items(cached, models, asked)
+        b = scoring.score_items(plain, models, asked)
+        assert [x.model_dump() for x in a] == [x.model_dump() for x in b]
