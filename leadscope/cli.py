@@ -351,7 +351,9 @@ def run(skip_serve: Annotated[bool, typer.Option(help="Prepare everything but do
         train_value()
     else:
         console.print("[green]✓[/] model value@champion found in MLflow")
-    if not tracking.has_champion(settings, "uplift"):
+    if not (settings.raw_dir / "campaigns.parquet").exists():
+        console.print("[yellow]-[/] no campaigns table: next-best-action not trained")
+    elif not tracking.has_champion(settings, "uplift"):
         train_nba()
     else:
         console.print("[green]✓[/] model uplift@champion found in MLflow")
@@ -677,6 +679,8 @@ def train_nba() -> None:
     from training import nba
 
     settings = _settings()
+    if not (settings.raw_dir / "campaigns.parquet").exists():
+        _fail("no campaigns table: next-best-action learns from a randomised campaign log (leadscope import)")
     try:
         with step("training next-best-action") as progress:
             out = nba.train(settings, progress)
@@ -742,13 +746,10 @@ def nba_plan(
     frame = pop.frame.iloc[rows].reset_index(drop=True)
     version, bundle = nba.load_champion(settings)
     with step(f"planning {len(frame):,} customers"):
+        has_log = (settings.raw_dir / "campaigns.parquet").exists()
+        log = read_table(settings.raw_dir, "campaigns") if has_log else pd.DataFrame()
         scored = nba.score_frame(
-            bundle,
-            cat,
-            frame,
-            read_table(settings.raw_dir, "customers"),
-            read_table(settings.raw_dir, "campaigns"),
-            pd.Timestamp(pop.as_of),
+            bundle, cat, frame, read_table(settings.raw_dir, "customers"), log, pd.Timestamp(pop.as_of)
         )
         result = nba.plan(scored, budget, caps, cat.nothing.id)
     result.insert(0, "customer_id", frame["customer_id"].to_numpy())

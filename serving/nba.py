@@ -4,20 +4,17 @@ eligibility (consent and lifecycle from the features; reachability and contact h
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from features.build import read_table
-from features.catalog import describe
 from leadscope import catalogue as catalogue_lib
 from leadscope.catalogue import Catalogue
+from serving.scoring import reasons_for
 from serving.state import ServingState
 from training import policy
-
-TOP_REASONS = 3
 
 
 @dataclass
@@ -73,7 +70,10 @@ def history(state: ServingState, cat: Catalogue) -> History:
 
 
 def catalogue(state: ServingState) -> Catalogue:
-    return catalogue_lib.load(state.settings.actions_catalogue)
+    """The action catalogue, read once per process (a request must not re-parse YAML)."""
+    if state.nba_catalogue is None:
+        state.nba_catalogue = catalogue_lib.load(state.settings.actions_catalogue)
+    return state.nba_catalogue
 
 
 def recommend(state: ServingState, cat: Catalogue, ids: list[str], max_actions: int) -> list[dict]:
@@ -136,14 +136,4 @@ def recommend(state: ServingState, cat: Catalogue, ids: list[str], max_actions: 
 
 def _reasons(bundle, action_id: str, x: np.ndarray, feats: list[str], sub: dict, j: int) -> list[dict]:  # noqa: ANN001
     contrib = bundle.actions[action_id].contributions(x)[0]
-    out = []
-    for k in np.argsort(-np.abs(contrib), kind="stable")[:TOP_REASONS]:
-        v = sub[feats[k]][j]
-        if isinstance(v, float) and math.isnan(v):
-            v = None
-        elif isinstance(v, float):
-            v = round(v, 4)
-        out.append(
-            {"feature": feats[k], "label": describe(feats[k]).label, "value": v, "impact": round(float(contrib[k]), 6)}
-        )
-    return out
+    return [r.model_dump() for r in reasons_for(feats, contrib, sub, j)]

@@ -37,7 +37,7 @@ def score_rows(scorer: Scorer, columns: dict[str, list]) -> list[Score | None]:
             probability=round(float(p[j]), 6),
             score=int(score[j]),
             grade=grade[j],
-            reasons=_reasons(feats, contrib[j], sub, j),
+            reasons=reasons_for(feats, contrib[j], sub, j),
         )
     return out
 
@@ -55,7 +55,7 @@ def value_rows(model: object, columns: dict[str, list]) -> list[ValueEstimate | 
         out[i] = ValueEstimate(
             expected_spend_90d=round(float(pred[90][j]), 2),
             expected_spend_365d=round(float(pred[365][j]), 2),
-            reasons=_reasons(feats, contrib[j], sub, j),
+            reasons=reasons_for(feats, contrib[j], sub, j),
         )
     return out
 
@@ -67,7 +67,7 @@ def _known(feats: list[str], columns: dict[str, list]) -> tuple[int, list[int], 
     return n, rows, {f: [columns[f][i] for i in rows] for f in feats}
 
 
-def _reasons(feats: list[str], contrib: np.ndarray, sub: dict[str, list], j: int) -> list[Reason]:
+def reasons_for(feats: list[str], contrib: np.ndarray, sub: dict[str, list], j: int) -> list[Reason]:
     top = np.argsort(-np.abs(contrib), kind="stable")[:TOP_REASONS]
     out = []
     for k in top:

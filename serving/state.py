@@ -37,6 +37,7 @@ class ServingState:
     population_lock: threading.Lock = field(default_factory=threading.Lock)
     contacts: object | None = None  # pandas DataFrame: identifiers for audience exports, read on first export
     nba: tuple | None = None  # (version, training.uplift.UpliftBundle) of the uplift champion, when registered
+    nba_catalogue: object | None = None  # leadscope.catalogue.Catalogue, read on first use
     nba_history: object | None = None  # serving.nba.History: reachability and contact history, read on first use
 
     def load(self, names: tuple[str, ...] = ("propensity",), optional: tuple[str, ...] = ("churn", "value")) -> None:

@@ -206,7 +206,7 @@ async def insight(
     other = None
     if compare is not None:
         _, other = await _members(state, store, compare, "compare")
-    pop = state.get_population()
+    pop = await run_in_threadpool(state.get_population)
     attrs = await run_in_threadpool(_attributes, state)
     pair = None
     if cross is not None:

@@ -165,3 +165,8 @@ def test_training_logged_metrics_and_registered(prepared) -> None:
     assert any(k.endswith("_qini") for k in run.data.metrics) and "ope_ours_dr" in run.data.metrics
     assert tracking.alias_version(prepared.settings, "uplift") == m["version"]
     assert isinstance(pd.DataFrame(m["uplift"]).T, pd.DataFrame)
+
+
+def test_train_nba_without_a_campaign_log_exits_2_saying_so(tmp_path) -> None:
+    res = CliRunner().invoke(app, ["train", "nba"], env={"LEADSCOPE_HOME": str(tmp_path)})
+    assert res.exit_code == 2 and "no campaigns table" in res.output
