@@ -67,11 +67,11 @@ def generate(*, customers: int, seed: int, end: datetime, days: int = 540) -> Co
     deal[first_order["who"].to_numpy()] = first_order["amount"].to_numpy()
     contractual = rng.random(len(tr)) < 0.4
     st = crm.stages(rng, world, tr, ev, conv, churn, deal, contractual)
-    base, up = crm.uplift_matrix(tr, kappa)
-    camp = crm.campaigns(rng, world, tr, base, up, aov)
+    base, up = crm.uplift_matrix(tr)
+    camp = crm.campaigns(rng, world, tr, base, up, aov, conv)
     # later randomised test waves, drawn from their own stream so everything above stays as it was: enough
     # logged treatments per action for per-customer uplift models (next-best-action)
-    waves = crm.campaigns(np.random.default_rng([seed, 7]), world, tr, base, up, aov, per_person=8.0)
+    waves = crm.campaigns(np.random.default_rng([seed, 7]), world, tr, base, up, aov, conv, per_person=8.0)
     camp = pd.concat([camp, waves], ignore_index=True).sort_values("day", kind="stable", ignore_index=True)
 
     tables = {
@@ -109,7 +109,14 @@ def generate(*, customers: int, seed: int, end: datetime, days: int = 540) -> Co
             "customer_id": np.repeat(ids, len(actions)),
             "action_id": np.tile(actions, len(ids)),
             "base_rate": np.repeat(base, len(actions)),
-            "uplift": up.ravel(),
+            # as of the end of the history: a retention offer only works on someone who has bought
+            "uplift": crm.effect(
+                up,
+                np.repeat(np.arange(len(ids)), len(actions)),
+                np.tile(np.arange(len(actions)), len(ids)),
+                np.full(len(ids) * len(actions), float(world.days)),
+                conv,
+            ),
         }
     )
     return Company(world=world, tables=tables, truth={"customers": truth_customers, "uplift": uplift})

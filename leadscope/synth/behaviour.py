@@ -130,10 +130,14 @@ def _email_events(rng: np.random.Generator, world: World, tr: pd.DataFrame, cons
     )
 
 
+def churn_risk(tr: pd.DataFrame) -> np.ndarray:
+    """The systematic part of the churn hazard's log: price-sensitive, low-intent people leave sooner."""
+    return (1.2 * (tr["price_sensitivity"] - 0.5) - 0.4 * tr["intent"] - 0.5 * tr["segment"]).to_numpy()
+
+
 def churn_hazard(rng: np.random.Generator, tr: pd.DataFrame) -> np.ndarray:
-    """Daily churn hazard of a paying customer: price-sensitive, low-intent people leave sooner."""
-    lin = 1.2 * (tr["price_sensitivity"] - 0.5) - 0.4 * tr["intent"] - 0.5 * tr["segment"] + rng.normal(0, 0.3, len(tr))
-    return 0.004 * np.exp(lin.to_numpy())
+    """Daily churn hazard of a paying customer: the systematic risk times a person's luck."""
+    return 0.004 * np.exp(churn_risk(tr) + rng.normal(0, 0.3, len(tr)))
 
 
 def order_profile(tr: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

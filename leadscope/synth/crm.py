@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from leadscope.synth import behaviour
 from leadscope.synth.behaviour import ACTION_COST, ACTIONS
 from leadscope.synth.world import World
 
@@ -45,15 +46,20 @@ def stages(
     return out.assign(currency=np.where(out["stage"] == "won", "USD", None)).sort_values("day", ignore_index=True)
 
 
-def uplift_matrix(tr: pd.DataFrame, churn_rate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(baseline response probability, true uplift per action): the oracle of next-best-action."""
+RETENTION = ACTIONS.index("retention_offer")
+
+
+def uplift_matrix(tr: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(baseline response probability, true uplift per action for a paying customer): the oracle of
+    next-best-action. A retention offer works on what makes customers leave (price sensitivity, low intent: the
+    systematic part of the churn hazard), and only on someone who has bought: see `effect`."""
     z, ps = tr["intent"].to_numpy(), tr["price_sensitivity"].to_numpy()
     ss = tr["social_susceptibility"].to_numpy()
     followers = tr["followers"].to_numpy()
     base = 1 / (1 + np.exp(-(-2.5 + 0.8 * z)))
     sig = 1 / (1 + np.exp(-z))
     # what drives each action's effect is mostly something a CRM records (age, company size, the channel a lead
-    # came through, followers), partly hidden (intent, price sensitivity, social susceptibility, churn hazard)
+    # came through, followers), partly hidden (intent, price sensitivity, social susceptibility)
     young = (tr["age"].to_numpy() < 35).astype(float)
     big = (tr["company_size"].to_numpy() >= 100).astype(float)
     wechat_native = (tr["source_channel"].to_numpy() == "wechat").astype(float)
@@ -65,12 +71,20 @@ def uplift_matrix(tr: pd.DataFrame, churn_rate: np.ndarray) -> tuple[np.ndarray,
             0.07 * wechat_native + 0.04 * ss - 0.005,  # wechat_message: people who came through WeChat
             0.02 + 0.015 * np.tanh(z),  # retargeting_ad
             0.06 * (followers > 500) + 0.02 * ss - 0.01,  # referral_invite: people with reach
-            np.clip(40.0 * churn_rate - 0.12, -0.05, 0.2),  # retention_offer: only for the at-risk
+            np.clip(0.16 * np.exp(behaviour.churn_risk(tr)) - 0.12, -0.05, 0.2),  # retention_offer: the at-risk
         ],
         axis=1,
     )
     up = np.minimum(up, 1.0 - base[:, None])
     return base, up
+
+
+def effect(
+    up: np.ndarray, who: np.ndarray, action: np.ndarray, day: np.ndarray, customer_from: np.ndarray
+) -> np.ndarray:
+    """A contact's true uplift on day `day`: a retention offer to someone who has not bought yet does nothing."""
+    out = up[who, action]
+    return np.where((action == RETENTION) & (day < customer_from[who]), 0.0, out)
 
 
 def campaigns(
@@ -80,9 +94,11 @@ def campaigns(
     base: np.ndarray,
     up: np.ndarray,
     aov: np.ndarray,
+    customer_from: np.ndarray,
     per_person: float = 1.2,
 ) -> pd.DataFrame:
-    """Randomised 50/50 campaigns: outcome ~ Bernoulli(base + treated·uplift); a response is worth one order."""
+    """Randomised 50/50 campaigns: outcome ~ Bernoulli(base + treated·uplift); a response is worth one order.
+    customer_from: the day each person first bought (inf: never)."""
     n = len(tr)
     k = rng.poisson(per_person, n)
     who = np.repeat(np.arange(n), k)
@@ -90,7 +106,7 @@ def campaigns(
     day = created + rng.random(len(who)) * (world.days - created)
     action = rng.integers(0, len(ACTIONS), len(who))
     treated = rng.random(len(who)) < 0.5
-    p = np.clip(base[who] + treated * up[who, action], 0.0, 1.0)
+    p = np.clip(base[who] + treated * effect(up, who, action, day, customer_from), 0.0, 1.0)
     outcome = rng.random(len(who)) < p
     names = np.array(ACTIONS)[action]
     return pd.DataFrame(
