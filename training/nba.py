@@ -92,11 +92,19 @@ def decisions(
     return Policies(ids + [cat.nothing.id], nothing, chosen), up, value, base
 
 
-def ope_rows(
+@dataclass
+class OpeInputs:
+    """What off-policy estimates of our policy and the baselines need besides the log: decisions per row and the
+    outcome model's value q[row, decision] (response probability × value − cost)."""
+
+    pol: Policies
+    q: np.ndarray
+    costs: np.ndarray
+
+
+def ope_inputs(
     frame: pd.DataFrame, bundle: UpliftBundle, cat: Catalogue, contacts: pd.DataFrame, *, best_single: str | None
-) -> tuple[dict[str, dict[str, float]], Policies, np.ndarray]:
-    """IPS / DM / DR estimates (with standard errors) of each policy's incremental value per logged row over
-    do-nothing; reward = the response's value − the contact's cost."""
+) -> OpeInputs:
     acts = cat.contacts
     X = bundle.encoder.transform(frame).astype(np.float32)
     # the log's rows were randomised without cooldowns or caps: eligibility here is consent, reach and stage
@@ -104,21 +112,39 @@ def ope_rows(
     ok = policy.eligible(cat, acts, ctx)
     pol, up, value, base = decisions(bundle, cat, X, ok, best_single=best_single)
     costs = np.array([a.cost for a in acts] + [0.0])
-    index = pd.Index(pol.actions)
-    logged_d = np.where(frame["treated"].to_numpy() == 1, index.get_indexer(frame["action_id"]), pol.nothing)
+    q = (base[:, None] + np.nan_to_num(up)) * value[:, None] - costs[None, :]
+    return OpeInputs(pol, q, costs)
+
+
+def ope_estimates(
+    inp: OpeInputs, action_id: np.ndarray, treated: np.ndarray, value: np.ndarray
+) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+    """IPS / DM / DR estimates (with standard errors) of each policy's incremental value per logged row over
+    do-nothing; reward = the response's value − the contact's cost. Also which rows could be matched."""
+    pol = inp.pol
+    logged_d = np.where(treated == 1, pd.Index(pol.actions).get_indexer(action_id), pol.nothing)
     known = logged_d >= 0  # rows of actions the catalogue does not have cannot be matched
     logged_d = np.where(known, logged_d, pol.nothing)
-    reward = frame["value"].to_numpy(float) - costs[logged_d] * frame["treated"].to_numpy()
-    q = (base[:, None] + np.nan_to_num(up)) * value[:, None] - costs[None, :]
+    reward = value - inp.costs[logged_d] * treated
     prop = policy.behaviour_probability(logged_d, len(pol.actions), pol.nothing)
     terms = {
-        name: policy.off_policy_terms(d[known], logged_d[known], reward[known], q[known], prop[known])
+        name: policy.off_policy_terms(d[known], logged_d[known], reward[known], inp.q[known], prop[known])
         for name, d in pol.chosen.items()
     }
     # incremental value vs do-nothing, per row on the same rows (so its standard error is the difference's)
     nothing = terms["do_nothing"]
-    out = {name: policy.summarise({k: v - nothing[k] for k, v in t.items()}) for name, t in terms.items()}
-    return out, pol, known
+    return {name: policy.summarise({k: v - nothing[k] for k, v in t.items()}) for name, t in terms.items()}, known
+
+
+def ope_rows(
+    frame: pd.DataFrame, bundle: UpliftBundle, cat: Catalogue, contacts: pd.DataFrame, *, best_single: str | None
+) -> tuple[dict[str, dict[str, float]], Policies, np.ndarray]:
+    """ope_estimates on the frame's own logged decisions and outcomes."""
+    inp = ope_inputs(frame, bundle, cat, contacts, best_single=best_single)
+    out, known = ope_estimates(
+        inp, frame["action_id"].to_numpy(), frame["treated"].to_numpy(int), frame["value"].to_numpy(float)
+    )
+    return out, inp.pol, known
 
 
 def train(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> dict:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from features.build import read_table
 from leadscope import catalogue as catalogue_lib
+from leadscope.schema import TS
 from leadscope.settings import Settings
 from training import nba, policy
 from training.lookalike import Population
@@ -30,6 +31,22 @@ def truth_for(settings: Settings, ids: np.ndarray, action_ids: list[str]) -> Tru
     up = raw.pivot(index="customer_id", columns="action_id", values="uplift")
     cust = pd.read_parquet(truth_dir / "customers.parquet").set_index("customer_id")
     matrix = up.reindex(index=ids, columns=action_ids).fillna(0.0).to_numpy()
+    return Truth(np.column_stack([matrix, np.zeros(len(ids))]), cust["aov"].reindex(ids).to_numpy(float))
+
+
+def effect_at(settings: Settings, ids: np.ndarray, ts: pd.Series, action_ids: list[str]) -> Truth:
+    """The true uplift of each contact action at each row's own time (a retention offer does nothing before the
+    first purchase) as the response probability really moves, kept in [0, 1]; and the value of a response."""
+    truth_dir = settings.raw_dir / "truth"
+    raw = pd.read_parquet(truth_dir / "uplift.parquet")
+    cust = pd.read_parquet(truth_dir / "customers.parquet").set_index("customer_id")
+    up = raw.pivot(index="customer_id", columns="action_id", values="uplift").reindex(index=ids, columns=action_ids)
+    only = raw.groupby("action_id")["after_purchase_only"].first().reindex(action_ids).fillna(False).to_numpy(bool)
+    base = raw.groupby("customer_id")["base_rate"].first().reindex(ids).to_numpy(float)
+    bought = pd.to_datetime(cust["converted_at"].reindex(ids), utc=True)
+    before = (bought.isna() | (pd.to_datetime(pd.Series(ts), utc=True).to_numpy() < bought)).to_numpy()
+    matrix = np.where(only[None, :] & before[:, None], 0.0, up.fillna(0.0).to_numpy())
+    matrix = np.clip(base[:, None] + matrix, 0.0, 1.0) - base[:, None]
     return Truth(np.column_stack([matrix, np.zeros(len(ids))]), cust["aov"].reindex(ids).to_numpy(float))
 
 
@@ -77,20 +94,90 @@ def ope_against_truth(
 ) -> dict[str, dict[str, float]]:
     """On the held-out customers' logged rows: each policy's IPS and DR estimates of incremental value per row
     (vs do-nothing) next to its true incremental value on the same rows (true uplift × value − cost)."""
+    held, inp, truth = _ope_setup(settings, logged_frame, bundle, best_single)
+    gain = truth.uplift * truth.value[:, None] - inp.costs[None, :]
+    est, known = nba.ope_estimates(
+        inp, held["action_id"].to_numpy(), held["treated"].to_numpy(int), held["value"].to_numpy(float)
+    )
+    return {
+        name: {**{k: est[name][k] for k in ("ips", "ips_se", "dr", "dr_se")}, "true": t}
+        for name, t in _true(inp, gain, known).items()
+    }
+
+
+POLICIES = ("ours", "best_single_action", "rank_by_propensity", "random", "do_nothing")
+
+
+def _ope_setup(
+    settings: Settings, logged_frame: pd.DataFrame, bundle: UpliftBundle, best_single: str
+) -> tuple[pd.DataFrame, nba.OpeInputs, Truth]:
     cat = catalogue_lib.load(settings.actions_catalogue)
     held = logged_frame[~split_customers(logged_frame["customer_id"])].reset_index(drop=True)
-    contacts = read_table(settings.raw_dir, "customers")
-    est, pols, known = nba.ope_rows(held, bundle, cat, contacts, best_single=best_single)
-    acts = cat.contacts
-    truth = truth_for(settings, held["customer_id"].to_numpy(), [a.id for a in acts])
-    costs = np.array([a.cost for a in acts] + [0.0])
-    gain = truth.uplift * truth.value[:, None] - costs[None, :]
+    inp = nba.ope_inputs(held, bundle, cat, read_table(settings.raw_dir, "customers"), best_single=best_single)
+    truth = effect_at(settings, held["customer_id"].to_numpy(), held[TS], [a.id for a in cat.contacts])
+    return held, inp, truth
+
+
+def _true(inp: nba.OpeInputs, gain: np.ndarray, known: np.ndarray) -> dict[str, float]:
+    return {
+        name: float(np.take_along_axis(gain[known], inp.pol.chosen[name][known][:, None], axis=1).mean())
+        for name in POLICIES
+    }
+
+
+def ope_replicates(
+    settings: Settings,
+    logged_frame: pd.DataFrame,
+    bundle: UpliftBundle,
+    best_single: str,
+    replicates: int = 20,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """The off-policy estimators' accuracy beyond one log's luck: the held-out customers' contacts (same people,
+    same days, same features) randomised again `replicates` times the way the log was (action and treatment at
+    the log's shares), each outcome drawn from the generator's true response probability. Per policy: the true
+    value, the mean DR and IPS estimates over the replicates, the spread of one log's DR error, the share of
+    single logs within 10 % of the truth, and the DR error of all replicates pooled (one log `replicates` times
+    as large)."""
+    held, inp, truth = _ope_setup(settings, logged_frame, bundle, best_single)
+    gain = truth.uplift * truth.value[:, None] - inp.costs[None, :]
+    cat = catalogue_lib.load(settings.actions_catalogue)
+    base = (
+        pd.read_parquet(settings.raw_dir / "truth" / "uplift.parquet")
+        .groupby("customer_id")["base_rate"]
+        .first()
+        .reindex(held["customer_id"])
+        .to_numpy(float)
+    )
+    tried = held.loc[held["treated"] == 1, "action_id"].value_counts(normalize=True)
+    column = pd.Index([a.id for a in cat.contacts]).get_indexer(tried.index)
+    p_treat = float(held["treated"].mean())
+    runs = []
+    for r in range(replicates):
+        rng = np.random.default_rng([seed, r])
+        pick = rng.choice(len(tried), len(held), p=tried.to_numpy())
+        treated = (rng.random(len(held)) < p_treat).astype(int)
+        lift = np.where(column[pick] >= 0, truth.uplift[np.arange(len(held)), np.maximum(column[pick], 0)], 0.0)
+        outcome = rng.random(len(held)) < base + treated * lift
+        est, known = nba.ope_estimates(inp, tried.index.to_numpy()[pick], treated, outcome * truth.value)
+        runs.append((est, _true(inp, gain, known)))
     out = {}
-    for name in ("ours", "best_single_action", "rank_by_propensity", "random", "do_nothing"):
-        d = pols.chosen[name][known]
+    for name in POLICIES:
+        dr = np.array([e[name]["dr"] for e, _ in runs])
+        true = np.array([t[name] for _, t in runs])
+        if not np.any(true):  # do-nothing against itself: exactly zero, nothing to measure
+            out[name] = {"true": 0.0, "dr_mean": float(dr.mean()), "replicates": float(replicates)}
+            continue
+        err = (dr - true) / np.abs(true)
         out[name] = {
-            **{k: est[name][k] for k in ("ips", "ips_se", "dr", "dr_se")},
-            "true": float(np.take_along_axis(gain[known], d[:, None], axis=1).mean()),
+            "true": float(true.mean()),
+            "dr_mean": float(dr.mean()),
+            "ips_mean": float(np.mean([e[name]["ips"] for e, _ in runs])),
+            "dr_se_one_log": float(np.mean([e[name]["dr_se"] for e, _ in runs])),
+            "dr_error_sd_one_log": float(np.std(err, ddof=1)) if replicates > 1 else float("nan"),
+            "share_within_10pct": float(np.mean(np.abs(err) <= 0.10)),
+            "dr_error_pooled": float((dr.mean() - true.mean()) / abs(true.mean())),
+            "replicates": float(replicates),
         }
     return out
 

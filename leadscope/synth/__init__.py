@@ -117,6 +117,8 @@ def generate(*, customers: int, seed: int, end: datetime, days: int = 540) -> Co
                 np.full(len(ids) * len(actions), float(world.days)),
                 conv,
             ),
+            # True: the action does nothing before the customer's first purchase (`converted_at`)
+            "after_purchase_only": np.tile(np.arange(len(actions)) == crm.RETENTION, len(ids)),
         }
     )
     return Company(world=world, tables=tables, truth={"customers": truth_customers, "uplift": uplift})

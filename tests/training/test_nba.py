@@ -153,6 +153,23 @@ def test_policy_value_against_truth_and_off_policy_estimates(prepared) -> None:
     assert o["dr_se"] < o["ips_se"]  # the outcome model takes variance out of plain IPS
 
 
+def test_off_policy_estimates_are_unbiased_over_fresh_randomisations(prepared) -> None:
+    # broken: DR would be off by more than its own noise once one log's luck is averaged out
+    settings = prepared.settings
+    _, bundle = nba.load_champion(settings)
+    k = 40
+    rep = nba_eval.ope_replicates(
+        settings, nba.logged(settings), bundle, prepared.metrics["nba"]["best_single_action"], replicates=k
+    )
+    for name in ("ours", "random", "best_single_action"):
+        o = rep[name]
+        print(f"{name}: true {o['true']:.3f}, mean DR {o['dr_mean']:.3f}, one log's SE {o['dr_se_one_log']:.3f}")
+        assert abs(o["dr_mean"] - o["true"]) <= 3.0 * o["dr_se_one_log"] / np.sqrt(k)
+        # one log's reported standard error is what its error really spreads by
+        assert 0.6 < o["dr_error_sd_one_log"] * abs(o["true"]) / o["dr_se_one_log"] < 1.5
+    assert rep["do_nothing"]["dr_mean"] == 0.0
+
+
 def test_training_logged_metrics_and_registered(prepared) -> None:
     m = prepared.metrics["nba"]
     from mlflow.tracking import MlflowClient
