@@ -44,6 +44,12 @@ class ModelName(StrEnum):
     churn = "churn"
 
 
+class PromotableModel(StrEnum):
+    propensity = "propensity"
+    churn = "churn"
+    uplift = "uplift"
+
+
 @contextmanager
 def step(title: str) -> Iterator[Callable[[str], None]]:
     """A spinner while a long step runs, then a ✓ line with its duration."""
@@ -248,17 +254,26 @@ def train_value() -> None:
 
 @app.command()
 def promote(
-    model: Annotated[ModelName, typer.Argument(help="propensity or churn")],
+    model: Annotated[PromotableModel, typer.Argument(help="propensity, churn or uplift")],
     tolerance: Annotated[float, typer.Option(help="ROC-AUC the challenger may lose to the champion.")] = 0.005,
     max_psi: Annotated[float, typer.Option(help="Largest feature PSI (training vs latest data) allowed.")] = 0.25,
+    max_loss_se: Annotated[
+        float, typer.Option(help="uplift: policy value the challenger may lose, in standard errors of the paired DR.")
+    ] = 2.0,
 ) -> None:
-    """Evaluate challenger vs champion on the latest holdout; move `champion` only if every check passes."""
+    """Evaluate challenger vs champion on the latest holdout; move `champion` only if every check passes.
+    uplift: both policies' doubly robust value on the same held-out customers' randomised contacts."""
     from training import promotion
 
     settings = _settings()
+    kw = (
+        {"max_loss_se": max_loss_se}
+        if model is PromotableModel.uplift
+        else {"tolerance": tolerance, "max_psi": max_psi}
+    )
     try:
         with step(f"evaluating {model} challenger vs champion"):
-            d = promotion.promote(settings, model.value, tolerance=tolerance, max_psi=max_psi)
+            d = promotion.promote(settings, model.value, **kw)
     except Exception as exc:  # noqa: BLE001 - a missing alias or model is a user error, said plainly
         console.print(f"[red]error[/]: cannot evaluate {model.value}: {exc}")
         raise typer.Exit(2) from None
@@ -686,7 +701,9 @@ def train_nba() -> None:
             out = nba.train(settings, progress)
     except CatalogueError as exc:
         _fail(str(exc))
-    console.print(f"  registered uplift v{out['version']} (MLflow run {out['run_id']})")
+    console.print(f"  registered uplift v{out['version']} as {out['alias']} (MLflow run {out['run_id']})")
+    if out["alias"] != "champion":
+        console.print("  the champion still serves: `leadscope promote uplift` compares the two and promotes")
     for action, m in sorted(out["uplift"].items()):
         if "skipped_too_few_rows" in m:
             console.print(f"  {action:<16} skipped: {m['skipped_too_few_rows']:.0f} rows")

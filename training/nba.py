@@ -121,6 +121,20 @@ def ope_estimates(
 ) -> tuple[dict[str, dict[str, float]], np.ndarray]:
     """IPS / DM / DR estimates (with standard errors) of each policy's incremental value per logged row over
     do-nothing; reward = the response's value − the contact's cost. Also which rows could be matched."""
+    terms, known = ope_terms(inp, action_id, treated, value)
+    # incremental value vs do-nothing, per row on the same rows (so its standard error is the difference's)
+    nothing = terms["do_nothing"]
+    incremental = {
+        name: {k: t[k] - nothing[k] for k in ("ips", "dm", "dr")} | {"matched": t["matched"]}
+        for name, t in terms.items()
+    }
+    return {name: policy.summarise(t) for name, t in incremental.items()}, known
+
+
+def ope_terms(
+    inp: OpeInputs, action_id: np.ndarray, treated: np.ndarray, value: np.ndarray
+) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray]:
+    """Per matched row, each policy's IPS / DM / DR terms (their means are the estimates); rows matched."""
     pol = inp.pol
     logged_d = np.where(treated == 1, pd.Index(pol.actions).get_indexer(action_id), pol.nothing)
     known = logged_d >= 0  # rows of actions the catalogue does not have cannot be matched
@@ -131,9 +145,7 @@ def ope_estimates(
         name: policy.off_policy_terms(d[known], logged_d[known], reward[known], inp.q[known], prop[known])
         for name, d in pol.chosen.items()
     }
-    # incremental value vs do-nothing, per row on the same rows (so its standard error is the difference's)
-    nothing = terms["do_nothing"]
-    return {name: policy.summarise({k: v - nothing[k] for k, v in t.items()}) for name, t in terms.items()}, known
+    return terms, known
 
 
 def ope_rows(
@@ -147,11 +159,16 @@ def ope_rows(
     return out, inp.pol, known
 
 
-def train(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> dict:
+def train(
+    settings: Settings, progress: Callable[[str], None] = lambda _: None, frame: pd.DataFrame | None = None
+) -> dict:
+    """Fit, evaluate off-policy and register. The first model becomes `champion`; later ones `challenger`, which
+    `leadscope promote uplift` compares with the champion before anything serves it. `frame`: the logged rows
+    with their point-in-time features (default: the whole randomised log)."""
     catalogue_path = settings.actions_catalogue or catalogue_lib.DEFAULT
     cat = catalogue_lib.load(catalogue_path)
     progress("point-in-time features of the campaign log")
-    frame = logged(settings)
+    frame = logged(settings) if frame is None else frame
     features = feature_store.feature_names(settings, SERVICE)
     is_train = split_customers(frame[ENTITY])
     progress(f"uplift models ({frame['action_id'].nunique()} actions, T- and DR-learner each)")
@@ -200,10 +217,12 @@ def train(settings: Settings, progress: Callable[[str], None] = lambda _: None) 
     client = tracking.configure(settings)
     version = str(info.registered_model_version)
     client.set_model_version_tag(NAME, version, "feature_service", SERVICE)
-    client.set_registered_model_alias(NAME, tracking.CHAMPION, version)
+    alias = tracking.CHALLENGER if tracking.has_champion(settings, NAME) else tracking.CHAMPION
+    client.set_registered_model_alias(NAME, alias, version)
     return {
         "run_id": run.info.run_id,
         "version": version,
+        "alias": alias,
         "best_single_action": best_single,
         "uplift": bundle.metrics,
         "ope_incremental": {p: e for p, e in incremental.items() if not p.startswith("all_")},
@@ -211,9 +230,9 @@ def train(settings: Settings, progress: Callable[[str], None] = lambda _: None) 
     }
 
 
-def load_champion(settings: Settings) -> tuple[str, UpliftBundle]:
+def load_champion(settings: Settings, alias: str = tracking.CHAMPION) -> tuple[str, UpliftBundle]:
     client = tracking.configure(settings)
-    mv = client.get_model_version_by_alias(NAME, tracking.CHAMPION)
+    mv = client.get_model_version_by_alias(NAME, alias)
     model = mlflow.pyfunc.load_model(f"models:/{NAME}/{mv.version}")
     return str(mv.version), model.unwrap_python_model().bundle
 

@@ -179,7 +179,8 @@ def off_policy_terms(
     w = (target == logged).astype(float) / propensity
     q_target = np.take_along_axis(q, target[:, None], axis=1)[:, 0]
     q_logged = np.take_along_axis(q, logged[:, None], axis=1)[:, 0]
-    return {"ips": w * reward, "dm": q_target, "dr": q_target + w * (reward - q_logged)}
+    dr = q_target + w * (reward - q_logged)
+    return {"ips": w * reward, "dm": q_target, "dr": dr, "matched": (target == logged).astype(float)}
 
 
 def summarise(terms: dict[str, np.ndarray]) -> dict[str, float]:

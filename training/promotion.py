@@ -118,9 +118,70 @@ def evaluate(settings: Settings, name: str, *, tolerance: float = TOLERANCE, max
     return decision
 
 
+MAX_LOSS_SE = 2.0  # uplift: a challenger whose policy is worse by more than this many paired standard errors
+MIN_MATCHED = 200  # uplift: held-out contacts where the challenger's choice was the logged one
+
+
+def evaluate_uplift(settings: Settings, *, max_loss_se: float = MAX_LOSS_SE) -> Decision:
+    """Both uplift models' policies valued on the same held-out customers' randomised contacts (doubly robust,
+    incremental over do-nothing); the difference is taken row by row, so its standard error is the pair's."""
+    from features.build import read_table
+    from leadscope import catalogue as catalogue_lib
+    from training import nba
+    from training.uplift import split_customers
+
+    champ_v, champ = nba.load_champion(settings)
+    chall_v, chall = nba.load_champion(settings, tracking.CHALLENGER)
+    decision = Decision(nba.NAME, champ_v, chall_v)
+    cat = catalogue_lib.load(settings.actions_catalogue)
+    frame = nba.logged(settings)
+    held = frame[~split_customers(frame["customer_id"])].reset_index(drop=True)
+    contacts = read_table(settings.raw_dir, "customers")
+    terms, matched = {}, 0
+    for role, bundle in (("champion", champ), ("challenger", chall)):
+        inp = nba.ope_inputs(held, bundle, cat, contacts, best_single=None)
+        t, known = nba.ope_terms(
+            inp, held["action_id"].to_numpy(), held["treated"].to_numpy(int), held["value"].to_numpy(float)
+        )
+        terms[role] = t["ours"]["dr"] - t["do_nothing"]["dr"]
+        terms[f"{role}_best_single"] = max(
+            (v["dr"] - t["do_nothing"]["dr"] for k, v in t.items() if k.startswith("all_")), key=np.mean
+        )
+        if role == "challenger":
+            matched = int(t["ours"]["matched"].sum())
+    diff = terms["challenger"] - terms["champion"]
+    se = float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
+    value = {r: float(np.mean(terms[r])) for r in ("champion", "challenger")}
+    best_single = float(np.mean(terms["challenger_best_single"]))
+    decision.checks += [
+        Check(
+            "enough held-out contacts",
+            matched >= MIN_MATCHED,
+            f"{matched} logged contacts match the challenger's choice",
+        ),
+        Check(
+            "pays over doing nothing",
+            value["challenger"] > 0,
+            f"challenger's value per contact {value['challenger']:+.3f} (DR, vs do-nothing)",
+        ),
+        Check(
+            "not worse than champion",
+            float(diff.mean()) >= -max_loss_se * se,
+            f"challenger {value['challenger']:+.3f} vs champion {value['champion']:+.3f}: "
+            f"difference {diff.mean():+.3f} ± {se:.3f} (allowed loss {max_loss_se} SE)",
+        ),
+        Check(
+            "beats the best single action",
+            value["challenger"] > best_single,
+            f"{value['challenger']:+.3f} vs {best_single:+.3f} for one action for everyone",
+        ),
+    ]
+    return decision
+
+
 def promote(settings: Settings, name: str, **kw: float) -> Decision:
     """Move `champion` to the challenger when every check passes; the old champion keeps `previous`."""
-    decision = evaluate(settings, name, **kw)
+    decision = evaluate_uplift(settings, **kw) if name == "uplift" else evaluate(settings, name, **kw)
     if all(c.passed for c in decision.checks):
         client = tracking.configure(settings)
         client.set_registered_model_alias(name, "previous", decision.champion)

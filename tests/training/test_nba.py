@@ -224,3 +224,34 @@ def test_the_dr_learner_recovers_a_known_uplift_and_stays_flat_where_there_is_no
     assert {"t_learner_dr_loss", "x_learner_qini", "dr_learner_auuc"} <= set(bundle.metrics["a"])
     with pytest.raises(ValueError, match="learner must be"):
         uplift.fit_bundle(frame, ["x0"], learner="s_learner")
+
+
+def test_uplift_gate_refuses_a_flipped_treatment_flag_and_promotes_an_equal_retrain(prepared) -> None:
+    # broken: a retrained uplift model would start serving without being compared, or a worse one would win
+    from training import tracking
+
+    settings = prepared.settings
+    env = {"LEADSCOPE_HOME": str(settings.home)}
+    champion = tracking.alias_version(settings, "uplift")
+    frame = nba.logged(settings)
+    client = tracking.configure(settings)
+    try:
+        # a data bug: treated and control swapped, so every learned effect points the wrong way
+        flipped = nba.train(settings, frame=frame.assign(treated=1 - frame["treated"]))
+        assert flipped["alias"] == "challenger" and tracking.alias_version(settings, "uplift") == champion
+        res = CliRunner().invoke(app, ["promote", "uplift"], env=env)
+        assert res.exit_code == 1 and f"champion stays v{champion}" in res.output, res.output
+        # the small test company leaves the paired difference noisy (about 2 SE here); one action for everyone
+        # beats the flipped model outright
+        assert "FAIL  beats the best single action" in res.output
+        assert tracking.alias_version(settings, "uplift") == champion
+        # the same data again: the same policy, so nothing to lose
+        again = nba.train(settings, frame=frame)
+        res = CliRunner().invoke(app, ["promote", "uplift"], env=env)
+        assert res.exit_code == 0 and f"promoted uplift v{again['version']}" in res.output, res.output
+        assert tracking.alias_version(settings, "uplift") == again["version"]
+        assert tracking.alias_version(settings, "uplift", "previous") == champion
+    finally:
+        client.set_registered_model_alias("uplift", tracking.CHAMPION, champion)
+        if tracking.alias_version(settings, "uplift", tracking.CHALLENGER):
+            client.delete_registered_model_alias("uplift", tracking.CHALLENGER)
