@@ -1,7 +1,7 @@
 """Next-best-action against the generator's truth on held-out customers: the true incremental value of our
 policy, the oracle policy (true uplift, same eligibility), the best single action, random, rank-by-propensity
 and do-nothing; the off-policy estimates (IPS, DR) next to the true value on the same logged rows; and the same
-estimates over 200 fresh randomisations of those rows (how far one log's estimate strays, and the estimator's bias).
+estimates over 500 fresh randomisations of those rows (how far one log's estimate strays, and the estimator's bias).
 
 Usage: python -m benchmarks.nba_quality   (after `make run`, which registers the uplift model)
 """
@@ -48,7 +48,7 @@ def main() -> None:
             f"  {name:<20} {o['ips']:>7.3f} ±{o['ips_se']:.3f} {o['dr']:>7.3f} ±{o['dr_se']:.3f} "
             f"{o['true']:>8.3f} {err:>+9.1%}"
         )
-    k = 200
+    k = 500
     rep = nba_eval.ope_replicates(settings, logged, bundle, best_single, replicates=k)
     print(
         f"\nthe same held-out contacts randomised again {k} times as the log was, outcomes from the true response"
