@@ -47,6 +47,7 @@ class ModelName(StrEnum):
 class PromotableModel(StrEnum):
     propensity = "propensity"
     churn = "churn"
+    value = "value"
     uplift = "uplift"
 
 
@@ -231,7 +232,7 @@ def train_churn(
 @train_app.command("value")
 def train_value() -> None:
     """Expected spend over 90 and 365 days: LightGBM vs BG/NBD + Gamma-Gamma on the same split, logged."""
-    from training import value
+    from training import tracking, value
 
     settings = _settings()
     with step("evaluating customer-value models") as update:
@@ -249,28 +250,35 @@ def train_value() -> None:
             )
         console.print(f"  {horizon}: picked {res['picked']['method']} (lower holdout MAE)")
     if registered:
-        console.print(f"  registered value v{registered['version']} (LightGBM, both horizons)")
+        role = "champion" if tracking.alias_version(settings, "value") == registered["version"] else "challenger"
+        console.print(f"  registered value v{registered['version']} as {role} (LightGBM, both horizons)")
+        if role == "challenger":
+            console.print("  the champion still serves: `leadscope promote value` compares the two and promotes")
 
 
 @app.command()
 def promote(
-    model: Annotated[PromotableModel, typer.Argument(help="propensity, churn or uplift")],
-    tolerance: Annotated[float, typer.Option(help="ROC-AUC the challenger may lose to the champion.")] = 0.005,
+    model: Annotated[PromotableModel, typer.Argument(help="propensity, churn, value or uplift")],
+    tolerance: Annotated[
+        float | None,
+        typer.Option(help="ROC-AUC the challenger may lose (propensity, churn: 0.005); value: share of MAE (0.02)."),
+    ] = None,
     max_psi: Annotated[float, typer.Option(help="Largest feature PSI (training vs latest data) allowed.")] = 0.25,
     max_loss_se: Annotated[
         float, typer.Option(help="uplift: policy value the challenger may lose, in standard errors of the paired DR.")
     ] = 2.0,
 ) -> None:
     """Evaluate challenger vs champion on the latest holdout; move `champion` only if every check passes.
-    uplift: both policies' doubly robust value on the same held-out customers' randomised contacts."""
+    value: MAE per horizon; uplift: both policies' doubly robust value on the same held-out randomised contacts."""
     from training import promotion
 
     settings = _settings()
-    kw = (
-        {"max_loss_se": max_loss_se}
-        if model is PromotableModel.uplift
-        else {"tolerance": tolerance, "max_psi": max_psi}
-    )
+    if model is PromotableModel.uplift:
+        kw = {"max_loss_se": max_loss_se}
+    elif model is PromotableModel.value:
+        kw = {"tolerance": promotion.VALUE_TOLERANCE if tolerance is None else tolerance}
+    else:
+        kw = {"tolerance": promotion.TOLERANCE if tolerance is None else tolerance, "max_psi": max_psi}
     try:
         with step(f"evaluating {model} challenger vs champion"):
             d = promotion.promote(settings, model.value, **kw)

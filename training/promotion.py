@@ -179,9 +179,43 @@ def evaluate_uplift(settings: Settings, *, max_loss_se: float = MAX_LOSS_SE) -> 
     return decision
 
 
+VALUE_TOLERANCE = 0.02  # value: share of the champion's MAE the challenger may add (noise of one holdout)
+MIN_PAYERS = 30
+
+
+def evaluate_value(settings: Settings, *, tolerance: float = VALUE_TOLERANCE) -> Decision:
+    """Both value models on each horizon's latest snapshot with a complete window (held out of training: the
+    training split ends before it): mean absolute error of expected spend against what was really spent."""
+    from training import value
+
+    champ = tracking.load_champion(settings, "value")
+    chall = tracking.load_champion(settings, "value", tracking.CHALLENGER)
+    decision = Decision("value", champ.version, chall.version)
+    store = feature_store.open_store(settings)
+    for h in value.HORIZONS:
+        labels = value.value_labels(settings, h)
+        latest = labels[TS].max()
+        holdout = labels[labels[TS] == latest].reset_index(drop=True)
+        mae = {}
+        for role, m in (("champion", champ), ("challenger", chall)):
+            frame = dataset.historical_features(store, holdout, service=m.feature_service)
+            pred = m.scorer.predict(m.scorer.encoder.transform(frame))[h]
+            mae[role] = float(np.mean(np.abs(frame["label"].to_numpy(float) - pred)))
+        decision.checks += [
+            Check(f"enough payers ({h} d)", len(holdout) >= MIN_PAYERS, f"{len(holdout)} payers on {latest.date()}"),
+            Check(
+                f"not worse than champion ({h} d)",
+                mae["challenger"] <= mae["champion"] * (1 + tolerance),
+                f"MAE challenger {mae['challenger']:.2f} vs champion {mae['champion']:.2f} (tolerance {tolerance:.0%})",
+            ),
+        ]
+    return decision
+
+
 def promote(settings: Settings, name: str, **kw: float) -> Decision:
     """Move `champion` to the challenger when every check passes; the old champion keeps `previous`."""
-    decision = evaluate_uplift(settings, **kw) if name == "uplift" else evaluate(settings, name, **kw)
+    evaluators = {"uplift": evaluate_uplift, "value": evaluate_value}
+    decision = evaluators[name](settings, **kw) if name in evaluators else evaluate(settings, name, **kw)
     if all(c.passed for c in decision.checks):
         client = tracking.configure(settings)
         client.set_registered_model_alias(name, "previous", decision.champion)

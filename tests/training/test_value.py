@@ -42,3 +42,40 @@ def test_value_labels_are_spend_in_the_window(prepared) -> None:
     mine = tx[(tx["customer_id"] == row["customer_id"]) & (tx["ts"] > s) & (tx["ts"] <= s + pd.Timedelta(days=90))]
     net = np.where(mine["is_refund"], -mine["amount"], mine["amount"]).sum()
     assert row["label"] == max(net, 0)
+
+
+def test_value_gate_refuses_a_model_that_predicts_no_spend_and_promotes_an_equal_one(prepared) -> None:
+    # broken: a retrained value model that prices everyone at zero would reach next-best-action and ad signals
+    import lightgbm as lgb
+    from typer.testing import CliRunner
+
+    from leadscope.cli import app
+
+    settings = prepared.settings
+    env = {"LEADSCOPE_HOME": str(settings.home)}
+    client = tracking.configure(settings)
+    champion = tracking.alias_version(settings, "value")
+    fitted = {h: value.evaluate(settings, h)[1] for h in value.HORIZONS}
+    width = len(fitted[value.HORIZONS[0]]["encoder"].features)
+    flat = lgb.train(
+        {"objective": "regression", "verbosity": -1, "min_data_in_leaf": 1},
+        lgb.Dataset(np.zeros((50, width)), label=np.zeros(50)),
+        1,
+    )
+    try:
+        value._register(settings, {h: f | {"booster": flat} for h, f in fitted.items()})
+        res = CliRunner().invoke(app, ["promote", "value"], env=env)
+        assert res.exit_code == 1 and f"champion stays v{champion}" in res.output, res.output
+        assert (
+            "FAIL  not worse than champion (90 d)" in res.output
+            and "FAIL  not worse than champion (365 d)" in res.output
+        )
+        assert tracking.alias_version(settings, "value") == champion
+        again = value._register(settings, fitted)  # the same boosters as the champion's
+        res = CliRunner().invoke(app, ["promote", "value"], env=env)
+        assert res.exit_code == 0 and f"promoted value v{again}" in res.output, res.output
+        assert tracking.alias_version(settings, "value", "previous") == champion
+    finally:
+        client.set_registered_model_alias("value", tracking.CHAMPION, champion)
+        if tracking.alias_version(settings, "value", tracking.CHALLENGER):
+            client.delete_registered_model_alias("value", tracking.CHALLENGER)
