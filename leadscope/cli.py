@@ -261,11 +261,16 @@ def promote(
     model: Annotated[PromotableModel, typer.Argument(help="propensity, churn, value or uplift")],
     tolerance: Annotated[
         float | None,
-        typer.Option(help="ROC-AUC the challenger may lose (propensity, churn: 0.005); value: share of MAE (0.02)."),
+        typer.Option(
+            min=0.0, help="ROC-AUC the challenger may lose (propensity, churn: 0.005); value: share of MAE (0.02)."
+        ),
     ] = None,
     max_psi: Annotated[float, typer.Option(help="Largest feature PSI (training vs latest data) allowed.")] = 0.25,
     max_loss_se: Annotated[
-        float, typer.Option(help="uplift: policy value the challenger may lose, in standard errors of the paired DR.")
+        float,
+        typer.Option(
+            min=0.0, help="uplift: policy value the challenger may lose, in standard errors of the paired DR."
+        ),
     ] = 2.0,
 ) -> None:
     """Evaluate challenger vs champion on the latest holdout; move `champion` only if every check passes.

@@ -21,33 +21,31 @@ from training.uplift import UpliftBundle, split_customers
 class Truth:
     uplift: np.ndarray  # [n, A+1] true uplift per contact action (0 for nothing)
     value: np.ndarray  # [n] true value of a response (the customer's order value)
+    base: np.ndarray  # [n] true response probability without a contact
 
 
 def truth_for(settings: Settings, ids: np.ndarray, action_ids: list[str]) -> Truth:
-    truth_dir = settings.raw_dir / "truth"
-    raw = pd.read_parquet(truth_dir / "uplift.parquet")
-    # the effect a contact really has: the response probability cannot go below zero
-    raw = raw.assign(uplift=np.maximum(raw["uplift"], -raw["base_rate"]))
-    up = raw.pivot(index="customer_id", columns="action_id", values="uplift")
-    cust = pd.read_parquet(truth_dir / "customers.parquet").set_index("customer_id")
-    matrix = up.reindex(index=ids, columns=action_ids).fillna(0.0).to_numpy()
-    return Truth(np.column_stack([matrix, np.zeros(len(ids))]), cust["aov"].reindex(ids).to_numpy(float))
+    """The true effects as of the end of the history (where the newest snapshot is)."""
+    return effect_at(settings, ids, None, action_ids)
 
 
-def effect_at(settings: Settings, ids: np.ndarray, ts: pd.Series, action_ids: list[str]) -> Truth:
-    """The true uplift of each contact action at each row's own time (a retention offer does nothing before the
-    first purchase) as the response probability really moves, kept in [0, 1]; and the value of a response."""
+def effect_at(settings: Settings, ids: np.ndarray, ts: pd.Series | None, action_ids: list[str]) -> Truth:
+    """The true uplift of each contact action at each row's own time `ts` (None: the end of the history; a
+    retention offer does nothing before the first purchase) as the response probability really moves, kept in
+    [0, 1]; the value of a response and the response probability without a contact."""
     truth_dir = settings.raw_dir / "truth"
     raw = pd.read_parquet(truth_dir / "uplift.parquet")
     cust = pd.read_parquet(truth_dir / "customers.parquet").set_index("customer_id")
     up = raw.pivot(index="customer_id", columns="action_id", values="uplift").reindex(index=ids, columns=action_ids)
-    only = raw.groupby("action_id")["after_purchase_only"].first().reindex(action_ids).fillna(False).to_numpy(bool)
-    base = raw.groupby("customer_id")["base_rate"].first().reindex(ids).to_numpy(float)
-    bought = pd.to_datetime(cust["converted_at"].reindex(ids), utc=True)
-    before = (bought.isna() | (pd.to_datetime(pd.Series(ts), utc=True).to_numpy() < bought)).to_numpy()
-    matrix = np.where(only[None, :] & before[:, None], 0.0, up.fillna(0.0).to_numpy())
+    base = raw.groupby("customer_id")["base_rate"].first().reindex(ids).fillna(0.0).to_numpy(float)
+    matrix = up.fillna(0.0).to_numpy()
+    if ts is not None and "after_purchase_only" in raw:  # older truth files have no time-dependent actions
+        only = raw.groupby("action_id")["after_purchase_only"].first().reindex(action_ids).fillna(False)
+        bought = pd.to_datetime(cust["converted_at"].reindex(ids), utc=True)
+        before = (bought.isna() | (pd.to_datetime(pd.Series(ts), utc=True).to_numpy() < bought)).to_numpy()
+        matrix = np.where(only.to_numpy(bool)[None, :] & before[:, None], 0.0, matrix)
     matrix = np.clip(base[:, None] + matrix, 0.0, 1.0) - base[:, None]
-    return Truth(np.column_stack([matrix, np.zeros(len(ids))]), cust["aov"].reindex(ids).to_numpy(float))
+    return Truth(np.column_stack([matrix, np.zeros(len(ids))]), cust["aov"].reindex(ids).to_numpy(float), base)
 
 
 def _eligible(settings: Settings, cat: catalogue_lib.Catalogue, frame: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
@@ -142,13 +140,6 @@ def ope_replicates(
     held, inp, truth = _ope_setup(settings, logged_frame, bundle, best_single)
     gain = truth.uplift * truth.value[:, None] - inp.costs[None, :]
     cat = catalogue_lib.load(settings.actions_catalogue)
-    base = (
-        pd.read_parquet(settings.raw_dir / "truth" / "uplift.parquet")
-        .groupby("customer_id")["base_rate"]
-        .first()
-        .reindex(held["customer_id"])
-        .to_numpy(float)
-    )
     tried = held.loc[held["treated"] == 1, "action_id"].value_counts(normalize=True)
     column = pd.Index([a.id for a in cat.contacts]).get_indexer(tried.index)
     p_treat = float(held["treated"].mean())
@@ -158,7 +149,7 @@ def ope_replicates(
         pick = rng.choice(len(tried), len(held), p=tried.to_numpy())
         treated = (rng.random(len(held)) < p_treat).astype(int)
         lift = np.where(column[pick] >= 0, truth.uplift[np.arange(len(held)), np.maximum(column[pick], 0)], 0.0)
-        outcome = rng.random(len(held)) < base + treated * lift
+        outcome = rng.random(len(held)) < truth.base + treated * lift
         est, known = nba.ope_estimates(inp, tried.index.to_numpy()[pick], treated, outcome * truth.value)
         runs.append((est, _true(inp, gain, known)))
     out = {}

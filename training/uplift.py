@@ -289,11 +289,12 @@ def fit_bundle(
         val_control = np.flatnonzero(control_rows & ~inner)
         val_control = val_control[np.random.default_rng(seed).permutation(len(val_control))[: val_rows.sum()]]
         balanced = np.r_[np.flatnonzero(val_rows), val_control]
+        at = np.searchsorted(val, balanced)  # the balanced rows are among the validation rows
         found = {}
         for kind, fit in FITS.items():
-            m = fit(arms, cats, threads, seed)
-            found[kind] = uplift_metrics(y[balanced], m.uplift(X[balanced], threads), t[balanced])
-            found[kind]["dr_loss"] = float(np.mean((psi - m.uplift(X[val], threads)) ** 2))
+            u = fit(arms, cats, threads, seed).uplift(X[val], threads)
+            found[kind] = uplift_metrics(y[balanced], u[at], t[balanced])
+            found[kind]["dr_loss"] = float(np.mean((psi - u) ** 2))
         best = min(found, key=lambda k: found[k]["dr_loss"]) if learner == "auto" else learner
         arms = Arms(
             X[treated], y[treated], X[control_rows], y[control_rows], mu0_all, folds[treated], folds[control_rows]
