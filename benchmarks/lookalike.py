@@ -18,8 +18,9 @@ import time
 import numpy as np
 import pandas as pd
 
+from graphs.social import undirected
 from leadscope.settings import Settings, quiet_environment
-from serving.audiences import AudienceStore, Request
+from serving.audiences.store import AudienceStore, Request
 from training import lookalike, lookalike_eval, population
 from training.lookalike import Population
 
@@ -36,7 +37,7 @@ def scaled(pop: Population, segment: np.ndarray, n: int, seed: int = 0) -> tuple
     members = np.flatnonzero(seg)
     c_src = np.repeat(members, rng.poisson(1.5, len(members)))
     c_dst = members[rng.integers(0, len(members), len(c_src))]
-    graph = lookalike.adjacency(n, np.r_[src, c_src], np.r_[dst, c_dst])
+    graph = undirected(np.r_[src, c_src], np.r_[dst, c_dst], n)
     big = Population(
         ids=np.array([f"B{i:07d}" for i in range(n)], dtype=object),
         X=X,

@@ -17,10 +17,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from features.build import read_table
 from leadscope import catalogue as catalogue_lib
 from leadscope.settings import Settings, quiet_environment
-from training import nba, policy, population
+from leadscope.tables import read_table
+from training import nba, policy, population, tracking
 
 
 def main() -> None:
@@ -33,7 +33,8 @@ def main() -> None:
     settings = Settings()
     cat = catalogue_lib.load(settings.actions_catalogue)
     pop = population.load(settings)
-    version, bundle = nba.load_champion(settings)
+    champion = tracking.load_champion(settings, nba.NAME)
+    version, bundle = champion.version, champion.model
     rng = np.random.default_rng(0)
     src = rng.integers(0, len(pop), args.customers)
     new_ids = np.array([f"B{i:07d}" for i in range(args.customers)])

@@ -18,7 +18,8 @@ def main() -> None:
     quiet_environment()
     settings = Settings()
     pop = population.load(settings)
-    version, bundle = nba.load_champion(settings)
+    champion = tracking.load_champion(settings, nba.NAME)
+    version, bundle = champion.version, champion.model
     v = nba_eval.evaluate(settings, pop, bundle)
     print(f"uplift v{version}; {v['customers']:,} held-out customers at {pop.as_of}")
     print("true incremental value per customer (uplift × value of a response − cost), same eligibility for all:")

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import pandas as pd
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, String
 
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
+from leadscope.tables import read_feature_meta
 
 PROJECT = "leadscope"
 VIEWS = (
@@ -121,7 +120,7 @@ def _redis_conn(url: str) -> str:
 
 def definitions(settings: Settings) -> list[object]:
     """Feast objects built from the schema that the build step wrote (custom attributes included)."""
-    schema = json.loads((settings.feature_dir / "schema.json").read_text())
+    schema = read_feature_meta(settings.feature_dir).schema
     ttl = timedelta(days=2 * settings.feature_cadence_days + 1)
     customer = Entity(
         name="customer",
@@ -165,21 +164,20 @@ def apply(settings: Settings) -> FeatureStore:
 
 def materialize(store: FeatureStore, settings: Settings) -> None:
     """Load the newest row per customer into the online store (explicit window: generated history is old)."""
-    meta = json.loads((settings.feature_dir / "meta.json").read_text())
-    end = pd.Timestamp(meta["end"]).to_pydatetime() + timedelta(seconds=1)
-    start = pd.Timestamp(meta["start"]).to_pydatetime() - timedelta(seconds=1)
+    meta = read_feature_meta(settings.feature_dir)
+    end = meta.end.to_pydatetime() + timedelta(seconds=1)
+    start = meta.start.to_pydatetime() - timedelta(seconds=1)
     store.materialize(start_date=start, end_date=end, feature_views=["customer_profile"])
     recent = end - timedelta(days=2 * settings.feature_cadence_days + 2)
-    schema = json.loads((settings.feature_dir / "schema.json").read_text())
-    store.materialize(start_date=recent, end_date=end, feature_views=[v for v in VIEWS[1:] if v in schema])
+    store.materialize(start_date=recent, end_date=end, feature_views=[v for v in VIEWS[1:] if meta.has_view(v)])
 
 
 def materialize_incremental(store: FeatureStore, settings: Settings) -> dict[str, tuple[str, str]]:
     """Move only what is new since each view's last materialisation (Feast keeps the watermark in the
     registry); a view never materialised gets the explicit window instead, since Feast's first incremental
     run would look back one TTL from now and skip generated history. Returns the window moved per view."""
-    meta = json.loads((settings.feature_dir / "meta.json").read_text())
-    end = pd.Timestamp(meta["end"]).to_pydatetime() + timedelta(seconds=1)
+    meta = read_feature_meta(settings.feature_dir)
+    end = meta.end.to_pydatetime() + timedelta(seconds=1)
     moved = {}
     for view in store.list_feature_views():
         last = view.most_recent_end_time
@@ -193,11 +191,11 @@ def materialize_incremental(store: FeatureStore, settings: Settings) -> dict[str
 
 
 def has_service(settings: Settings, service: str) -> bool:
-    schema = json.loads((settings.feature_dir / "schema.json").read_text())
+    schema = read_feature_meta(settings.feature_dir).schema
     return all(v in schema for v in SERVICES[service])
 
 
 def feature_names(settings: Settings, service: str) -> list[str]:
     """Feature names of a service in a fixed order (view order, then schema order)."""
-    schema = json.loads((settings.feature_dir / "schema.json").read_text())
+    schema = read_feature_meta(settings.feature_dir).schema
     return [f for v, spec in SERVICES[service].items() for f in _names(schema[v], spec)]

@@ -35,8 +35,11 @@ def graph_features(
     signed = np.where(tx.get("is_refund", False), -tx["amount"], tx["amount"])
     hot = events[events["event_type"].isin(HIGH_INTENT)]
     hot_ts, hot_c = _naive(hot["ts"]).to_numpy(), index.get_indexer(hot[ENTITY])
-    followers_attr = pd.to_numeric(customers.get("social_followers"), errors="coerce")
-    followers_attr = followers_attr.to_numpy(float) if followers_attr is not None else np.full(len(ids), np.nan)
+    followers_attr = (  # an optional attribute: without it, followers are counted from the follow edges alone
+        pd.to_numeric(customers["social_followers"], errors="coerce").to_numpy(float)
+        if "social_followers" in customers
+        else np.full(len(ids), np.nan)
+    )
     frames = []
     for cut in cuts:
         t = np.datetime64(pd.Timestamp(cut).tz_convert("UTC").tz_localize(None), "ns")

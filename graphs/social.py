@@ -19,8 +19,18 @@ DAMPING = 0.85
 
 
 def adjacency(src: np.ndarray, dst: np.ndarray, n: int, weight: np.ndarray | None = None) -> sp.csr_matrix:
+    """Directed weighted adjacency (row → column) from edge endpoints given as row numbers."""
     w = np.ones(len(src)) if weight is None else weight
     return sp.csr_matrix((w, (src, dst)), shape=(n, n))
+
+
+def undirected(src: np.ndarray, dst: np.ndarray, n: int) -> sp.csr_matrix:
+    """Symmetric 0/1 adjacency from edge endpoints (row numbers; negatives = unknown and self-loops dropped)."""
+    ok = (src >= 0) & (dst >= 0) & (src != dst)
+    A = adjacency(src[ok], dst[ok], n, np.ones(ok.sum(), np.float32))
+    A = A + A.T
+    A.data[:] = 1.0
+    return A
 
 
 def pagerank(A: sp.csr_matrix, *, tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:

@@ -73,6 +73,20 @@ class Catalogue(BaseModel):
     def get(self, action_id: str) -> Action:
         return next(a for a in self.actions if a.id == action_id)
 
+    def capacities(self, spec: str | None = None) -> dict[str, int]:
+        """Per-channel plan capacity: the catalogue's defaults, overridden by "channel=count,…"; ValueError
+        naming the bad part when a channel is not in the catalogue or a count is not a whole number."""
+        caps = dict(self.capacity)
+        channels = {a.channel for a in self.actions}
+        for part in (p.strip() for p in (spec or "").split(",")):
+            if not part:
+                continue
+            channel, _, n = (x.strip() for x in part.partition("="))
+            if channel not in channels or not n.isdigit():
+                raise ValueError(f"{part!r} is not channel=count with a catalogue channel")
+            caps[channel] = int(n)
+        return caps
+
 
 class CatalogueError(ValueError):
     """One line naming the file, the field and the problem."""

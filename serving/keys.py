@@ -15,11 +15,11 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from limits import parse as parse_rate
-from sqlalchemy import Column, DateTime, MetaData, String, Table, create_engine, event, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import Column, DateTime, MetaData, String, Table, select, update
+
+from serving.db import engine_for
 
 SCOPES = ("score", "audiences", "conversions", "admin")
 PREFIX = "lsk"
@@ -49,23 +49,6 @@ class ApiKey:
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
-
-
-def engine_for(url: str) -> Engine:
-    """SQLAlchemy engine; SQLite files get WAL and a busy timeout so the CLI and servers share them safely."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        eng = create_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(eng, "connect")
-        def _pragmas(conn, _record) -> None:  # noqa: ANN001 - DB-API connection
-            cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.close()
-
-        return eng
-    return create_engine(url, pool_pre_ping=True)
 
 
 def _digest(token: str) -> str:
@@ -118,6 +101,13 @@ class KeyStore:
                 .values(revoked_at=datetime.now(UTC))
             )
         return res.rowcount == 1
+
+    def first_run_key(self) -> str | None:
+        """On the very first start, one key with every scope (returned once to be printed); None when any key
+        exists already."""
+        if self.list():
+            return None
+        return self.create("default", list(SCOPES))[0]
 
     def list(self) -> list[ApiKey]:
         return [k for k, _ in self._rows()]

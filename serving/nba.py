@@ -3,15 +3,14 @@ eligibility (consent and lifecycle from the features; reachability and contact h
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from features.build import read_table
 from leadscope import catalogue as catalogue_lib
 from leadscope.catalogue import Catalogue
+from leadscope.tables import read_feature_meta, read_optional, read_table
 from serving.scoring import reasons_for
 from serving.state import ServingState
 from training import policy
@@ -53,34 +52,34 @@ class History:
 
 
 def history(state: ServingState, cat: Catalogue) -> History:
-    with state.population_lock:
-        if state.nba_history is None:
-            settings = state.settings
-            meta = json.loads((settings.feature_dir / "meta.json").read_text())
-            as_of = pd.Timestamp(meta["end"])
-            customers = read_table(settings.raw_dir, "customers")
-            path = settings.raw_dir / "campaigns.parquet"
-            log = read_table(settings.raw_dir, "campaigns") if path.exists() else pd.DataFrame()
-            frame = customers[["customer_id"]].assign(lifecycle_stage="prospect")
-            ctx = policy.context(frame, customers, log, cat.contacts, as_of)
-            state.nba_history = History(
-                pd.Index(customers["customer_id"]), ctx.reach, ctx.days_since, ctx.count_30d, ctx.contacts_7d, as_of
-            )
-        return state.nba_history
+    """Reachability and contact history of every customer, built once per snapshot."""
+    settings = state.settings
+
+    def build() -> History:
+        as_of = read_feature_meta(settings.feature_dir).end
+        customers = read_table(settings.raw_dir, "customers")
+        log = read_optional(settings.raw_dir, "campaigns")
+        frame = customers[["customer_id"]].assign(lifecycle_stage="prospect")
+        ctx = policy.context(frame, customers, log, cat.contacts, as_of)
+        index = pd.Index(customers["customer_id"])
+        return History(index, ctx.reach, ctx.days_since, ctx.count_30d, ctx.contacts_7d, as_of)
+
+    assert state.snapshots is not None
+    return state.snapshots.memo("nba_history", build)
 
 
 def catalogue(state: ServingState) -> Catalogue:
-    """The action catalogue, read once per process (a request must not re-parse YAML)."""
-    if state.nba_catalogue is None:
-        state.nba_catalogue = catalogue_lib.load(state.settings.actions_catalogue)
-    return state.nba_catalogue
+    """The action catalogue, read once per snapshot (a request must not re-parse YAML)."""
+    assert state.snapshots is not None
+    return state.snapshots.memo("nba_catalogue", lambda: catalogue_lib.load(state.settings.actions_catalogue))
 
 
 def recommend(state: ServingState, cat: Catalogue, ids: list[str], max_actions: int) -> list[dict]:
     """One item per id (request order): ranked actions that pay, the recommended one, why others are out."""
-    version, bundle = state.nba
+    assert state.nba is not None and state.online is not None
+    bundle = state.nba.model
     acts = cat.contacts
-    columns = state.online("uplift", ids)
+    columns = state.online.rows("uplift", ids)
     feats = bundle.encoder.features
     rows = [i for i in range(len(ids)) if any(columns[f][i] is not None for f in feats)]
     items: list[dict] = [

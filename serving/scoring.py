@@ -79,14 +79,10 @@ def reasons_for(feats: list[str], contrib: np.ndarray, sub: dict[str, list], j: 
     return out
 
 
-_MISSING = object()
-
-
 def score_items(state: ServingState, names: list[str], ids: list[str]) -> list[ScoreItem]:
     """One ScoreItem per id, in order: each requested model's output, or an item error for unknown ids.
 
-    A model's output for a customer depends only on the model version and the customer's online features, so it
-    is kept in the same LRU cache as the feature rows and dropped with them (new materialisation or champion):
+    A model's output is kept in the online cache with the feature rows and dropped with them (serving/online.py):
     a CRM re-scoring its leads gets the stored answer instead of another TreeSHAP pass."""
     scored = {m: _scored(state, m, ids) for m in names}
     items = []
@@ -105,28 +101,18 @@ def score_items(state: ServingState, names: list[str], ids: list[str]) -> list[S
 
 def _scored(state: ServingState, m: str, ids: list[str]) -> list:
     fn = value_rows if m == "value" else score_rows
-    cache, champ = state.cache, state.models[m]
-    if cache is None:
-        return fn(champ.scorer, state.online(m, ids))
-    key = ("result", m, champ.version)
-    with state.cache_lock:
-        found = [cache.get((*key, cid), _MISSING) for cid in ids]
-    missing = list(dict.fromkeys(cid for cid, f in zip(ids, found, strict=True) if f is _MISSING))
-    if missing:
-        fresh = dict(zip(missing, fn(champ.scorer, state.online(m, missing)), strict=True))
-        with state.cache_lock:
-            for cid, out in fresh.items():
-                cache[(*key, cid)] = out
-        found = [fresh[cid] if f is _MISSING else f for cid, f in zip(ids, found, strict=True)]
-    return found
+    champ, online = state.models[m], state.online
+    assert online is not None
+    return online.results(("result", m, champ.version), ids, lambda todo: fn(champ.model, online.rows(m, todo)))
 
 
 def expected_values(state: ServingState, ids: list[str]) -> dict[str, float]:
     """P(convert) × expected 365-day spend per known id, without reasons (no TreeSHAP): the predicted value a
     conversion signal carries before the deal closes."""
-    prop, value = state.models["propensity"].scorer, state.models["value"].scorer
-    _, rows_p, sub_p = _known(prop.encoder.features, state.online("propensity", ids))
-    _, rows_v, sub_v = _known(value.encoder.features, state.online("value", ids))
+    prop, value = state.models["propensity"].model, state.models["value"].model
+    assert state.online is not None
+    _, rows_p, sub_p = _known(prop.encoder.features, state.online.rows("propensity", ids))
+    _, rows_v, sub_v = _known(value.encoder.features, state.online.rows("value", ids))
     if not rows_p or not rows_v:
         return {}
     p = dict(zip(rows_p, prop.probability(prop.encoder.transform_columns(sub_p)), strict=True))
@@ -137,16 +123,17 @@ def expected_values(state: ServingState, ids: list[str]) -> dict[str, float]:
 def prewarm(state: ServingState, names: tuple[str, ...] = ("propensity",), chunk: int = 2_000) -> int:
     """Score every known customer into the cache (as many as it holds), so CRM calls find features and answers
     ready. Runs after loading and after each new materialisation or champion; the API serves meanwhile."""
-    from features.build import read_table
+    from leadscope.tables import read_table
 
     names = tuple(m for m in names if m in state.models)
-    if state.cache is None or not names:
+    cache = state.online.cache if state.online is not None else None
+    if cache is None or not names:
         return 0
     state.warming = True
     t0 = time.perf_counter()
     try:
         ids = read_table(state.settings.raw_dir, "customers")["customer_id"].astype(str).tolist()
-        ids = ids[: state.cache.maxsize // (2 * len(names))]  # a feature row and a result per model and id
+        ids = ids[: cache.maxsize // (2 * len(names))]  # a feature row and a result per model and id
         for start in range(0, len(ids), chunk):
             for m in names:
                 _scored(state, m, ids[start : start + chunk])

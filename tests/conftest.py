@@ -28,9 +28,7 @@ def small_settings(home: Path, **kw: object) -> Settings:
 
 def prepare(settings: Settings, *, train: bool = True, generate_data: bool = True) -> dict:
     """generate → build → apply → materialise → (train): the same steps `leadscope run` takes."""
-    from features import store
     from features.build import build
-    from graphs import build as graph_build
     from leadscope.synth import generate
 
     if generate_data:
@@ -38,15 +36,13 @@ def prepare(settings: Settings, *, train: bool = True, generate_data: bool = Tru
             customers=settings.customers, seed=settings.seed, end=settings.world_end, days=settings.world_days
         ).write(settings.raw_dir)
     build(settings)
-    graph_build.build(settings)
-    store.materialize(store.apply(settings), settings)
     if not train:
         return {}
-    from training import churn, nba, propensity, value
+    from training import churn, nba, oracle, propensity, value
 
-    metrics = propensity.train(settings)
-    metrics["churn"] = churn.train(settings)
-    metrics["value"] = value.train(settings)
+    metrics = propensity.train(settings, oracle=oracle.for_propensity(settings))
+    metrics["churn"] = churn.train(settings, oracle=oracle.for_churn(settings))
+    metrics["value"] = value.train(settings, oracle=oracle.for_value(settings))
     metrics["nba"] = nba.train(settings)
     return metrics
 

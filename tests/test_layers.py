@@ -1,4 +1,6 @@
-"""Imports flow one way: serving → training → graphs → features → leadscope (kernel)."""
+"""The import rule of docs/ARCHITECTURE.md: serving → training → features → graphs → leadscope (kernel), never
+backwards; the kernel imports nothing of ours but the CLI (the composition root); the generator's truth reaches
+only evaluation code."""
 
 from __future__ import annotations
 
@@ -6,8 +8,11 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["leadscope", "features", "graphs", "training", "serving"]
-COMPOSITION_ROOT = {"leadscope/cli.py"}  # the CLI wires every layer, lazily inside its commands
+ORDER = ["leadscope", "graphs", "features", "training", "serving"]
+COMPOSITION_ROOT = "leadscope/cli/"  # the CLI wires every layer, lazily inside its commands
+# evaluation code: compares models with what the generator knows; production code never imports it
+EVALUATION = {"training/oracle.py", "training/nba_eval.py", "training/lookalike_eval.py"}
+GENERATOR = "leadscope.synth"
 
 
 def _imports(path: Path) -> set[str]:
@@ -15,21 +20,58 @@ def _imports(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found |= {a.name.split(".")[0] for a in node.names}
+            found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
     return found
+
+
+def _modules(pkg: str) -> list[tuple[str, set[str]]]:
+    return [(p.relative_to(ROOT).as_posix(), _imports(p)) for p in sorted((ROOT / pkg).rglob("*.py"))]
 
 
 def test_no_layer_imports_a_layer_above_it() -> None:
     # broken: a cycle or a kernel that drags in FastAPI/MLflow; layers could no longer be used alone
     bad = []
     for rank, pkg in enumerate(ORDER):
-        for path in (ROOT / pkg).rglob("*.py"):
-            rel = path.relative_to(ROOT).as_posix()
-            if rel in COMPOSITION_ROOT:
+        for rel, imports in _modules(pkg):
+            if rel.startswith(COMPOSITION_ROOT):
                 continue
-            above = _imports(path) & set(ORDER[rank + 1 :])
+            above = {i.split(".")[0] for i in imports} & set(ORDER[rank + 1 :])
             if above:
                 bad.append(f"{rel} imports {sorted(above)}")
+    assert not bad, bad
+
+
+def test_nothing_imports_the_cli() -> None:
+    # broken: the composition root would become a library, and business rules would drift back into it
+    bad = [
+        rel
+        for pkg in ORDER
+        for rel, imports in _modules(pkg)
+        if not rel.startswith(COMPOSITION_ROOT) and any(i.startswith("leadscope.cli") for i in imports)
+    ]
+    assert not bad, bad
+
+
+def test_only_evaluation_code_reads_the_generators_truth() -> None:
+    # broken: a model trained on a real company's data (no truth) would depend on the generator
+    evaluation = {m.removesuffix(".py").replace("/", ".") for m in EVALUATION}
+    bad = []
+    for pkg in ORDER[1:]:
+        for rel, imports in _modules(pkg):
+            if rel in EVALUATION:
+                continue
+            if hits := sorted(i for i in imports if i.startswith(GENERATOR) or i in evaluation):
+                bad.append(f"{rel} imports {hits}")
+    assert not bad, bad
+
+
+def test_the_kernel_imports_nothing_of_ours() -> None:
+    # broken: settings or the tables would pull in Feast, MLflow or FastAPI for every command
+    bad = [
+        f"{rel} imports {sorted(i for i in imports if i.split('.')[0] in ORDER[1:])}"
+        for rel, imports in _modules("leadscope")
+        if not rel.startswith(COMPOSITION_ROOT) and any(i.split(".")[0] in ORDER[1:] for i in imports)
+    ]
     assert not bad, bad

@@ -11,10 +11,11 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from features.build import read_table
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
+from leadscope.tables import read_table
 from training import dataset, pipeline
+from training.pipeline import Oracle
 
 MODEL_NAME = "churn"
 SERVICE = "churn_v1"
@@ -47,30 +48,18 @@ def churn_labels(settings: Settings) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def oracle_probability(settings: Settings, rows: pd.DataFrame) -> np.ndarray | None:
-    truth_dir = settings.raw_dir / "truth"
-    if not (truth_dir / "customers.parquet").exists():
-        return None
-    from leadscope.synth.truth import load_world, true_no_purchase_probability
-
-    truth = pd.read_parquet(truth_dir / "customers.parquet")
-    world = load_world(truth_dir)
-    if settings.churn_definition == "no_purchase":
-        return true_no_purchase_probability(truth, world, rows[ENTITY], rows[TS], settings.churn_horizon_days)
-    t = truth.set_index(ENTITY).loc[rows[ENTITY].to_numpy()]
-    return (1 - np.exp(-t["churn_hazard"].to_numpy() * settings.churn_horizon_days)) * t["contractual"].to_numpy()
-
-
 def train(
-    settings: Settings, *, progress: Callable[[str], None] = lambda _: None, set_champion: bool | None = None
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+    set_champion: bool | None = None,
+    oracle: Oracle | None = None,
 ) -> dict[str, float | str]:
-    """Fit the churn model on churn_v1, compare with the oracle, log and register it."""
+    """Fit the churn model on churn_v1, log and register it (with the oracle's metrics when one is given)."""
     progress("labels")
     labels = churn_labels(settings)
     progress(f"point-in-time features and fit ({SERVICE})")
-    fitted = pipeline.fit(
-        settings, labels, SERVICE, oracle=lambda rows: oracle_probability(settings, rows), monotone=MONOTONE
-    )
+    fitted = pipeline.fit(settings, labels, SERVICE, oracle=oracle, monotone=MONOTONE)
     fitted.params |= {"horizon_days": settings.churn_horizon_days, "definition": settings.churn_definition}
     progress("logging to MLflow")
     return pipeline.log_and_register(settings, MODEL_NAME, fitted, set_champion=set_champion)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 from feast import FeatureStore
 
-from features.build import read_table
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
+from leadscope.tables import read_feature_meta, read_table
 
 SNAPSHOT_EVERY_DAYS = 7
 WARMUP_DAYS = 90
@@ -18,9 +16,8 @@ WARMUP_DAYS = 90
 
 def snapshots(settings: Settings, *, horizon_days: int) -> list[pd.Timestamp]:
     """Feature cut times (so PIT rows are exact), every 4 weeks, whose label window has fully elapsed."""
-    meta = json.loads((settings.feature_dir / "meta.json").read_text())
-    cuts = [pd.Timestamp(c) for c in meta["cuts"]]
-    end, start = pd.Timestamp(meta["end"]), pd.Timestamp(meta["start"])
+    meta = read_feature_meta(settings.feature_dir)
+    cuts, end, start = meta.cuts, meta.end, meta.start
     step = max(1, SNAPSHOT_EVERY_DAYS // settings.feature_cadence_days)
     usable = [
         c for c in cuts if c + pd.Timedelta(days=horizon_days) <= end and c >= start + pd.Timedelta(days=WARMUP_DAYS)

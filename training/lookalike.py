@@ -114,15 +114,6 @@ def embed(X: np.ndarray, categorical: list[int], dims: int = EMBEDDING_DIMS, see
     return E / np.maximum(np.linalg.norm(E, axis=1, keepdims=True), 1e-6)
 
 
-def adjacency(n: int, src: np.ndarray, dst: np.ndarray) -> sp.csr_matrix:
-    """Undirected 0/1 adjacency from edge endpoints (row numbers; negatives = unknown, dropped)."""
-    ok = (src >= 0) & (dst >= 0) & (src != dst)
-    A = sp.coo_matrix((np.ones(ok.sum(), np.float32), (src[ok], dst[ok])), shape=(n, n)).tocsr()
-    A = A + A.T
-    A.data[:] = 1.0
-    return A
-
-
 @dataclass
 class Built:
     members: np.ndarray  # row numbers, best first
@@ -180,30 +171,11 @@ def build(
         validation = unlabelled
     shuffled = rng.permutation(seed_rows)
     held, kept = np.sort(shuffled[: max(len(seed_rows) // 5, 20)]), np.sort(shuffled[max(len(seed_rows) // 5, 20) :])
-    share = size / n_cand
     params = {**PU_PARAMS, "num_threads": threads, "seed": random_state % 2**31}
-
     # 1. pick the blend on held-out seed members
     clf = _fit(pop, kept, unlabelled, params)
-    rows = np.concatenate([held, validation])
-    parts = _signals(pop, clf, kept, rows, random_state, threads)
-    label = np.r_[np.ones(len(held)), np.zeros(len(validation))]
-    metrics = {
-        f"val_auc_{k}": float(roc_auc_score(label, v)) for k, v in zip(("pu", "emb", "graph"), parts, strict=True)
-    }
-    ranks = [_pct(v) for v in parts]
-    # recall around the requested size (half, same, double): one size alone is too few held-out members to choose by
-    shares = [min(f * share, 0.5) for f in (0.5, 1.0, 2.0)]
-    best, best_recall = GRID[0], -1.0
-    for w in GRID:
-        s = sum(wi * r for wi, r in zip(w, ranks, strict=True))
-        cuts = np.quantile(s[len(held) :], [1.0 - q for q in shares])
-        recalls = [float((s[: len(held)] > c).mean()) for c in cuts]
-        if np.mean(recalls) > best_recall + 1e-9:
-            best, best_recall, at_size = w, float(np.mean(recalls)), recalls[1]
-        if w == GRID[0]:
-            metrics["val_recall_pu_only"] = recalls[1]
-    metrics["val_recall_at_size"] = at_size
+    parts = _signals(pop, clf, kept, np.concatenate([held, validation]), random_state, threads)
+    best, metrics = _choose_blend(parts, len(held), len(validation), size / n_cand)
 
     # 2. the audience: the classifier refitted on the whole seed, every candidate scored
     clf = _fit(pop, seed_rows, unlabelled, params)
@@ -221,6 +193,31 @@ def build(
         candidates=n_cand,
         random_state=random_state,
     )
+
+
+def _choose_blend(
+    parts: list[np.ndarray], n_held: int, n_validation: int, share: float
+) -> tuple[tuple[float, ...], dict[str, float]]:
+    """The grid weights whose blend recalls the most held-out seed members (the first `n_held` rows of each
+    signal) around the requested audience share; with each signal's AUC and the recalls as metrics."""
+    label = np.r_[np.ones(n_held), np.zeros(n_validation)]
+    metrics = {
+        f"val_auc_{k}": float(roc_auc_score(label, v)) for k, v in zip(("pu", "emb", "graph"), parts, strict=True)
+    }
+    ranks = [_pct(v) for v in parts]
+    # recall around the requested size (half, same, double): one size alone is too few held-out members to choose by
+    shares = [min(f * share, 0.5) for f in (0.5, 1.0, 2.0)]
+    best, best_recall, at_size = GRID[0], -1.0, 0.0
+    for w in GRID:
+        s = sum(wi * r for wi, r in zip(w, ranks, strict=True))
+        cuts = np.quantile(s[n_held:], [1.0 - q for q in shares])
+        recalls = [float((s[:n_held] > c).mean()) for c in cuts]
+        if np.mean(recalls) > best_recall + 1e-9:
+            best, best_recall, at_size = w, float(np.mean(recalls)), recalls[1]
+        if w == GRID[0]:
+            metrics["val_recall_pu_only"] = recalls[1]
+    metrics["val_recall_at_size"] = at_size
+    return best, metrics
 
 
 def _fit(pop: Population, positive: np.ndarray, unlabelled: np.ndarray, params: dict) -> lgb.Booster:

@@ -3,22 +3,20 @@ realised vs predicted rates for snapshots whose outcome window has closed."""
 
 from __future__ import annotations
 
-import json
-
 import mlflow
 import pandas as pd
 
 from features import store as feature_store
-from features.build import read_table
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
+from leadscope.tables import read_feature_meta, read_table
 from training import dataset, tracking
 from training.promotion import _labels, psi
 
 
 def population_now(settings: Settings, name: str) -> pd.DataFrame:
     """Entity rows at the newest feature cut: open leads (propensity) or paying customers (churn)."""
-    end = pd.Timestamp(json.loads((settings.feature_dir / "meta.json").read_text())["end"])
+    end = read_feature_meta(settings.feature_dir).end
     customers = read_table(settings.raw_dir, "customers")
     stages = read_table(settings.raw_dir, "stages")
     won = stages[stages["stage"] == "won"].assign(ts=lambda d: pd.to_datetime(d["ts"], utc=True))
@@ -39,15 +37,15 @@ def monitor(settings: Settings, name: str, *, last_snapshots: int = 4) -> dict[s
     train_rows = train_rows.sample(min(20_000, len(train_rows)), random_state=0)
     ref = dataset.historical_features(store, train_rows, service=champ.feature_service)
     now = dataset.historical_features(store, population_now(settings, name), service=champ.feature_service)
-    score = {k: champ.scorer.probability(champ.scorer.encoder.transform(df)) for k, df in (("ref", ref), ("now", now))}
+    score = {k: champ.model.probability(champ.model.encoder.transform(df)) for k, df in (("ref", ref), ("now", now))}
     drift = pd.DataFrame(
         [("(score)", psi(pd.Series(score["ref"]), pd.Series(score["now"])))]
-        + [(f, psi(ref[f], now[f])) for f in champ.scorer.encoder.features],
+        + [(f, psi(ref[f], now[f])) for f in champ.model.encoder.features],
         columns=["feature", "psi"],
     ).sort_values("psi", ascending=False, ignore_index=True)
     recent = labels[labels[TS].isin(snaps[-last_snapshots:])]
     scored = dataset.historical_features(store, recent, service=champ.feature_service)
-    scored["predicted"] = champ.scorer.probability(champ.scorer.encoder.transform(scored))
+    scored["predicted"] = champ.model.probability(champ.model.encoder.transform(scored))
     calib = (
         scored.groupby(TS)
         .agg(rows=("label", "size"), realised=("label", "mean"), predicted=("predicted", "mean"))

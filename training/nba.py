@@ -4,7 +4,6 @@ off-policy evaluation on held-out customers against baselines, one MLflow run, r
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,11 +15,11 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from features import store as feature_store
-from features.build import read_table
 from leadscope import catalogue as catalogue_lib
 from leadscope.catalogue import Catalogue
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
+from leadscope.tables import read_feature_meta, read_table
 from training import dataset, policy, tracking
 from training.uplift import SERVICE, UpliftBundle, fit_bundle, split_customers
 
@@ -36,7 +35,7 @@ def logged(settings: Settings, store: object | None = None) -> pd.DataFrame:
         ts=pd.to_datetime(camp["ts"], utc=True),
         value=camp["value"].fillna(0.0) if "value" in camp else 0.0,
     )
-    meta_start = pd.Timestamp(json.loads((settings.feature_dir / "meta.json").read_text())["start"])
+    meta_start = read_feature_meta(settings.feature_dir).start
     camp = camp[camp["ts"] >= meta_start]  # before the first feature cut there is nothing to join
     rows = camp.rename(columns={"ts": TS})[[ENTITY, TS, "action_id", "treated", "outcome", "value"]]
     store = store or feature_store.open_store(settings)
@@ -171,7 +170,7 @@ def train(
     frame = logged(settings) if frame is None else frame
     features = feature_store.feature_names(settings, SERVICE)
     is_train = split_customers(frame[ENTITY])
-    progress(f"uplift models ({frame['action_id'].nunique()} actions, T- and DR-learner each)")
+    progress(f"uplift models ({frame['action_id'].nunique()} actions, T-, X- and DR-learner each)")
     bundle = fit_bundle(
         frame[is_train].reset_index(drop=True), features, threads=settings.num_threads, seed=settings.seed
     )
@@ -184,43 +183,21 @@ def train(
     )
     held = frame[~is_train].reset_index(drop=True)
     incremental, _, known = ope_rows(held, bundle, cat, contacts, best_single=best_single)
-    with (
-        mlflow.start_run(experiment_id=tracking.experiment(settings, "nba"), run_name="uplift + policy") as run,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        mlflow.log_params(
-            {
-                "feature_service": SERVICE,
-                "catalogue_sha256": hashlib.sha256(catalogue_path.read_bytes()).hexdigest()[:16],
-                "train_rows": int(is_train.sum()),
-                "heldout_rows": int(len(held)),
-                "best_single_action": best_single,
-                **{f"learner_{a}": m.kind for a, m in bundle.actions.items()},
-            }
-        )
-        mlflow.log_metrics(
-            {f"{a}_{k}": v for a, ms in bundle.metrics.items() for k, v in ms.items()}
-            | {f"ope_{p}_{k}": v for p, e in incremental.items() for k, v in e.items() if not p.startswith("all_")}
-        )
-        path = Path(tmp) / "bundle"
-        bundle.save(path)
-        example = held[bundle.encoder.features].head(2)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(__file__).with_name("pyfunc_uplift_entry.py")),
-            artifacts={"bundle": str(path)},
-            signature=infer_signature(example, UpliftPyfunc.frame(bundle, example)),
-            input_example=example,
-            pip_requirements=tracking.requirements(),
-            registered_model_name=NAME,
-        )
-    client = tracking.configure(settings)
-    version = str(info.registered_model_version)
-    client.set_model_version_tag(NAME, version, "feature_service", SERVICE)
-    alias = tracking.CHALLENGER if tracking.has_champion(settings, NAME) else tracking.CHAMPION
-    client.set_registered_model_alias(NAME, alias, version)
+    params = {
+        "feature_service": SERVICE,
+        "catalogue_sha256": hashlib.sha256(catalogue_path.read_bytes()).hexdigest()[:16],
+        "train_rows": int(is_train.sum()),
+        "heldout_rows": int(len(held)),
+        "best_single_action": best_single,
+        **{f"learner_{a}": m.kind for a, m in bundle.actions.items()},
+    }
+    metrics = {f"{a}_{k}": v for a, ms in bundle.metrics.items() for k, v in ms.items()} | {
+        f"ope_{p}_{k}": v for p, e in incremental.items() for k, v in e.items() if not p.startswith("all_")
+    }
+    run_id, version = _log(settings, bundle, held[bundle.encoder.features].head(2), params, metrics)
+    alias = tracking.register(settings, NAME, version, SERVICE)
     return {
-        "run_id": run.info.run_id,
+        "run_id": run_id,
         "version": version,
         "alias": alias,
         "best_single_action": best_single,
@@ -230,21 +207,38 @@ def train(
     }
 
 
-def load_champion(settings: Settings, alias: str = tracking.CHAMPION) -> tuple[str, UpliftBundle]:
-    client = tracking.configure(settings)
-    mv = client.get_model_version_by_alias(NAME, alias)
-    model = mlflow.pyfunc.load_model(f"models:/{NAME}/{mv.version}")
-    return str(mv.version), model.unwrap_python_model().bundle
+def _log(
+    settings: Settings, bundle: UpliftBundle, example: pd.DataFrame, params: dict, metrics: dict[str, float]
+) -> tuple[str, str]:
+    """One MLflow run with the bundle as a pyfunc, registered as a new version of `uplift`: (run id, version)."""
+    with (
+        mlflow.start_run(experiment_id=tracking.experiment(settings, "nba"), run_name="uplift + policy") as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        path = Path(tmp) / "bundle"
+        bundle.save(path)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("pyfunc_uplift_entry.py")),
+            artifacts={"bundle": str(path)},
+            signature=infer_signature(example, UpliftPyfunc.frame(bundle, example)),
+            input_example=example,
+            pip_requirements=tracking.requirements(),
+            registered_model_name=NAME,
+        )
+    return run.info.run_id, str(info.registered_model_version)
 
 
 class UpliftPyfunc(mlflow.pyfunc.PythonModel):
     """pyfunc face of the bundle: features in, estimated uplift per action out."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.bundle = UpliftBundle.load(Path(context.artifacts["bundle"]))
+        self.model = UpliftBundle.load(Path(context.artifacts["bundle"]))
 
     def predict(self, context: object, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        return self.frame(self.bundle, model_input)
+        return self.frame(self.model, model_input)
 
     @staticmethod
     def frame(bundle: UpliftBundle, features: pd.DataFrame) -> pd.DataFrame:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.build import read_table
 from leadscope import catalogue as catalogue_lib
 from leadscope.schema import TS
 from leadscope.settings import Settings
-from training import nba, policy
+from leadscope.tables import read_table
+from training import nba, policy, tracking
 from training.lookalike import Population
 from training.uplift import UpliftBundle, split_customers
 
@@ -64,7 +64,7 @@ def evaluate(settings: Settings, pop: Population, bundle: UpliftBundle | None = 
     """True mean incremental value per held-out customer: ours, oracle, best single action, random,
     rank-by-propensity, do-nothing (all with the same eligibility, cooldowns and caps included)."""
     cat = catalogue_lib.load(settings.actions_catalogue)
-    bundle = bundle or nba.load_champion(settings)[1]
+    bundle = bundle or tracking.load_champion(settings, nba.NAME).model
     held = ~split_customers(pd.Series(pop.ids))
     frame = pop.frame[held].reset_index(drop=True)
     acts = cat.contacts

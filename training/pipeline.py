@@ -109,13 +109,8 @@ def log_and_register(
             pip_requirements=tracking.requirements(),
             registered_model_name=name,
         )
-    client = tracking.configure(settings)
     version = str(info.registered_model_version)
-    client.set_model_version_tag(name, version, "feature_service", f.service)
-    if set_champion is None:
-        set_champion = not tracking.has_champion(settings, name)
-    alias = tracking.CHAMPION if set_champion else tracking.CHALLENGER
-    client.set_registered_model_alias(name, alias, version)
+    alias = tracking.register(settings, name, version, f.service, champion=set_champion)
     return {
         **f.metrics,
         **(extra or {}),

@@ -3,17 +3,16 @@ point-in-time from the Feast offline store (the rows the online store was materi
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
 from features import store as feature_store
-from features.build import read_table
+from graphs.social import undirected
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
+from leadscope.tables import read_feature_meta, read_table
 from training.dataset import historical_features
-from training.lookalike import Population, adjacency
+from training.lookalike import Population
 from training.scorer import Encoder
 
 SERVICE = "lookalike_v1"
@@ -21,8 +20,7 @@ FRAME_SERVICE = "customer_360"  # superset: insight attributes and the propensit
 
 
 def load(settings: Settings, store: object | None = None) -> Population:
-    meta = json.loads((settings.feature_dir / "meta.json").read_text())
-    as_of = pd.Timestamp(meta["end"])
+    as_of = read_feature_meta(settings.feature_dir).end
     store = store or feature_store.open_store(settings)
     ids = read_table(settings.raw_dir, "customers")[ENTITY]
     rows = pd.DataFrame({ENTITY: ids.to_numpy(), TS: as_of})
@@ -36,8 +34,8 @@ def load(settings: Settings, store: object | None = None) -> Population:
         edges = read_table(settings.raw_dir, "edges")
         edges = edges[pd.to_datetime(edges["ts"], utc=True) <= as_of]
         index = pd.Index(frame[ENTITY])
-        graph = adjacency(
-            len(frame), index.get_indexer(edges["src_customer_id"]), index.get_indexer(edges["dst_customer_id"])
+        graph = undirected(
+            index.get_indexer(edges["src_customer_id"]), index.get_indexer(edges["dst_customer_id"]), len(frame)
         )
     bought = (
         frame["tx_count_total"].fillna(0).to_numpy() > 0 if "tx_count_total" in frame else np.zeros(len(frame), bool)

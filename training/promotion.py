@@ -89,7 +89,7 @@ def evaluate(settings: Settings, name: str, *, tolerance: float = TOLERANCE, max
     frames = {}
     for role, m in (("champion", champ), ("challenger", chall)):
         frames[role] = dataset.historical_features(store, holdout, service=m.feature_service)
-        p = m.scorer.probability(m.scorer.encoder.transform(frames[role]))
+        p = m.model.probability(m.model.encoder.transform(frames[role]))
         auc[role] = float(roc_auc_score(holdout["label"], p))
     positives = int(holdout["label"].sum())
     lo, hi = AUC_BAND
@@ -110,7 +110,7 @@ def evaluate(settings: Settings, name: str, *, tolerance: float = TOLERANCE, max
     earlier = labels[labels[TS].isin(recent)]
     earlier = earlier.sample(min(20_000, len(earlier)), random_state=0)
     train_frame = dataset.historical_features(store, earlier, service=chall.feature_service)
-    drift = {f: psi(train_frame[f], frames["challenger"][f]) for f in chall.scorer.encoder.features}
+    drift = {f: psi(train_frame[f], frames["challenger"][f]) for f in chall.model.encoder.features}
     worst = max(drift, key=drift.get)
     decision.checks.append(
         Check("no drifted feature", drift[worst] <= max_psi, f"largest PSI {drift[worst]:.3f} ({worst})")
@@ -125,13 +125,15 @@ MIN_MATCHED = 200  # uplift: held-out contacts where the challenger's choice was
 def evaluate_uplift(settings: Settings, *, max_loss_se: float = MAX_LOSS_SE) -> Decision:
     """Both uplift models' policies valued on the same held-out customers' randomised contacts (doubly robust,
     incremental over do-nothing); the difference is taken row by row, so its standard error is the pair's."""
-    from features.build import read_table
     from leadscope import catalogue as catalogue_lib
+    from leadscope.tables import read_table
     from training import nba
     from training.uplift import split_customers
 
-    champ_v, champ = nba.load_champion(settings)
-    chall_v, chall = nba.load_champion(settings, tracking.CHALLENGER)
+    champ_c = tracking.load_champion(settings, nba.NAME)
+    champ_v, champ = champ_c.version, champ_c.model
+    chall_c = tracking.load_champion(settings, nba.NAME, tracking.CHALLENGER)
+    chall_v, chall = chall_c.version, chall_c.model
     decision = Decision(nba.NAME, champ_v, chall_v)
     cat = catalogue_lib.load(settings.actions_catalogue)
     frame = nba.logged(settings)
@@ -197,7 +199,7 @@ def evaluate_value(settings: Settings, *, tolerance: float = VALUE_TOLERANCE) ->
         mae = {}
         for role, m in (("champion", champ), ("challenger", chall)):
             frame = dataset.historical_features(store, holdout, service=m.feature_service)
-            pred = m.scorer.predict(m.scorer.encoder.transform(frame))[h]
+            pred = m.model.predict(m.model.encoder.transform(frame))[h]
             mae[role] = float(np.mean(np.abs(frame["label"].to_numpy(float) - pred)))
         decision.checks += [
             Check(f"enough payers ({h} d)", len(holdout) >= MIN_PAYERS, f"{len(holdout)} payers on {latest.date()}"),

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from features import store as feature_store
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 from training import dataset, pipeline
-from training.pipeline import Fitted, time_split
+from training.pipeline import Fitted, Oracle, time_split
 
 __all__ = ["Fitted", "time_split", "train", "fit", "own_labels", "MONOTONE"]
 MODEL_NAME = "propensity"
@@ -46,20 +45,7 @@ def own_labels(path: Path) -> pd.DataFrame:
     )
 
 
-def oracle_probability(settings: Settings, rows: pd.DataFrame, horizon_days: int) -> np.ndarray | None:
-    """True probabilities when the data came from our generator (its truth folder sits beside it)."""
-    truth_dir = settings.raw_dir / "truth"
-    if not (truth_dir / "customers.parquet").exists():
-        return None
-    from leadscope.synth.truth import load_world, true_conversion_probability
-
-    truth = pd.read_parquet(truth_dir / "customers.parquet")
-    return true_conversion_probability(truth, load_world(truth_dir), rows[ENTITY], rows[TS], horizon_days)
-
-
-def fit(settings: Settings, labels: pd.DataFrame, service: str, *, with_oracle: bool = True) -> Fitted:
-    horizon = settings.propensity_horizon_days
-    oracle = (lambda rows: oracle_probability(settings, rows, horizon)) if with_oracle else None
+def fit(settings: Settings, labels: pd.DataFrame, service: str, *, oracle: Oracle | None = None) -> Fitted:
     return pipeline.fit(settings, labels, service, oracle=oracle, monotone=MONOTONE)
 
 
@@ -70,9 +56,11 @@ def train(
     set_champion: bool | None = None,
     service: str | None = None,
     labels_path: Path | None = None,
+    oracle: Oracle | None = None,
 ) -> dict[str, float | str]:
     """Fit on the richest available service, log and register it; when that is the graph service, also
-    fit and log the same split without graph features, so the runs show what the graph adds."""
+    fit and log the same split without graph features, so the runs show what the graph adds. `oracle` (true
+    probabilities, evaluation only: training.oracle) adds the oracle's holdout metrics."""
     service = service or (WITH_GRAPH if feature_store.has_service(settings, WITH_GRAPH) else WITHOUT_GRAPH)
     progress("labels")
     if labels_path:
@@ -80,11 +68,11 @@ def train(
     else:
         labels = dataset.conversion_labels(settings, horizon_days=settings.propensity_horizon_days)
     progress(f"point-in-time features and fit ({service})")
-    main = fit(settings, labels, service, with_oracle=labels_path is None)
+    main = fit(settings, labels, service, oracle=None if labels_path else oracle)
     extra: dict[str, float] = {}
     if service == WITH_GRAPH:
         progress(f"comparison fit ({WITHOUT_GRAPH})")
-        base = fit(settings, labels, WITHOUT_GRAPH, with_oracle=labels_path is None)
+        base = fit(settings, labels, WITHOUT_GRAPH, oracle=None if labels_path else oracle)
         pipeline.log_run(settings, MODEL_NAME, base, role="comparison")
         extra = {
             "roc_auc_without_graph": base.metrics["roc_auc"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import mlflow
 import pandas as pd
@@ -17,13 +18,20 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
+_configured: list[str] = []  # the URI this process points MLflow at; set once, not on every registry poll
+
+
 def configure(settings: Settings) -> MlflowClient:
-    """Point MLflow at the configured store; nothing is touched until this is called."""
-    quiet_environment()
-    settings.resolve(settings.mlruns_dir).mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    return MlflowClient()
+    """Point MLflow at the configured store (only when it differs from the current one); nothing is touched
+    until this is called."""
+    uri = settings.mlflow_uri
+    if _configured != [uri] or mlflow.get_tracking_uri() != uri:
+        quiet_environment()
+        settings.resolve(settings.mlruns_dir).mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        _configured[:] = [uri]
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def experiment(settings: Settings, name: str) -> str:
@@ -38,11 +46,11 @@ class ScorerModel(mlflow.pyfunc.PythonModel):
     """pyfunc face of a Scorer: DataFrame of features in, calibrated probability out."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.scorer = Scorer.load(Path(context.artifacts["scorer"]))
+        self.model = Scorer.load(Path(context.artifacts["scorer"]))
 
     def predict(self, context: object, model_input: pd.DataFrame, params: dict | None = None) -> pd.Series:
-        X = self.scorer.encoder.transform(model_input)
-        return pd.Series(self.scorer.probability(X), name="probability")
+        X = self.model.encoder.transform(model_input)
+        return pd.Series(self.model.probability(X), name="probability")
 
 
 def requirements() -> list[str]:
@@ -50,28 +58,46 @@ def requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("lightgbm", "numpy", "pandas", "scikit-learn", "mlflow")]
 
 
+M = TypeVar("M")
+
+
 @dataclass(frozen=True)
-class Champion:
+class Champion(Generic[M]):
+    """A registered model version as served: a Scorer (propensity, churn, custom outcomes), a ValueModel (value)
+    or an UpliftBundle (uplift); each pyfunc exposes what it wraps as `model`."""
+
     name: str
     version: str
     run_id: str
     feature_service: str
-    scorer: Scorer
+    model: M
 
 
 def load_champion(settings: Settings, name: str, alias: str = CHAMPION) -> Champion:
-    """The model an alias points at, unwrapped to its numpy Scorer for the hot path."""
+    """The model an alias points at, unwrapped from its pyfunc to the numpy object the hot path uses."""
     client = configure(settings)
     mv = client.get_model_version_by_alias(name, alias)
     model = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
-    scorer = model.unwrap_python_model().scorer
     return Champion(
         name=name,
         version=str(mv.version),
         run_id=mv.run_id,
         feature_service=mv.tags.get("feature_service", ""),
-        scorer=scorer,
+        model=model.unwrap_python_model().model,
     )
+
+
+def register(settings: Settings, name: str, version: str, feature_service: str, *, champion: bool | None = None) -> str:
+    """Tag a freshly logged version with its FeatureService and alias it: `champion` for the first model of its
+    name (or when `champion` is True), `challenger` otherwise, so that `leadscope promote` decides. Returns the
+    alias."""
+    client = configure(settings)
+    client.set_model_version_tag(name, version, "feature_service", feature_service)
+    if champion is None:
+        champion = not has_champion(settings, name)
+    alias = CHAMPION if champion else CHALLENGER
+    client.set_registered_model_alias(name, alias, version)
+    return alias
 
 
 def alias_version(settings: Settings, name: str, alias: str = CHAMPION) -> str | None:

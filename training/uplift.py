@@ -247,6 +247,36 @@ def customer_folds(ids: pd.Series) -> np.ndarray:
     return (h % (2 * CV_FOLDS)).to_numpy()
 
 
+def _compare_learners(
+    arms: Arms,
+    X: np.ndarray,
+    y: np.ndarray,
+    t: np.ndarray,
+    val_rows: np.ndarray,
+    val_control_rows: np.ndarray,
+    cats: list[int],
+    threads: int,
+    seed: int,
+) -> dict[str, dict[str, float]]:
+    """Every learner fitted on `arms`, judged on held-out rows: the DR loss on this action's held-out treated rows
+    and all held-out control rows; Qini, AUUC and uplift@30 % on the treated rows and as many control rows."""
+    val = np.flatnonzero(val_rows | val_control_rows)
+    mu1_fit = _fit(CLASSIFIER, arms.X1, arms.y1, cats, threads, seed)
+    psi = pseudo_outcome(
+        y[val], t[val], _p(mu1_fit, X[val], threads), _p(arms.mu0, X[val], threads), float(t[val].mean())
+    )
+    val_control = np.flatnonzero(val_control_rows)
+    val_control = val_control[np.random.default_rng(seed).permutation(len(val_control))[: val_rows.sum()]]
+    balanced = np.r_[np.flatnonzero(val_rows), val_control]
+    at = np.searchsorted(val, balanced)  # the balanced rows are among the validation rows
+    found = {}
+    for kind, fit in FITS.items():
+        u = fit(arms, cats, threads, seed).uplift(X[val], threads)
+        found[kind] = uplift_metrics(y[balanced], u[at], t[balanced])
+        found[kind]["dr_loss"] = float(np.mean((psi - u) ** 2))
+    return found
+
+
 def fit_bundle(
     frame: pd.DataFrame,
     features: list[str],
@@ -279,22 +309,7 @@ def fit_bundle(
         arms = Arms(
             X[fit_rows], y[fit_rows], X[fit_control], y[fit_control], mu0_inner, folds[fit_rows], folds[fit_control]
         )
-        # validation: the DR loss on this action's held-out treated rows and all held-out control rows; Qini,
-        # AUUC and uplift@30 % on the treated rows and as many control rows
-        val = np.flatnonzero(val_rows | (control_rows & ~inner))
-        mu1_fit = _fit(CLASSIFIER, arms.X1, arms.y1, cats, threads, seed)
-        psi = pseudo_outcome(
-            y[val], t[val], _p(mu1_fit, X[val], threads), _p(mu0_inner, X[val], threads), float(t[val].mean())
-        )
-        val_control = np.flatnonzero(control_rows & ~inner)
-        val_control = val_control[np.random.default_rng(seed).permutation(len(val_control))[: val_rows.sum()]]
-        balanced = np.r_[np.flatnonzero(val_rows), val_control]
-        at = np.searchsorted(val, balanced)  # the balanced rows are among the validation rows
-        found = {}
-        for kind, fit in FITS.items():
-            u = fit(arms, cats, threads, seed).uplift(X[val], threads)
-            found[kind] = uplift_metrics(y[balanced], u[at], t[balanced])
-            found[kind]["dr_loss"] = float(np.mean((psi - u) ** 2))
+        found = _compare_learners(arms, X, y, t, val_rows, control_rows & ~inner, cats, threads, seed)
         best = min(found, key=lambda k: found[k]["dr_loss"]) if learner == "auto" else learner
         arms = Arms(
             X[treated], y[treated], X[control_rows], y[control_rows], mu0_all, folds[treated], folds[control_rows]

@@ -17,9 +17,9 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from features import store as feature_store
-from features.build import read_table
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
+from leadscope.tables import read_table
 from training import dataset, tracking
 from training.clv import BGNBD, GammaGamma
 from training.pipeline import time_split
@@ -27,6 +27,7 @@ from training.scorer import Encoder
 
 SERVICE = "value_v1"
 HORIZONS = (90, 365)
+ValueOracle = Callable[[pd.DataFrame, int], np.ndarray]  # true expected spend per row and horizon (evaluation)
 WEEK = 7.0
 LGB_PARAMS = {
     "objective": "tweedie",
@@ -80,17 +81,6 @@ def rfm(settings: Settings, customers: pd.Series, at: pd.Timestamp) -> pd.DataFr
     )
 
 
-def true_value(settings: Settings, rows: pd.DataFrame, horizon: int) -> np.ndarray | None:
-    truth_path = settings.raw_dir / "truth" / "customers.parquet"
-    if not truth_path.exists():
-        return None
-    from leadscope.synth.truth import true_expected_spend
-
-    t = pd.read_parquet(truth_path).set_index(ENTITY).loc[rows[ENTITY].to_numpy()]
-    alive = ~(pd.to_datetime(t["churned_at"], utc=True) <= rows[TS].to_numpy())
-    return np.where(alive, true_expected_spend(t.reset_index(), horizon), 0.0)
-
-
 def _scores(y: np.ndarray, pred: np.ndarray, truth: np.ndarray | None) -> dict[str, float]:
     out = {
         "mae": float(np.mean(np.abs(y - pred))),
@@ -105,7 +95,7 @@ def _scores(y: np.ndarray, pred: np.ndarray, truth: np.ndarray | None) -> dict[s
     return out
 
 
-def evaluate(settings: Settings, horizon: int) -> dict[str, dict[str, float]]:
+def evaluate(settings: Settings, horizon: int, oracle: ValueOracle | None = None) -> dict[str, dict[str, float]]:
     """Both methods on the latest snapshot with a complete window; returns metrics per method."""
     labels = value_labels(settings, horizon)
     df = dataset.historical_features(feature_store.open_store(settings), labels, service=SERVICE)
@@ -123,7 +113,7 @@ def evaluate(settings: Settings, horizon: int) -> dict[str, dict[str, float]]:
     )
     test = df[te].reset_index(drop=True)
     y = test["label"].to_numpy()
-    truth = true_value(settings, test, horizon)
+    truth = oracle(test, horizon) if oracle else None
     at = test[TS].iloc[0]
     r = rfm(settings, test[ENTITY], at)
     bg = BGNBD(penalizer=0.001).fit(r["x"], r["t_x"], r["T"])
@@ -149,7 +139,9 @@ def evaluate(settings: Settings, horizon: int) -> dict[str, dict[str, float]]:
     return scores, extra
 
 
-def train(settings: Settings, *, progress: Callable[[str], None] = lambda _: None) -> dict[str, dict]:
+def train(
+    settings: Settings, *, progress: Callable[[str], None] = lambda _: None, oracle: ValueOracle | None = None
+) -> dict[str, dict]:
     """Evaluate both methods per horizon, log one MLflow run per (method, horizon), and register the
     LightGBM pair as model `value` when it wins every horizon (BG/NBD serving would need the RFM summary
     online; until then a BG/NBD win is reported and nothing is registered)."""
@@ -158,7 +150,7 @@ def train(settings: Settings, *, progress: Callable[[str], None] = lambda _: Non
     fitted = {}
     for h in HORIZONS:
         progress(f"{h}-day horizon")
-        res, extra = evaluate(settings, h)
+        res, extra = evaluate(settings, h, oracle)
         fitted[h] = extra
         best = min(res, key=lambda m: res[m]["mae"])
         for method, metrics in res.items():
@@ -203,9 +195,6 @@ def _register(settings: Settings, fitted: dict[int, dict]) -> str:
             pip_requirements=tracking.requirements(),
             registered_model_name="value",
         )
-    client = tracking.configure(settings)
     version = str(info.registered_model_version)
-    client.set_model_version_tag("value", version, "feature_service", SERVICE)
-    alias = tracking.CHALLENGER if tracking.has_champion(settings, "value") else tracking.CHAMPION
-    client.set_registered_model_alias("value", alias, version)
+    tracking.register(settings, "value", version, SERVICE)
     return version

@@ -48,8 +48,8 @@ class ValuePyfunc(mlflow.pyfunc.PythonModel):
     """pyfunc face: DataFrame of features in, expected spend per horizon out."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.scorer = ValueModel.load(Path(context.artifacts["value"]))
+        self.model = ValueModel.load(Path(context.artifacts["value"]))
 
     def predict(self, context: object, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        pred = self.scorer.predict(self.scorer.encoder.transform(model_input))
+        pred = self.model.predict(self.model.encoder.transform(model_input))
         return pd.DataFrame({f"expected_spend_{h}d": v for h, v in pred.items()})

@@ -6,28 +6,20 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
-import numpy as np
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from serving.audiences import (
-    AudienceStore,
-    SeedTooSmall,
-    attributes_of,
-    export_csv,
-    report,
-    resolve,
-    run_build,
-    tracker,
-)
-from serving.audiences import Request as BuildRequest
-from serving.deps import get_state
+from serving.audiences.build import SeedTooSmall, resolve, run_build, tracker
+from serving.audiences.export import export_csv
+from serving.audiences.insight import attributes_of, cross_pair, report
+from serving.audiences.store import AudienceStore, AudienceUnavailable
+from serving.audiences.store import Request as BuildRequest
+from serving.deps import AudiencePool, Audiences, FeaturesState
 from serving.errors import ApiError, documented
 from serving.schemas import CustomerId
 from serving.security import require
-from serving.state import ServingState
 from training.lookalike import EXCLUSIONS, MIN_SEED
 
 router = APIRouter(prefix="/v1/audiences", tags=["audiences"], dependencies=[require("audiences")])
@@ -92,22 +84,20 @@ class Audience(BaseModel):
     next_offset: int | None = None
 
 
-def _store(request: Request) -> AudienceStore:
-    return request.app.state.audiences
-
-
-def _ready(state: ServingState) -> None:
-    if not state.loaded:
-        raise ApiError(503, "loading", "models and features are still loading; see /readyz")
-    if state.store is None:
-        raise ApiError(503, "features_unavailable", "the feature store is not available; see /readyz")
-
-
 async def _found(store: AudienceStore, audience_id: str, field: str = "audience_id") -> dict:
     found = await run_in_threadpool(store.get, audience_id)
     if found is None:
         raise ApiError(404, "not_found", f"no audience with this id ({field})", field)
     return found
+
+
+async def _ready(store: AudienceStore, audience_id: str, field: str = "audience_id") -> dict:
+    try:
+        return await run_in_threadpool(store.ready, audience_id)
+    except AudienceUnavailable as exc:
+        if exc.status is None:
+            raise ApiError(404, "not_found", f"no audience with this id ({field})", field) from None
+        raise ApiError(409, "not_ready", f"audience is {exc.status}, not ready ({field})", field) from None
 
 
 @router.post(
@@ -118,16 +108,13 @@ async def _found(store: AudienceStore, audience_id: str, field: str = "audience_
     | documented(400, 401, 403, 413, 422, 429, 503, 504),
     summary="Build a lookalike audience from a seed",
 )
-async def create(
-    body: LookalikeRequest, request: Request, state: Annotated[ServingState, Depends(get_state)]
-) -> Response:
+async def create(body: LookalikeRequest, state: FeaturesState, store: Audiences, pool: AudiencePool) -> Response:
     """Deterministic for the same seed list, size, exclusions and feature snapshot. Audiences up to
     `LEADSCOPE_AUDIENCE_SYNC_MAX` members are built in the request (201, status ready); larger ones are built
     in the background (202, status running). Each build is one MLflow run in the `lookalike` experiment."""
-    _ready(state)
     settings = state.settings
-    store = _store(request)
-    pop = await run_in_threadpool(state.get_population)
+    assert state.snapshots is not None
+    pop = await run_in_threadpool(state.snapshots.population)
     req = BuildRequest(body.seed_customer_ids, body.size, body.percent, tuple(dict.fromkeys(body.exclude)), body.name)
     try:
         seed_rows, seed, size = resolve(pop, req)
@@ -137,9 +124,7 @@ async def create(
         field = str(exc).split(":", 1)[0]
         raise ApiError(422, "invalid_request", str(exc), field) from None
     audience_id = await run_in_threadpool(store.create, req, size, seed)
-    job = request.app.state.audience_pool.submit(
-        run_build, settings, store, pop, audience_id, req, seed_rows, size, tracker(settings)
-    )
+    job = pool.submit(run_build, settings, store, pop, audience_id, req, seed_rows, size, tracker(settings))
     if size <= settings.audience_sync_max:
         await asyncio.wrap_future(job)
     found = await run_in_threadpool(store.get, audience_id)
@@ -154,12 +139,11 @@ async def create(
 )
 async def get(
     audience_id: str,
-    request: Request,
+    store: Audiences,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> Audience:
     """The audience's status; once ready, a page of members by rank (`offset` members skipped)."""
-    store = _store(request)
     found = await _found(store, audience_id)
     out = Audience(**found)
     if found["status"] == "ready":
@@ -169,18 +153,6 @@ async def get(
     return out
 
 
-async def _members(
-    state: ServingState, store: AudienceStore, audience_id: str, field: str = "audience_id"
-) -> tuple[dict, np.ndarray]:
-    found = await _found(store, audience_id, field)
-    if found["status"] != "ready":
-        raise ApiError(409, "not_ready", f"audience is {found['status']}, not ready ({field})", field)
-    ids = await run_in_threadpool(store.member_ids, audience_id)
-    pop = await run_in_threadpool(state.get_population)
-    rows = pop.index.get_indexer(ids["customer_id"])
-    return found, rows[rows >= 0]
-
-
 @router.get(
     "/{audience_id}/insight",
     responses=documented(400, 401, 403, 404, 409, 422, 429, 503, 504),
@@ -188,8 +160,8 @@ async def _members(
 )
 async def insight(
     audience_id: str,
-    request: Request,
-    state: Annotated[ServingState, Depends(get_state)],
+    state: FeaturesState,
+    store: Audiences,
     compare: Annotated[str | None, Query(max_length=40, description="Another audience's id: overlap.")] = None,
     cross: Annotated[
         str | None,
@@ -200,32 +172,26 @@ async def insight(
     """Attribute values that most distinguish the audience (lift with counts and 95% interval), an optional
     cross-analysis of two attributes, an optional overlap with another audience, and the expected conversion rate
     of its open leads from the propensity champion."""
-    _ready(state)
-    store = _store(request)
-    found, rows = await _members(state, store, audience_id)
-    other = None
+    found = await _ready(store, audience_id)
     if compare is not None:
-        _, other = await _members(state, store, compare, "compare")
-    pop = await run_in_threadpool(state.get_population)
-    attrs = await run_in_threadpool(_attributes, state)
-    pair = None
-    if cross is not None:
-        pair = [a.strip() for a in cross.split(",")]
-        unknown = [a for a in pair if a not in attrs]
-        if len(pair) != 2 or unknown or pair[0] == pair[1]:
-            raise ApiError(
-                422, "invalid_request", f"cross: give two different attributes of {', '.join(attrs.columns)}", "cross"
-            )
+        await _ready(store, compare, "compare")
+    assert state.snapshots is not None
+    pop = await run_in_threadpool(state.snapshots.population)
+    attrs = await run_in_threadpool(attributes_of, pop)
+    try:
+        pair = cross_pair(cross, attrs)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", str(exc), "cross") from None
 
     def compute() -> dict:
         return report(
             pop,
             attrs,
-            rows,
+            store.member_rows(audience_id, pop.index),
             champion=state.models.get("propensity"),
             horizon_days=state.settings.propensity_horizon_days,
             pair=pair,
-            other=other,
+            other=store.member_rows(compare, pop.index) if compare is not None else None,
             compare=compare,
             top=top,
             audience_id=audience_id,
@@ -233,10 +199,6 @@ async def insight(
         )
 
     return await run_in_threadpool(compute)
-
-
-def _attributes(state: ServingState):  # noqa: ANN202 - pandas DataFrame
-    return attributes_of(state.get_population())
 
 
 @router.get(
@@ -247,19 +209,18 @@ def _attributes(state: ServingState):  # noqa: ANN202 - pandas DataFrame
 )
 async def export(
     audience_id: str,
-    request: Request,
-    state: Annotated[ServingState, Depends(get_state)],
+    state: FeaturesState,
+    store: Audiences,
     format: Annotated[Literal["meta", "google"], Query(description="meta: Customer List; google: Customer Match")],
 ) -> Response:
     """Members with ads consent, identifiers normalised and SHA-256 hashed by the platform's own rules (never raw
     personal data). Counts of members left out are in the X-Leadscope-* headers."""
-    store = _store(request)
-    found = await _found(store, audience_id)
-    if found["status"] != "ready":
-        raise ApiError(409, "not_ready", f"audience is {found['status']}, not ready to export", "audience_id")
+    await _ready(store, audience_id)
+    snapshots = state.snapshots
+    assert snapshots is not None
 
     def build() -> tuple[str, dict]:
-        return export_csv(format, state.customers(), store.member_ids(audience_id))
+        return export_csv(format, snapshots.contacts(), store.member_ids(audience_id))
 
     text, counts = await run_in_threadpool(build)
     headers = {

@@ -5,24 +5,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from serving.deps import get_state
+from serving.deps import OutboxDep, State
 from serving.errors import ApiError, documented
 from serving.scoring import expected_values
 from serving.security import require
 from serving.signals.ingest import Accepted, ConversionBatch, ConversionEvent, identifiers
-from serving.signals.outbox import Outbox
 from serving.signals.platforms import Event
 from serving.state import ServingState
 
 router = APIRouter(prefix="/v1/conversions", tags=["conversions"], dependencies=[require("conversions")])
 ERRORS = documented(400, 401, 403, 413, 422, 429, 503, 504)
-
-
-async def _outbox(request: Request) -> Outbox:
-    return request.app.state.outbox
 
 
 def _predicted(state: ServingState, customer_ids: list[str]) -> dict[str, float]:
@@ -35,9 +30,8 @@ def _predicted(state: ServingState, customer_ids: list[str]) -> dict[str, float]
 @router.post("", status_code=202, response_model=Accepted, responses=ERRORS, summary="Take CRM conversion events")
 async def take(
     body: ConversionBatch,
-    request: Request,
-    state: Annotated[ServingState, Depends(get_state)],
-    outbox: Annotated[Outbox, Depends(_outbox)],
+    state: State,
+    outbox: OutboxDep,
 ) -> Accepted:
     """Idempotent by event_id. Each event is stored (with its hashed identifiers only) together with one
     delivery row per platform before the 202: a crash after it loses nothing."""
@@ -78,7 +72,7 @@ def _value(ev: ConversionEvent, rule: str, predicted: dict[str, float]) -> tuple
 @router.get("/export", responses=documented(400, 401, 403, 422, 429, 504), summary="Pending payloads per platform")
 async def export(
     platform: Literal["meta", "google", "baidu"],
-    outbox: Annotated[Outbox, Depends(_outbox)],
+    outbox: OutboxDep,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> dict:
     """The platform's request bodies for every pending delivery, batched at its limit, for a manual upload
@@ -90,7 +84,7 @@ async def export(
 
 
 @router.get("/{event_id}", responses=documented(400, 401, 403, 404, 429, 504), summary="Delivery status of one event")
-async def status(event_id: str, outbox: Annotated[Outbox, Depends(_outbox)]) -> dict:
+async def status(event_id: str, outbox: OutboxDep) -> dict:
     found = await run_in_threadpool(outbox.event_status, event_id)
     if found is None:
         raise ApiError(404, "not_found", "no conversion event with this event_id", "event_id")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from serving import observability
-from serving.deps import get_state
+from serving.deps import State
 from serving.schemas import Health, ModelInfo, Readiness
-from serving.state import ServingState
 
 router = APIRouter(tags=["health"])
 
@@ -21,16 +18,16 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def readyz(state: Annotated[ServingState, Depends(get_state)]) -> Readiness | JSONResponse:
+async def readyz(state: State) -> Readiness | JSONResponse:
     """Ready when every model is loaded and the feature store answers a read."""
     if not state.loaded:
         body = Readiness(ready=False, loading=True, models=[], feature_store="loading")
         return JSONResponse(status_code=503, content=body.model_dump())
     store_ok = "unavailable"
-    if state.store is not None and state.models:
+    if state.online is not None and state.models:
         try:
             name = next(iter(state.models))
-            state.online(name, ["__readiness_probe__"])
+            state.online.rows(name, ["__readiness_probe__"])
             store_ok = "ok"
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
             store_ok = f"error: {type(exc).__name__}"

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from leadscope.catalogue import CatalogueError
 from serving import nba
-from serving.deps import get_state
+from serving.deps import FeaturesState
 from serving.errors import ApiError, documented
 from serving.schemas import CustomerId, ItemError, ModelInfo
 from serving.security import require
-from serving.state import ServingState
 
 router = APIRouter(prefix="/v1/next-best-action", tags=["next-best-action"], dependencies=[require("score")])
 MAX_IDS = 1_000
@@ -62,22 +59,20 @@ class NbaResponse(BaseModel):
 
 
 @router.post("", response_model=NbaResponse, responses=documented(400, 401, 403, 413, 422, 429, 503, 504))
-async def next_best_action(body: NbaRequest, state: Annotated[ServingState, Depends(get_state)]) -> NbaResponse:
+async def next_best_action(body: NbaRequest, state: FeaturesState) -> NbaResponse:
     """Actions ranked by expected incremental value (what the action changes × what a response is worth − its
     cost), only those the customer is eligible for (consent, reachability, lifecycle stage, cooldown, contact
     caps) and whose estimated uplift is positive; `recommended` is the do-nothing action when nothing pays.
     Unknown ids get a per-item error."""
-    if not state.loaded:
-        raise ApiError(503, "loading", "models and features are still loading; see /readyz")
     if state.nba is None:
         raise ApiError(503, "model_unavailable", "no next-best-action model is registered; run `leadscope train nba`")
     try:
         cat = nba.catalogue(state)
     except CatalogueError as exc:
         raise ApiError(503, "catalogue_invalid", str(exc)) from None
-    version, bundle = state.nba
+    champ = state.nba
     items = await run_in_threadpool(nba.recommend, state, cat, body.customer_ids, body.max_actions)
     return NbaResponse(
-        model=ModelInfo(name="uplift", version=version, feature_service=bundle.feature_service),
+        model=ModelInfo(name=champ.name, version=champ.version, feature_service=champ.feature_service),
         items=[NbaItem(**i) for i in items],
     )

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from serving.deps import get_state
+from serving.deps import ReadyState
 from serving.errors import ApiError, documented
 from serving.schemas import BatchScoreRequest, ModelInfo, ScoreRequest, ScoreResponse
 from serving.scoring import score_items
@@ -24,8 +23,6 @@ ERRORS = documented(400, 401, 403, 413, 422, 429, 503, 504)
 
 
 def _models(state: ServingState, requested: list[str]) -> list[str]:
-    if not state.loaded:
-        raise ApiError(503, "loading", "models and features are still loading; see /readyz")
     names = list(dict.fromkeys(requested))
     missing = [m for m in names if m not in state.models]
     if missing:
@@ -41,7 +38,7 @@ def _infos(state: ServingState, names: list[str]) -> list[ModelInfo]:
 
 
 @router.post("/scores", response_model=ScoreResponse, summary="Score known customers by id", responses=ERRORS)
-async def scores(body: ScoreRequest, state: Annotated[ServingState, Depends(get_state)]) -> ScoreResponse:
+async def scores(body: ScoreRequest, state: ReadyState) -> ScoreResponse:
     """Propensity (default), churn and/or value for each id, with the top reasons; unknown ids get an item error."""
     names = _models(state, body.models)
     ids = body.customer_ids
@@ -64,9 +61,7 @@ async def scores(body: ScoreRequest, state: Annotated[ServingState, Depends(get_
         **ERRORS,
     },
 )
-async def scores_batch(
-    body: BatchScoreRequest, state: Annotated[ServingState, Depends(get_state)]
-) -> StreamingResponse:
+async def scores_batch(body: BatchScoreRequest, state: ReadyState) -> StreamingResponse:
     """For CRMs scoring 100k+ customers: the response starts at once and streams chunk by chunk, so memory stays
     bounded and the client sees progress. The model versions are fixed at the start of the request."""
     names = _models(state, body.models)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 
 import phonenumbers
 
@@ -139,3 +140,54 @@ def google_phone(phone: str | None, country: str | None = None) -> str | None:
 def google_name(name: str | None) -> str | None:
     v = (name or "").strip().lower()
     return sha256(v) if v else None
+
+
+# --- one record's identifiers, per platform (conversion payloads and audience exports share these) -------------
+
+
+def _each(rules: dict[str, tuple], row: Mapping[str, object], strict: bool) -> dict[str, str | None]:
+    """Apply each rule to the row's columns. strict: an unreadable value raises (the API refuses the event,
+    naming the field); lenient: it is left empty for that record (an export row), never sent raw."""
+    out: dict[str, str | None] = {}
+    for key, (fn, *columns) in rules.items():
+        args = [_text(row.get(c)) for c in columns]
+        try:
+            out[key] = fn(*args)
+        except ValueError:
+            if strict:
+                raise
+            out[key] = None
+    return out
+
+
+def _text(v: object) -> str | None:
+    return None if v is None or (isinstance(v, float) and v != v) else str(v)  # NaN: a missing cell
+
+
+_META = {
+    "em": (meta_email, "email"),
+    "ph": (meta_phone, "phone", "country"),
+    "fn": (meta_name, "first_name"),
+    "ln": (meta_name, "last_name"),
+    "ct": (meta_location, "city"),
+    "st": (meta_location, "state"),
+    "zp": (meta_zip, "zip"),
+    "country": (meta_country, "country"),
+    "external_id": (meta_external_id, "customer_id"),
+}
+_GOOGLE = {
+    "em": (google_email, "email"),
+    "ph": (google_phone, "phone", "country"),
+    "fn": (google_name, "first_name"),
+    "ln": (google_name, "last_name"),
+}
+
+
+def meta_user(row: Mapping[str, object], *, strict: bool = True) -> dict[str, str | None]:
+    """Meta's user_data keys (em, ph, fn, ln, ct, st, zp, country, external_id), each normalised and hashed."""
+    return _each(_META, row, strict)
+
+
+def google_user(row: Mapping[str, object], *, strict: bool = True) -> dict[str, str | None]:
+    """Google's hashed identifiers (em, ph, fn, ln)."""
+    return _each(_GOOGLE, row, strict)

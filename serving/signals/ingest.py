@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from leadscope.schema import STAGES
+from leadscope.schema import CLICK_IDS, STAGES
 from leadscope.settings import Settings
 from serving.signals import hashing
 from serving.signals.mapping import load as load_mapping
@@ -77,20 +77,9 @@ class Accepted(BaseModel):
 
 def identifiers(ev: ConversionEvent) -> dict:
     """Hashed per platform rule (raises ValueError naming the field for an unreadable e-mail or phone)."""
-    h = hashing
-    meta = {
-        "em": h.meta_email(ev.email),
-        "ph": h.meta_phone(ev.phone, ev.country),
-        "fn": h.meta_name(ev.first_name),
-        "ln": h.meta_name(ev.last_name),
-        "ct": h.meta_location(ev.city),
-        "st": h.meta_location(ev.state),
-        "zp": h.meta_zip(ev.zip),
-        "country": h.meta_country(ev.country),
-        "external_id": h.meta_external_id(ev.customer_id),
-    }
-    google = {"em": h.google_email(ev.email), "ph": h.google_phone(ev.phone, ev.country)}
-    click = {k: getattr(ev, k) for k in ("gclid", "gbraid", "wbraid", "fbc", "fbp", "meta_lead_id", "bd_vid", "ttclid")}
+    row = ev.model_dump()
+    meta, google = hashing.meta_user(row), hashing.google_user(row)
+    click = {k: row[k] for k in CLICK_IDS}
     return {
         "meta": {k: v for k, v in meta.items() if v},
         "google": {k: v for k, v in google.items() if v},

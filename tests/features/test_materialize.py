@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
 from features import store
 from features.build import build
-from graphs import build as graph_build
+from leadscope.tables import read_feature_meta
 from tests.conftest import prepare, small_settings
 
 
@@ -18,7 +16,7 @@ def test_incremental_materialisation_moves_only_what_is_new(tmp_path) -> None:
     fs = store.open_store(settings)
     assert store.materialize_incremental(fs, settings) == {}  # nothing new: nothing moved
 
-    old_end = pd.Timestamp(json.loads((settings.feature_dir / "meta.json").read_text())["end"])
+    old_end = read_feature_meta(settings.feature_dir).end
     events = pd.read_parquet(settings.raw_dir / "events.parquet")
     who = events["customer_id"].iloc[0]
     late = events.head(5).assign(
@@ -28,9 +26,8 @@ def test_incremental_materialisation_moves_only_what_is_new(tmp_path) -> None:
         ts=old_end + pd.Timedelta(days=3),
     )
     pd.concat([events, late]).to_parquet(settings.raw_dir / "events.parquet", index=False)
-    build(settings)
-    graph_build.build(settings)
-    fs = store.apply(settings)
+    build(settings, online=False)  # new sources and registry; the online store keeps its old rows
+    fs = store.open_store(settings)
     moved = store.materialize_incremental(fs, settings)
     assert set(moved) >= {"customer_engagement", "customer_transactions"}
     assert all(pd.Timestamp(start) >= old_end for start, _ in moved.values())  # not the whole history again

@@ -9,7 +9,6 @@ import pytest
 
 from features import store
 from features.build import build
-from graphs import build as graph_build
 from tests.conftest import prepare, small_settings
 from training import dataset
 
@@ -43,9 +42,7 @@ def test_rows_after_the_snapshot_do_not_change_its_features(base, tmp_path, kind
     # broken: the model would train on the future; holdout AUC would not survive production
     settings = base.model_copy(update={"home": tmp_path})
     shutil.copytree(base.raw_dir, settings.raw_dir)
-    build(settings)
-    graph_build.build(settings)
-    store.apply(settings)
+    build(settings, online=False)
     labels = dataset.conversion_labels(settings, horizon_days=30)
     snap = pd.Timestamp(sorted(labels["event_timestamp"].unique())[-2])
     rows = labels[labels["event_timestamp"] == snap].head(300)
@@ -61,9 +58,8 @@ def test_rows_after_the_snapshot_do_not_change_its_features(base, tmp_path, kind
     pd.concat([pd.read_parquet(settings.raw_dir / f"{kind}.parquet"), late]).to_parquet(
         settings.raw_dir / f"{kind}.parquet", index=False
     )
-    build(settings)
-    graph_build.build(settings)
-    fs = store.apply(settings)
+    build(settings, online=False)
+    fs = store.open_store(settings)
     after = dataset.historical_features(fs, rows, service="customer_360")
     next_after = dataset.historical_features(fs, nxt, service="customer_360")
 

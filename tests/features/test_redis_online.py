@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import socket
@@ -13,6 +12,7 @@ import pandas as pd
 import pytest
 
 from features import store as feature_store
+from leadscope.tables import read_feature_meta
 from tests.conftest import prepare, small_settings
 from training import dataset
 
@@ -64,7 +64,7 @@ def test_redis_round_trip_matches_the_offline_store(tmp_path, redis_url) -> None
     prepare(settings, train=False)
     assert "type: redis" in (settings.feature_repo_dir / "feature_store.yaml").read_text()
     store = feature_store.open_store(settings)
-    meta_end = pd.Timestamp(json.loads((settings.feature_dir / "meta.json").read_text())["end"])
+    meta_end = read_feature_meta(settings.feature_dir).end
     ids = pd.read_parquet(settings.raw_dir / "customers.parquet")["customer_id"].sample(50, random_state=0).tolist()
     online = store.get_online_features(
         features=store.get_feature_service("propensity_v2"), entity_rows=[{"customer_id": i} for i in ids]

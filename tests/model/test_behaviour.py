@@ -16,7 +16,7 @@ def _rows(prepared):
     champ = tracking.load_champion(settings, "propensity")
     labels = dataset.conversion_labels(settings, horizon_days=30).sample(400, random_state=0)
     df = dataset.historical_features(store.open_store(settings), labels, service="propensity_v2")
-    return champ.scorer, df
+    return champ.model, df
 
 
 def test_more_buying_signals_never_lower_propensity(prepared) -> None:

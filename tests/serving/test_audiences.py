@@ -129,7 +129,7 @@ def test_large_audience_builds_in_background_and_cannot_export_until_ready(compa
 
 
 def test_a_build_orphaned_by_a_restart_is_marked_failed(company) -> None:
-    from serving.audiences import AudienceStore, Request, audiences
+    from serving.audiences.store import AudienceStore, Request, audiences
 
     settings, _, _ = company
     store = AudienceStore(settings.database_url)

@@ -69,23 +69,24 @@ def test_cli_score_writes_one_row_per_id_matching_the_api(client, prepared, ids,
         assert row.propensity_probability == item["propensity"]["probability"]
         assert row.value_expected_spend_90d == item["value"]["expected_spend_90d"]
     bad = CliRunner().invoke(cli, ["score", "--input", str(src), "--models", "lifetime", "--out", str(out)], env=env)
-    assert isinstance(bad.exception, ValueError) and "lifetime" in str(bad.exception)
+    assert bad.exit_code == 2 and "--models: unknown model lifetime" in bad.output, bad.output
 
 
 def test_cached_rows_equal_fresh_reads_and_a_new_materialisation_empties_the_cache(prepared, ids) -> None:
     # broken: the cache would serve features that a newer materialisation replaced
     state = ServingState(prepared.settings)
     state.load()
-    fresh = state._read("propensity", ids[:300])
-    first = state.online("propensity", ids[:300])
-    cached = state.online("propensity", ids[:300])
-    assert first == fresh == cached and len(state.cache) == 300
-    mixed = state.online("propensity", [ids[0], "NOT-A-CUSTOMER", ids[400]])
-    assert mixed == state._read("propensity", [ids[0], "NOT-A-CUSTOMER", ids[400]])
-    assert state.refresh() == [] and len(state.cache) == 302
+    online = state.online
+    fresh = online.read("propensity", ids[:300])
+    first = online.rows("propensity", ids[:300])
+    cached = online.rows("propensity", ids[:300])
+    assert first == fresh == cached and len(online.cache) == 300
+    mixed = online.rows("propensity", [ids[0], "NOT-A-CUSTOMER", ids[400]])
+    assert mixed == online.read("propensity", [ids[0], "NOT-A-CUSTOMER", ids[400]])
+    assert state.refresh() == [] and len(online.cache) == 302
     feature_store.materialize(feature_store.open_store(prepared.settings), prepared.settings)
-    assert state.refresh() == ["features: new materialisation"] and len(state.cache) == 0
-    assert state.online("propensity", ids[:300]) == fresh
+    assert state.refresh() == ["features: new materialisation"] and len(online.cache) == 0
+    assert online.rows("propensity", ids[:300]) == fresh
 
 
 def test_cached_scores_equal_fresh_ones_and_prewarm_fills_the_cache(prepared, ids) -> None:
@@ -98,7 +99,7 @@ def test_cached_scores_equal_fresh_ones_and_prewarm_fills_the_cache(prepared, id
     plain.load()
     n = scoring.prewarm(cached)
     known = pd.read_parquet(prepared.settings.raw_dir / "customers.parquet")["customer_id"].nunique()
-    assert n == known and not cached.warming and len(cached.cache) == 2 * n  # a feature row and an answer each
+    assert n == known and not cached.warming and len(cached.online.cache) == 2 * n  # a feature row and an answer each
     assert scoring.prewarm(plain) == 0  # no cache, nothing to warm
     asked = [*ids[:200], "NOT-A-CUSTOMER", ids[0]]
     for models in (["propensity"], ["propensity", "churn", "value"]):

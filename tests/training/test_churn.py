@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from training import churn
+from training import churn, oracle
 
 
 def test_churn_auc_is_close_to_the_oracle(prepared) -> None:
@@ -34,5 +34,5 @@ def test_cancellation_definition_only_counts_churned_stages(prepared) -> None:
     churned = set(stages.loc[stages["stage"] == "churned", "customer_id"])
     positives = set(labels.loc[labels["label"] == 1, "customer_id"])
     assert positives and positives <= churned
-    p = churn.oracle_probability(settings, labels.head(50))
+    p = oracle.churn_probability(settings, labels.head(50))
     assert p is not None and np.all((p >= 0) & (p <= 1))

@@ -14,7 +14,7 @@ def test_monitor_reports_drift_and_calibration(prepared) -> None:
     result = monitoring.monitor(settings, "propensity")
     drift, calib = result["drift"], result["calibration"]
     champ = tracking.load_champion(settings, "propensity")
-    assert set(drift["feature"]) == {"(score)", *champ.scorer.encoder.features}
+    assert set(drift["feature"]) == {"(score)", *champ.model.encoder.features}
     assert (drift["psi"] >= 0).all() and drift["psi"].is_monotonic_decreasing
     assert len(calib) == 4 and (calib["rows"] > 0).all()
     assert 0.4 < calib["realised"].sum() / calib["predicted"].sum() < 2.5  # calibrated in the large

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from leadscope import catalogue as catalogue_lib
 from leadscope.catalogue import CatalogueError
 from leadscope.cli import app
-from training import nba, nba_eval, policy, population, uplift
+from training import nba, nba_eval, policy, population, tracking, uplift
 
 
 def _write(tmp_path, text: str):
@@ -142,7 +142,7 @@ def test_policy_value_against_truth_and_off_policy_estimates(prepared) -> None:
     )
     assert values["oracle"] >= values["ours"] > max(values["best_single_action"], values["random"], 0)
     assert values["ours"] > values["rank_by_propensity"]
-    _, bundle = nba.load_champion(settings)
+    bundle = tracking.load_champion(settings, nba.NAME).model
     ope = nba_eval.ope_against_truth(
         settings, nba.logged(settings), bundle, prepared.metrics["nba"]["best_single_action"]
     )
@@ -156,7 +156,7 @@ def test_policy_value_against_truth_and_off_policy_estimates(prepared) -> None:
 def test_off_policy_estimates_are_unbiased_over_fresh_randomisations(prepared) -> None:
     # broken: DR would be off by more than its own noise once one log's luck is averaged out
     settings = prepared.settings
-    _, bundle = nba.load_champion(settings)
+    bundle = tracking.load_champion(settings, nba.NAME).model
     k = 40
     rep = nba_eval.ope_replicates(
         settings, nba.logged(settings), bundle, prepared.metrics["nba"]["best_single_action"], replicates=k

@@ -43,9 +43,9 @@ def test_pyfunc_returns_probabilities_equal_to_the_scorer(prepared) -> None:
     model = mlflow.pyfunc.load_model("models:/propensity@champion")
     labels = dataset.conversion_labels(settings, horizon_days=settings.propensity_horizon_days).head(200)
     df = dataset.historical_features(store.open_store(settings), labels, service="propensity_v2")
-    p = np.asarray(model.predict(df[champ.scorer.encoder.features]))
+    p = np.asarray(model.predict(df[champ.model.encoder.features]))
     assert ((p > 0) & (p < 1)).all()
-    np.testing.assert_allclose(p, champ.scorer.probability(champ.scorer.encoder.transform(df)))
+    np.testing.assert_allclose(p, champ.model.probability(champ.model.encoder.transform(df)))
 
 
 def test_same_seed_same_model(prepared) -> None:

@@ -8,13 +8,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from training import tracking, value
+from training import oracle, tracking, value
 
 
 def test_value_methods_are_compared_and_logged(prepared) -> None:
     # broken: next-best-action and ad-platform value signals would run on an unmeasured value estimate
     settings = prepared.settings
-    results = value.train(settings)
+    results = value.train(settings, oracle=oracle.for_value(settings))
     registered = results.pop("registered", None)
     assert set(results) == {"90d", "365d"}
     if all(r["picked"]["method"] == "lightgbm" for r in results.values()):

@@ -1,0 +1,198 @@
+"""`leadscope train …`, `leadscope promote` and `leadscope monitor`: models into MLflow, gates, drift.
+
+On generated data the generator's truth is handed to training as an oracle (evaluation only), so the printed
+figures compare each model with the best possible one; on a company's own data there is none and nothing of it
+runs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from leadscope.cli.common import console, fail, settings, step
+from leadscope.schema import CLASSIFIERS, MODELS
+from leadscope.settings import Settings
+
+train_app = typer.Typer(help="Train a model and register it in MLflow.", no_args_is_help=True)
+Classifier = StrEnum("Classifier", {m: m for m in CLASSIFIERS})
+Promotable = StrEnum("Promotable", {m: m for m in MODELS})
+NoChampion = Annotated[
+    bool, typer.Option(help="Register as challenger even if no champion exists (first model: champion).")
+]
+
+
+def _oracle_line(m: dict) -> str:
+    return f" (oracle {m['oracle_roc_auc']:.4f}, ratio {m['auc_vs_oracle']:.3f})" if "oracle_roc_auc" in m else ""
+
+
+def train_propensity_model(s: Settings, *, set_champion: bool | None, labels: Path | None = None) -> None:
+    from training import oracle, propensity
+
+    with step("training the propensity model") as update:
+        m = propensity.train(
+            s, progress=update, set_champion=set_champion, labels_path=labels, oracle=oracle.for_propensity(s)
+        )
+    graph = (
+        f"; without graph features {m['roc_auc_without_graph']:.4f} (gain {m['graph_roc_auc_gain']:+.4f})"
+        if "graph_roc_auc_gain" in m
+        else ""
+    )
+    console.print(
+        f"  {m['feature_service']}: holdout ROC-AUC {m['roc_auc']:.4f}{_oracle_line(m)}, PR-AUC {m['pr_auc']:.4f}, "
+        f"lift@10% {m['lift_top_decile']:.2f}{graph}; registered propensity v{m['version']} as {m['alias']}",
+        soft_wrap=True,
+    )
+
+
+def train_churn_model(s: Settings, *, set_champion: bool | None) -> None:
+    from training import churn, oracle
+
+    with step(f"training the churn model ({s.churn_definition}, {s.churn_horizon_days} d)") as update:
+        m = churn.train(s, progress=update, set_champion=set_champion, oracle=oracle.for_churn(s))
+    console.print(
+        f"  {m['feature_service']}: holdout ROC-AUC {m['roc_auc']:.4f}{_oracle_line(m)}, PR-AUC {m['pr_auc']:.4f}; "
+        f"registered churn v{m['version']} as {m['alias']}",
+        soft_wrap=True,
+    )
+
+
+def train_value_model(s: Settings) -> None:
+    from training import oracle, tracking, value
+
+    with step("evaluating customer-value models") as update:
+        results = value.train(s, progress=update, oracle=oracle.for_value(s))
+    registered = results.pop("registered", None)
+    for horizon, res in results.items():
+        for method, m in res.items():
+            if method == "picked":
+                continue
+            truth = f", Spearman vs true value {m['spearman_vs_truth']:.3f}" if "spearman_vs_truth" in m else ""
+            console.print(
+                f"  {horizon} {method:<18} MAE {m['mae']:9.2f}  RMSE {m['rmse']:9.2f}  "
+                f"Spearman vs actual {m['spearman_vs_actual']:.3f}{truth}",
+                soft_wrap=True,
+            )
+        console.print(f"  {horizon}: picked {res['picked']['method']} (lower holdout MAE)")
+    if registered:
+        role = "champion" if tracking.alias_version(s, "value") == registered["version"] else "challenger"
+        console.print(f"  registered value v{registered['version']} as {role} (LightGBM, both horizons)")
+        if role == "challenger":
+            console.print("  the champion still serves: `leadscope promote value` compares the two and promotes")
+
+
+def train_nba_model(s: Settings) -> None:
+    from leadscope.catalogue import CatalogueError
+    from leadscope.tables import has_table
+    from training import nba
+
+    if not has_table(s.raw_dir, "campaigns"):
+        fail("no campaigns table: next-best-action learns from a randomised campaign log (leadscope import)")
+    try:
+        with step("training next-best-action") as progress:
+            out = nba.train(s, progress)
+    except CatalogueError as exc:
+        fail(str(exc))
+    console.print(f"  registered uplift v{out['version']} as {out['alias']} (MLflow run {out['run_id']})")
+    if out["alias"] != "champion":
+        console.print("  the champion still serves: `leadscope promote uplift` compares the two and promotes")
+    for action, m in sorted(out["uplift"].items()):
+        if "skipped_too_few_rows" in m:
+            console.print(f"  {action:<16} skipped: {m['skipped_too_few_rows']:.0f} rows")
+            continue
+        best = ("t_learner", "x_learner", "dr_learner")[int(m["learner"])]
+        console.print(f"  {action:<16} {best:<10} Qini {m[best + '_qini']:+.4f}  AUUC {m[best + '_auuc']:+.4f}")
+    console.print(
+        f"  off-policy, held-out customers ({out['heldout_rows']:,} logged rows), value per row vs do-nothing:"
+    )
+    for name, e in out["ope_incremental"].items():
+        console.print(f"    {name:<20} IPS {e['ips']:+8.3f} ± {e['ips_se']:.3f}  DR {e['dr']:+8.3f} ± {e['dr_se']:.3f}")
+
+
+@train_app.command("propensity")
+def train_propensity(
+    no_champion: NoChampion = False,
+    labels: Annotated[
+        Path | None, typer.Option(help="Your own outcomes (customer_id, as_of, label); features taken at as_of.")
+    ] = None,
+) -> None:
+    """Train the lead-propensity model, log it to MLflow and register it."""
+    try:
+        train_propensity_model(settings(), set_champion=False if no_champion else None, labels=labels)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@train_app.command("churn")
+def train_churn(no_champion: NoChampion = False) -> None:
+    """Train the churn model (definition and horizon from LEADSCOPE_CHURN_*), log and register it."""
+    train_churn_model(settings(), set_champion=False if no_champion else None)
+
+
+@train_app.command("value")
+def train_value() -> None:
+    """Expected spend over 90 and 365 days: LightGBM vs BG/NBD + Gamma-Gamma on the same split, logged."""
+    train_value_model(settings())
+
+
+@train_app.command("nba")
+def train_nba() -> None:
+    """Uplift models per catalogue action from the randomised campaign log, off-policy evaluation, registry."""
+    train_nba_model(settings())
+
+
+def promote(
+    model: Annotated[Promotable, typer.Argument(help="propensity, churn, value or uplift")],
+    tolerance: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, help="ROC-AUC the challenger may lose (propensity, churn: 0.005); value: share of MAE (0.02)."
+        ),
+    ] = None,
+    max_psi: Annotated[float, typer.Option(help="Largest feature PSI (training vs latest data) allowed.")] = 0.25,
+    max_loss_se: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="uplift: policy value the challenger may lose, in standard errors of the paired DR."
+        ),
+    ] = 2.0,
+) -> None:
+    """Evaluate challenger vs champion on the latest holdout; move `champion` only if every check passes.
+    value: MAE per horizon; uplift: both policies' doubly robust value on the same held-out randomised contacts."""
+    from training import promotion
+
+    kind = MODELS[model.value].kind
+    if kind == "uplift":
+        kw: dict[str, float] = {"max_loss_se": max_loss_se}
+    elif kind == "value":
+        kw = {"tolerance": promotion.VALUE_TOLERANCE if tolerance is None else tolerance}
+    else:
+        kw = {"tolerance": promotion.TOLERANCE if tolerance is None else tolerance, "max_psi": max_psi}
+    try:
+        with step(f"evaluating {model.value} challenger vs champion"):
+            d = promotion.promote(settings(), model.value, **kw)
+    except Exception as exc:  # noqa: BLE001 - a missing alias or model is a user error, said plainly
+        fail(f"cannot evaluate {model.value}: {exc}")
+    for c in d.checks:
+        console.print(f"  {'[green]pass[/]' if c.passed else '[red]FAIL[/]'}  {c.name}: {c.detail}", soft_wrap=True)
+    if d.promoted:
+        console.print(f"promoted {model.value} v{d.challenger} to champion (was v{d.champion})")
+    else:
+        console.print(f"refused: {model.value} champion stays v{d.champion}; challenger v{d.challenger} not promoted")
+        raise typer.Exit(1)
+
+
+def monitor(
+    model: Annotated[Classifier, typer.Argument(help="propensity or churn")] = Classifier["propensity"],
+    max_psi: Annotated[float, typer.Option(help="PSI above which a feature is flagged as drifted.")] = 0.25,
+) -> None:
+    """PSI per feature and of the score (training vs now), realised vs predicted; logged to MLflow."""
+    from training import monitoring
+
+    with step(f"monitoring {model.value}"):
+        result = monitoring.monitor(settings(), model.value)
+    console.print(f"  now: {int(result['rows_now']['rows'][0]):,} rows scored; largest drift first")
+    for line in monitoring.summary(result, max_psi=max_psi):
+        console.print("  " + line, soft_wrap=True, highlight=False)

@@ -1,0 +1,115 @@
+"""The canonical tables on disk and the feature build's metadata: the one reader and writer of both.
+
+Raw tables live as `<raw_dir>/<name>.parquet` (docs/DATA.md); the feature build writes `meta.json` (time range and
+cut times) and `schema.json` (columns and kinds per feature view) beside its sources. Everything else reads them
+through here, so their layout is decided in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+META_FILE, SCHEMA_FILE = "meta.json", "schema.json"
+
+
+def table_path(raw_dir: Path, name: str) -> Path:
+    return raw_dir / f"{name}.parquet"
+
+
+def has_table(raw_dir: Path, name: str) -> bool:
+    return table_path(raw_dir, name).exists()
+
+
+def read_table(raw_dir: Path, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A canonical table; FileNotFoundError naming it when it was never imported or generated."""
+    path = table_path(raw_dir, name)
+    if not path.exists():
+        raise FileNotFoundError(f"missing input table '{name}' at {path}")
+    return pd.read_parquet(path, columns=columns)
+
+
+def read_optional(raw_dir: Path, name: str) -> pd.DataFrame:
+    """A canonical table, or an empty frame when the company has none (optional tables add features)."""
+    return read_table(raw_dir, name) if has_table(raw_dir, name) else pd.DataFrame()
+
+
+# OWASP CSV injection: a cell starting with one of these is read as a formula by spreadsheet programs. Written here
+# rather than with defusedcsv: that library leaves tab and carriage return out and rewrites '|' inside cells.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: object) -> object:
+    """A text cell a spreadsheet shows as text: one starting with a formula character gets a leading quote.
+    Numbers stay numbers (a negative amount is not a formula)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every text cell passed through safe_cell (numeric columns untouched)."""
+    text = [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c])]
+    if not text:
+        return df
+    out = df.copy()
+    for c in text:
+        out[c] = out[c].map(safe_cell, na_action="ignore")
+    out.columns = [safe_cell(str(c)) for c in out.columns]
+    return out
+
+
+def write_frame(df: pd.DataFrame, path: Path) -> None:
+    """A user-facing output file, parquet or CSV by its suffix (the CLI checks the suffix before any work).
+    CSV is safe to open in a spreadsheet (see safe_cell); parquet keeps the values as they are."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    else:
+        spreadsheet_safe(df).to_csv(path, index=False)
+
+
+def column_kinds(df: pd.DataFrame, skip: tuple[str, ...]) -> dict[str, str]:
+    """Feature column → 'string' or 'float', the two kinds the Feast views are declared with."""
+    return {c: ("string" if pd.api.types.is_string_dtype(df[c]) else "float") for c in df.columns if c not in skip}
+
+
+@dataclass(frozen=True)
+class FeatureMeta:
+    """What a feature build covered: the data's first day, its 'now' (end), the cut times, and per view its
+    feature columns with their kind."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    cuts: tuple[pd.Timestamp, ...]
+    schema: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def has_view(self, view: str) -> bool:
+        return view in self.schema
+
+
+def has_features(feature_dir: Path) -> bool:
+    return (feature_dir / META_FILE).exists() and (feature_dir / SCHEMA_FILE).exists()
+
+
+def write_feature_meta(feature_dir: Path, meta: FeatureMeta) -> None:
+    feature_dir.mkdir(parents=True, exist_ok=True)
+    (feature_dir / SCHEMA_FILE).write_text(json.dumps(meta.schema, indent=1))
+    body = {"start": meta.start.isoformat(), "end": meta.end.isoformat(), "cuts": [c.isoformat() for c in meta.cuts]}
+    (feature_dir / META_FILE).write_text(json.dumps(body))
+
+
+def read_feature_meta(feature_dir: Path) -> FeatureMeta:
+    """The last feature build's metadata; FileNotFoundError when features were never built."""
+    if not has_features(feature_dir):
+        raise FileNotFoundError(f"no features built in {feature_dir}: run `leadscope features build`")
+    body = json.loads((feature_dir / META_FILE).read_text())
+    return FeatureMeta(
+        start=pd.Timestamp(body["start"]),
+        end=pd.Timestamp(body["end"]),
+        cuts=tuple(pd.Timestamp(c) for c in body["cuts"]),
+        schema=json.loads((feature_dir / SCHEMA_FILE).read_text()),
+    )

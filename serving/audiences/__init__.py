@@ -1,0 +1,1 @@
+"""Lookalike audiences for marketers: store, build, insight, export."""
