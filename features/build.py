@@ -3,8 +3,13 @@ included, computed by graphs/' pure functions) → metadata → Feast registry �
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -13,7 +18,7 @@ from features import store as feature_store
 from graphs.features import graph_features
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
-from leadscope.tables import FeatureMeta, column_kinds, has_table, read_table, write_feature_meta
+from leadscope.tables import FeatureMeta, column_kinds, has_table, read_table, recover, write_feature_meta
 
 GRAPH_VIEW = "customer_graph"
 Progress = Callable[[str], None]
@@ -28,11 +33,9 @@ class BuildReport:
 
 
 def data_end(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
-    """The dataset's 'now': the day after the newest timestamp anywhere."""
-    newest = max(
-        pd.to_datetime(df[c], utc=True).max()
-        for df, c in ((tables["customers"], "created_at"), (tables["events"], "ts"), (tables["transactions"], "ts"))
-    )
+    """The dataset's 'now': the day after the newest timestamp anywhere (customers' creation, events, orders)."""
+    stamps = [(tables["customers"], "created_at")] + [(tables[t], "ts") for t in ("events", "transactions")]
+    newest = max(pd.to_datetime(df[c], utc=True).max() for df, c in stamps if len(df))
     return newest.floor("D") + pd.Timedelta(days=1)
 
 
@@ -51,9 +54,23 @@ def first_stage(stages: pd.DataFrame, stage: str) -> pd.Series:
     return s.assign(ts=pd.to_datetime(s["ts"], utc=True)).groupby(ENTITY)["ts"].min()
 
 
+EMPTY = {
+    "transactions": {"transaction_id": str, "customer_id": str, "ts": "datetime64[ns, UTC]", "amount": float},
+    "events": {"event_id": str, "customer_id": str, "ts": "datetime64[ns, UTC]", "channel": str, "event_type": str},
+    "stages": {"event_id": str, "customer_id": str, "ts": "datetime64[ns, UTC]", "stage": str},
+}
+
+
+def _table(settings: Settings, name: str) -> pd.DataFrame:
+    """An optional table, or an empty one with its required columns when the company has none."""
+    if has_table(settings.raw_dir, name):
+        return read_table(settings.raw_dir, name)
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in EMPTY[name].items()})
+
+
 def graph_view(settings: Settings, tables: dict[str, pd.DataFrame], cuts: pd.DatetimeIndex) -> pd.DataFrame:
     """The social-graph view at the same cut times as every other view."""
-    stages = read_table(settings.raw_dir, "stages")
+    stages = _table(settings, "stages")
     return graph_features(
         edges=read_table(settings.raw_dir, "edges"),
         customers=tables["customers"],
@@ -66,42 +83,103 @@ def graph_view(settings: Settings, tables: dict[str, pd.DataFrame], cuts: pd.Dat
     )
 
 
-def write_sources(settings: Settings, progress: Progress = lambda _: None) -> BuildReport:
-    """Compute every feature view's source, write it and the build's metadata (once); returns rows per view."""
-    tables = {t: read_table(settings.raw_dir, t) for t in ("customers", "transactions", "events")}
+def _steps(settings: Settings, tables: dict[str, pd.DataFrame], cuts: pd.DatetimeIndex, report: BuildReport) -> dict:
+    """The views this company's tables support; the others are recorded in the report with the reason."""
     cust = tables["customers"]
-    end = data_end(tables)
-    start = pd.to_datetime(cust["created_at"], utc=True).min().floor("D")
-    cuts = engineering.cut_times(start=start, end=end, cadence_days=settings.feature_cadence_days)
-    steps: dict[str, Callable[[], pd.DataFrame]] = {
-        "customer_profile": lambda: engineering.profile_features(cust),
-        "customer_transactions": lambda: engineering.transaction_features(tables["transactions"], cust, cuts),
-        "customer_engagement": lambda: engineering.engagement_features(tables["events"], cust, cuts),
+    steps: dict[str, Callable[[], pd.DataFrame]] = {"customer_profile": lambda: engineering.profile_features(cust)}
+    optional = {
+        "customer_transactions": (
+            "transactions",
+            lambda: engineering.transaction_features(tables["transactions"], cust, cuts),
+        ),
+        "customer_engagement": ("events", lambda: engineering.engagement_features(tables["events"], cust, cuts)),
+        GRAPH_VIEW: ("edges", lambda: graph_view(settings, tables, cuts)),
     }
+    for view, (table, step) in optional.items():
+        if has_table(settings.raw_dir, table):
+            steps[view] = step
+        else:
+            report.skipped[view] = f"no {table} table"
+    return steps
+
+
+def write_sources(settings: Settings, progress: Progress = lambda _: None) -> BuildReport:
+    """Compute every feature view the tables support into a staging folder, then swap it in with the build's
+    metadata: a build that fails part-way leaves the previous features untouched."""
+    tables = {"customers": read_table(settings.raw_dir, "customers")}
+    tables |= {t: _table(settings, t) for t in ("transactions", "events")}
+    start = pd.to_datetime(tables["customers"]["created_at"], utc=True).min().floor("D")
+    end = data_end(tables)
+    cuts = engineering.cut_times(start=start, end=end, cadence_days=settings.feature_cadence_days)
     report = BuildReport()
-    if all(has_table(settings.raw_dir, t) for t in ("edges", "stages")):
-        steps[GRAPH_VIEW] = lambda: graph_view(settings, tables, cuts)
-    else:
-        report.skipped[GRAPH_VIEW] = "needs the edges and stages tables"
+    steps = _steps(settings, tables, cuts, report)
     out = settings.feature_dir
-    out.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(out.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     schema: dict[str, dict[str, str]] = {}
     for name, step in steps.items():
         progress(name)
         for view, df in split_view(name, step()).items():
-            df.to_parquet(out / f"{view}.parquet", index=False)
+            df.to_parquet(staging / f"{view}.parquet", index=False)
             schema[view] = column_kinds(df, skip=(ENTITY, TS))
             report.rows[view] = len(df)
-    write_feature_meta(out, FeatureMeta(start=start, end=end, cuts=tuple(cuts), schema=schema))
+    write_feature_meta(staging, FeatureMeta(start=start, end=end, cuts=tuple(cuts), schema=schema))
+    _swap(staging, out)
     return report
+
+
+def _swap(staging: Path, out: Path) -> None:
+    """The staged features become the features (the previous ones are kept as `<name>.previous` until the
+    registry and online store follow, see build)."""
+    previous = out.with_name(out.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if out.exists():
+        os.replace(out, previous)
+    os.replace(staging, out)
 
 
 def build(settings: Settings, progress: Progress = lambda _: None, *, online: bool = True) -> BuildReport:
-    """The whole build: sources and metadata, the Feast registry, and (unless `online` is off) the online store."""
+    """The whole build: sources and metadata, the Feast registry, and (unless `online` is off) the online store.
+    If registering or materialising fails, the previous features come back and are registered again, so the
+    offline features, the registry and the online store never disagree."""
+    recover(settings.raw_dir)
     report = write_sources(settings, progress)
-    progress("registering feature views in Feast")
-    fs = feature_store.apply(settings)
-    if online:
-        progress("materialising the online store")
-        feature_store.materialize(fs, settings)
+    previous = settings.feature_dir.with_name(settings.feature_dir.name + ".previous")
+    try:
+        progress("registering feature views in Feast")
+        fs = feature_store.apply(settings)
+        if online:
+            progress("materialising the online store")
+            feature_store.materialize(fs, settings)
+    except BaseException:
+        if previous.exists():
+            shutil.rmtree(settings.feature_dir, ignore_errors=True)
+            os.replace(previous, settings.feature_dir)
+            feature_store.apply(settings)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
     return report
+
+
+@functools.cache
+def builtin_feature_columns() -> frozenset[str]:
+    """Every column the built-in views produce (engagement, transactions, graph), found by running the same
+    feature functions on a two-customer company: custom attributes may not take these names."""
+    at = pd.Timestamp("2026-01-05", tz="UTC")
+    cust = pd.DataFrame({ENTITY: ["a", "b"], "created_at": [at - pd.Timedelta(days=4)] * 2})
+    tx = pd.DataFrame({"transaction_id": ["t"], ENTITY: ["a"], "ts": [at], "amount": [1.0], "category": ["x"]})
+    ev = pd.DataFrame({"event_id": ["e"], ENTITY: ["a"], "ts": [at], "channel": ["web"], "event_type": ["page_view"]})
+    edges = pd.DataFrame({"src_customer_id": ["a"], "dst_customer_id": ["b"], "ts": [at], "kind": ["follow"]})
+    cuts = engineering.cut_times(start=at - pd.Timedelta(days=7), end=at + pd.Timedelta(days=14), cadence_days=7)
+    never = pd.Series(dtype="datetime64[ns, UTC]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # means over empty slices of a two-node graph
+        frames = [
+            engineering.transaction_features(tx, cust, cuts),
+            engineering.engagement_features(ev, cust, cuts),
+            graph_features(
+                edges=edges, customers=cust, won_at=never, churned_at=never, transactions=tx, events=ev, cuts=cuts
+            ),
+        ]
+    return frozenset(c for f in frames for c in f.columns) - {ENTITY, TS}

@@ -1,13 +1,17 @@
-"""Bring-your-own data: validate canonical tables row by row (pandera), store what is valid, report the rest.
+"""Bring-your-own data: parse each file by the data contract (features/contract.py), check the rules (pandera),
+report the rows that break them, and store the rest, all files or none.
 
 A whole file is refused (FileRefused) when it cannot be a table of its kind: empty, unreadable, not UTF-8,
-or missing a required column. Otherwise every row is either accepted or listed in the rejection report with
-its reason; nothing is dropped silently. Re-importing a file is idempotent: rows are upserted by their key.
+missing a required column, over a size limit, a custom column named like a built-in feature, or every row
+rejected. Otherwise every row is accepted or listed in the rejection report with its reason; nothing is dropped
+silently. The import validates every file before it writes anything, then swaps the new tables in together
+(leadscope/tables.py: commit_tables): a refused import leaves the store as it was. Re-importing is idempotent:
+rows are upserted by their key, and a stored column keeps its type.
 """
 
 from __future__ import annotations
 
-import os
+import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +19,9 @@ from pathlib import Path
 import pandas as pd
 import pandera.pandas as pa
 
-from leadscope.schema import CHANNELS, EDGE_KINDS, ENTITY, REQUIRED, STAGES
+from features import contract
+from leadscope.schema import CHANNELS, EDGE_KINDS, ENTITY, REQUIRED, RESERVED_COLUMNS, STAGES, TS
+from leadscope.tables import commit_tables, has_table, read_table, recover
 
 KEYS = {
     "customers": ["customer_id"],
@@ -26,13 +32,21 @@ KEYS = {
     "campaigns": ["customer_id", "ts", "action_id"],
     "labels": ["customer_id", "as_of"],
 }
-TIMESTAMPS = {"customers": ["created_at"], "labels": ["as_of"]}  # every other table: ts
 ORDER = ("customers", "transactions", "events", "edges", "stages", "campaigns", "labels")
 NOT_UTF8 = "not valid UTF-8"
+DELIMITERS = ",;\t|"
 
 
 class FileRefused(ValueError):
-    """The file as a whole cannot be imported; the message says why."""
+    """The file as a whole cannot be imported; the message names the file (and row and column where one is to
+    blame) and says why."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_rows: int = 50_000_000
+    max_cell_bytes: int = 65_536
+    max_file_bytes: int = 8 * 1024**3
 
 
 @dataclass
@@ -41,27 +55,28 @@ class Outcome:
     read: int
     accepted: int
     rejects: pd.DataFrame  # file, row, column, reason
+    kinds: dict[str, str] | None = None  # column → contract kind it was parsed as
 
 
 def _id(nullable: bool = False) -> pa.Column:
-    return pa.Column(str, pa.Check.str_length(1, 256), nullable=nullable, coerce=True)
+    return pa.Column(str, pa.Check.str_length(1, 256), nullable=nullable)
 
 
 def _flag() -> pa.Column:
-    return pa.Column(float, pa.Check.isin([0, 1]), coerce=True)
+    return pa.Column(int, pa.Check.isin([0, 1]))
 
 
 def schema(table: str) -> pa.DataFrameSchema:
-    """Types and rules per table; columns not named here pass through (custom attributes)."""
+    """The rules per table, checked on the parsed frame; columns not named here pass through (custom attributes)."""
     ts = pa.Column(pd.DatetimeTZDtype(tz="UTC"), nullable=False)
-    num = dict(coerce=True, required=False, nullable=True)
+    num = dict(required=False, nullable=True)
     cols: dict[str, dict[str, pa.Column]] = {
         "customers": {"customer_id": _id(), "created_at": ts},
         "transactions": {
             "transaction_id": _id(),
             "customer_id": _id(),
             "ts": ts,
-            "amount": pa.Column(float, pa.Check.ge(0), coerce=True),
+            "amount": pa.Column(float, pa.Check.ge(0)),
             "quantity": pa.Column(float, pa.Check.ge(0), **num),
         },
         "events": {
@@ -91,28 +106,18 @@ def schema(table: str) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(cols[table], strict=False)
 
 
-def read(path: Path, table: str) -> pd.DataFrame:
-    """CSV (UTF-8) or parquet → strings/values as written; refuses files that are not this table at all."""
+# --- reading ---------------------------------------------------------------------------------------------------
+
+
+def read(path: Path, table: str, limits: Limits = Limits()) -> pd.DataFrame:
+    """CSV (UTF-8, any of , ; tab | as delimiter, BOM allowed) or parquet → values as written; refuses files that
+    are not this table at all or break a size limit, before holding more than the limits allow."""
     if not path.exists():
         raise FileRefused(f"{path.name}: no such file")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-        else:
-            df = pd.read_csv(
-                path,
-                dtype=str,
-                keep_default_na=False,
-                na_values=[""],
-                encoding="utf-8",
-                encoding_errors="surrogateescape",
-            )
-    except pd.errors.EmptyDataError:
-        raise FileRefused(f"{path.name}: the file is empty") from None
-    except Exception as exc:  # noqa: BLE001 - any parser failure means the file is unreadable as a table
-        raise FileRefused(f"{path.name}: cannot be read as CSV or parquet ({type(exc).__name__})") from None
-    if df.empty:
-        raise FileRefused(f"{path.name}: the file has no rows")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df = _read_parquet(path, limits)
+    else:
+        df = _read_csv(path, limits)
     df.columns = [str(c).strip() for c in df.columns]
     if any(("\x00" in c) or any("\udc80" <= ch <= "\udcff" for ch in c) for c in df.columns):
         raise FileRefused(
@@ -120,24 +125,128 @@ def read(path: Path, table: str) -> pd.DataFrame:
         )
     missing = [c for c in REQUIRED[table] if c not in df.columns]
     if missing:
-        raise FileRefused(f"{path.name}: missing required column(s) {', '.join(missing)} for table '{table}'")
-    bad = _not_utf8(df)
-    if bad.mean() > 0.5:
+        hint = _delimiter_hint(df)
+        raise FileRefused(f"{path.name}: missing required column(s) {', '.join(missing)} for table '{table}'{hint}")
+    if len(df) > limits.max_rows:
+        raise FileRefused(f"{path.name}: {len(df):,} rows, more than the import limit of {limits.max_rows:,}")
+    _check_cells(path.name, df, limits)
+    if len(df) and _not_utf8(df).mean() > 0.5:
         raise FileRefused(f"{path.name}: most rows are not UTF-8 text; re-export the file as UTF-8")
     return df
 
 
+def _read_parquet(path: Path, limits: Limits) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except Exception as exc:  # noqa: BLE001 - not a parquet file at all
+        raise FileRefused(f"{path.name}: cannot be read as parquet ({type(exc).__name__})") from None
+    if meta.num_rows > limits.max_rows:
+        raise FileRefused(f"{path.name}: {meta.num_rows:,} rows, more than the import limit of {limits.max_rows:,}")
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            col = group.column(c)
+            # the mean cell of a column chunk over the limit means some cell is: refused before it is read
+            if group.num_rows and col.total_uncompressed_size / group.num_rows > limits.max_cell_bytes:
+                raise FileRefused(
+                    f"{path.name}: column {col.path_in_schema} holds values over the cell limit of "
+                    f"{limits.max_cell_bytes:,} bytes (LEADSCOPE_IMPORT_MAX_CELL_BYTES)"
+                )
+    size = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+    if size > limits.max_file_bytes:
+        raise FileRefused(f"{path.name}: {size:,} bytes uncompressed, over the limit of {limits.max_file_bytes:,}")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001
+        raise FileRefused(f"{path.name}: cannot be read as parquet ({type(exc).__name__})") from None
+
+
+def _read_csv(path: Path, limits: Limits) -> pd.DataFrame:
+    size = path.stat().st_size
+    if size == 0:
+        raise FileRefused(f"{path.name}: the file is empty")
+    if size > limits.max_file_bytes:
+        raise FileRefused(f"{path.name}: {size:,} bytes, over the import limit of {limits.max_file_bytes:,}")
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+        sample = fh.read(65_536)
+    try:
+        delimiter = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        delimiter = ","
+    try:
+        return pd.read_csv(
+            path,
+            sep=delimiter,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8-sig",
+            encoding_errors="surrogateescape",
+        )
+    except pd.errors.EmptyDataError:
+        raise FileRefused(f"{path.name}: the file is empty") from None
+    except Exception as exc:  # noqa: BLE001 - any parser failure means the file is unreadable as a table
+        raise FileRefused(f"{path.name}: cannot be read as CSV or parquet ({type(exc).__name__})") from None
+
+
+def _delimiter_hint(df: pd.DataFrame) -> str:
+    if len(df.columns) != 1:
+        return ""
+    return f" (its header is one field: is it delimited by something other than {DELIMITERS!r}?)"
+
+
+def _check_cells(name: str, df: pd.DataFrame, limits: Limits) -> None:
+    """Refuse a file with a value longer than the cell limit, naming its row and column."""
+    for col in df.columns:
+        s = df[col]
+        if s.dtype != object and not pd.api.types.is_string_dtype(s):
+            continue
+        lengths = s.map(lambda v: len(v.encode("utf-8", "surrogateescape")) if isinstance(v, str) else 0)
+        if len(lengths) and lengths.max() > limits.max_cell_bytes:
+            row = int(lengths.to_numpy().argmax()) + 1
+            raise FileRefused(
+                f"{name}: row {row}, column {col}: a value of {lengths.max():,} bytes, over the cell limit of "
+                f"{limits.max_cell_bytes:,} (LEADSCOPE_IMPORT_MAX_CELL_BYTES)"
+            )
+
+
+# --- validation ------------------------------------------------------------------------------------------------
+
+
+def kinds_for(
+    table: str, df: pd.DataFrame, pinned: dict[str, str] | None = None, stored: pd.DataFrame | None = None
+) -> dict[str, str]:
+    """Each column's contract kind: pinned by the user (--schema), declared by DATA.md, fixed by the stored table,
+    or (custom attributes of customers) inferred once over the whole column."""
+    pinned, declared = pinned or {}, contract.COLUMNS[table]
+    out = {}
+    for col in df.columns:
+        stored_kind = contract.kind_of_stored(stored[col].dtype) if stored is not None and col in stored else None
+        inferred = contract.infer_kind(df[col]) if table == "customers" else "text"
+        out[col] = pinned.get(col) or declared.get(col) or stored_kind or inferred
+    return out
+
+
 def validate(
-    table: str, df: pd.DataFrame, *, file: str, known_customers: set[str]
+    table: str,
+    df: pd.DataFrame,
+    *,
+    file: str,
+    known_customers: set[str],
+    kinds: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(accepted rows, rejection report). Row numbers are 1-based data rows (the header is not counted)."""
+    """(accepted rows in their stored types, rejection report). Row numbers are 1-based data rows (the header is
+    not counted)."""
     df = df.reset_index(drop=True)
+    kinds = kinds or kinds_for(table, df)
     issues: list[tuple[int, str, str]] = [(i, "*", NOT_UTF8) for i in df.index[_not_utf8(df)]]
-    work = df.copy()
-    for col in TIMESTAMPS.get(table, ["ts"]):
-        parsed = pd.to_datetime(work[col], errors="coerce", utc=True, format="ISO8601")
-        issues += [(i, col, "not an ISO 8601 timestamp") for i in work.index[parsed.isna() & work[col].notna()]]
-        work[col] = parsed
+    work = pd.DataFrame(index=df.index)
+    for col in df.columns:
+        parsed = contract.parse(kinds[col], df[col])
+        work[col] = parsed.values
+        issues += [(i, col, parsed.reason) for i in df.index[parsed.bad.to_numpy(bool)]]
     issues += _schema_issues(table, work)
     refs = [c for c in ("customer_id", "src_customer_id", "dst_customer_id") if c in work and table != "customers"]
     for col in refs:
@@ -148,15 +257,14 @@ def validate(
     rejects = pd.DataFrame(issues, columns=["index", "column", "reason"]).drop_duplicates(["index", "column"])
     garbled = set(rejects.loc[rejects["reason"] == NOT_UTF8, "index"])  # its other errors are consequences
     rejects = rejects[~rejects["index"].isin(garbled) | (rejects["reason"] == NOT_UTF8)]
-    ok = ~work.index.isin(rejects["index"])
-    accepted = schema(table).validate(work[ok].copy())
+    accepted = work[~work.index.isin(rejects["index"])]
     report = rejects.assign(file=file, row=rejects["index"] + 1)[["file", "row", "column", "reason"]]
     return accepted.reset_index(drop=True), report.sort_values(["row", "column"], ignore_index=True)
 
 
 def _schema_issues(table: str, work: pd.DataFrame) -> list[tuple[int, str, str]]:
-    """Lazy pandera validation, repeated without the failed rows: a column whose type coercion failed is
-    not checked further in that pass, so its other bad values only show in the next one."""
+    """Lazy pandera validation, repeated without the failed rows: a column whose type check failed is not checked
+    further in that pass, so its other bad values only show in the next one."""
     issues: list[tuple[int, str, str]] = []
     rows = work
     for _ in range(len(work.columns) + 1):
@@ -172,33 +280,67 @@ def _schema_issues(table: str, work: pd.DataFrame) -> list[tuple[int, str, str]]
     return issues
 
 
-def store_table(raw_dir: Path, table: str, accepted: pd.DataFrame) -> int:
-    """Upsert by key into <raw_dir>/<table>.parquet (atomic replace); returns the table's row count."""
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    path = raw_dir / f"{table}.parquet"
-    old = pd.read_parquet(path) if path.exists() else accepted.iloc[:0]
-    merged = pd.concat([old, accepted], ignore_index=True).drop_duplicates(KEYS[table], keep="last")
-    tmp = path.with_suffix(".parquet.tmp")
-    merged.to_parquet(tmp, index=False)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return len(merged)
+def reserved_names() -> frozenset[str]:
+    """Column names a custom attribute may not take: every built-in feature, the entity and timestamp columns."""
+    from features.build import builtin_feature_columns
+
+    return builtin_feature_columns() | {ENTITY, TS}
 
 
-def import_files(raw_dir: Path, files: dict[str, Path]) -> list[Outcome]:
-    """Read every file first (any refusal stops before anything is written), then validate and store."""
-    frames = {t: read(files[t], t) for t in ORDER if t in files}
+def _check_custom_names(name: str, df: pd.DataFrame) -> None:
+    custom = [c for c in df.columns if c not in contract.COLUMNS["customers"] and c not in RESERVED_COLUMNS]
+    taken = sorted(set(custom) & reserved_names())
+    if taken:
+        raise FileRefused(
+            f"{name}: column {taken[0]} is the name of a built-in feature; rename it (e.g. crm_{taken[0]}) and import "
+            "again"
+        )
+
+
+# --- the import ------------------------------------------------------------------------------------------------
+
+
+def upsert(stored: pd.DataFrame | None, accepted: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Stored rows updated by key with the accepted ones; stored columns keep their dtype where the new values fit."""
+    if stored is None:
+        return accepted
+    new = accepted.copy()
+    for col in set(new.columns) & set(stored.columns):
+        if new[col].dtype != stored[col].dtype and not new[col].isna().any():
+            try:
+                new[col] = new[col].astype(stored[col].dtype)
+            except (TypeError, ValueError):
+                pass
+    return pd.concat([stored, new], ignore_index=True).drop_duplicates(KEYS[table], keep="last", ignore_index=True)
+
+
+def import_files(
+    raw_dir: Path, files: dict[str, Path], *, limits: Limits = Limits(), pinned: dict[str, dict[str, str]] | None = None
+) -> list[Outcome]:
+    """Read and validate every file (any refusal stops before anything is written), then commit them together."""
+    recover(raw_dir)
+    frames = {t: read(files[t], t, limits) for t in ORDER if t in files}
+    if "customers" in frames:
+        _check_custom_names(files["customers"].name, frames["customers"])
     known: set[str] = set()
-    if (raw_dir / "customers.parquet").exists():
-        known |= set(pd.read_parquet(raw_dir / "customers.parquet", columns=[ENTITY])[ENTITY].astype(str))
-    results = []
+    if has_table(raw_dir, "customers"):
+        known |= set(read_table(raw_dir, "customers", columns=[ENTITY])[ENTITY].astype(str))
+    results, tables = [], {}
     for table, df in frames.items():
-        accepted, rejects = validate(table, df, file=files[table].name, known_customers=known)
+        stored = read_table(raw_dir, table) if has_table(raw_dir, table) else None
+        kinds = kinds_for(table, df, (pinned or {}).get(table), stored)
+        accepted, rejects = validate(table, df, file=files[table].name, known_customers=known, kinds=kinds)
+        if len(df) and accepted.empty:
+            first = rejects.iloc[0]
+            raise FileRefused(
+                f"{files[table].name}: every row was rejected, e.g. row {first['row']}, column {first['column']}: "
+                f"{first['reason']}"
+            )
         if table == "customers":
             known |= set(accepted[ENTITY].astype(str))
-        store_table(raw_dir, table, accepted)
-        results.append(Outcome(table, len(df), len(accepted), rejects))
+        tables[table] = upsert(stored, accepted, table)
+        results.append(Outcome(table, len(df), len(accepted), rejects, kinds))
+    commit_tables(raw_dir, tables)
     return results
 
 

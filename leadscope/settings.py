@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     audience_sync_max: int = Field(
         20_000, ge=0, description="Lookalike audiences up to this many members are built in the request (201)."
     )
+    import_max_rows: int = Field(50_000_000, ge=1, description="Most rows one imported file may hold.")
+    import_max_cell_bytes: int = Field(
+        65_536, ge=64, description="Longest value one imported cell may hold (bytes of text)."
+    )
+    import_max_file_bytes: int = Field(
+        8 * 1024**3, ge=1024, description="Largest imported file: CSV size, or a parquet file's uncompressed size."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     num_threads: int = 1

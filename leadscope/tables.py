@@ -8,6 +8,8 @@ through here, so their layout is decided in one place.
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +62,55 @@ def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
         out[c] = out[c].map(safe_cell, na_action="ignore")
     out.columns = [safe_cell(str(c)) for c in out.columns]
     return out
+
+
+JOURNAL = ".commit.json"
+
+
+def commit_tables(raw_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """Replace several tables together: each is written and fsynced beside the store, a journal names them all,
+    then each is renamed into place. A crash before the journal leaves the old tables; after it, `recover` ends
+    the renames, so the next reader sees all of the new tables or none."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    staged = {}
+    for name, df in tables.items():
+        tmp = raw_dir / f".{name}.{uuid.uuid4().hex}.parquet"
+        df.to_parquet(tmp, index=False)
+        _fsync(tmp)
+        staged[tmp.name] = table_path(raw_dir, name).name
+    journal = raw_dir / JOURNAL
+    tmp = journal.with_suffix(".tmp")
+    tmp.write_text(json.dumps(staged))
+    _fsync(tmp)
+    os.replace(tmp, journal)
+    recover(raw_dir)
+
+
+def recover(raw_dir: Path) -> None:
+    """Finish a commit that a crash interrupted after its journal was written (idempotent)."""
+    journal = raw_dir / JOURNAL
+    if not journal.exists():
+        return
+    for src, dst in json.loads(journal.read_text()).items():
+        if (raw_dir / src).exists():
+            os.replace(raw_dir / src, raw_dir / dst)
+    _fsync_dir(raw_dir)
+    journal.unlink()
+    for leftover in raw_dir.glob(".*.parquet"):  # staged by a commit that died before its journal
+        leftover.unlink()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_frame(df: pd.DataFrame, path: Path) -> None:

@@ -43,11 +43,17 @@ def import_(
     report: Annotated[Path, typer.Option(help="Where to write rejected rows (file, row, column, reason).")] = Path(
         "import_rejects.csv"
     ),
+    schema: Annotated[
+        Path | None, typer.Option(help="YAML pinning column kinds per table, e.g. customers: {plan_code: category}.")
+    ] = None,
 ) -> None:
-    """Validate and import a company's own tables; invalid rows go to the report, never silently away."""
+    """Validate and import a company's own tables, all or none; invalid rows go to the report, never silently
+    away, and a refused import changes nothing."""
     import pandas as pd
 
-    from features.ingest import FileRefused, import_files
+    from features import contract
+    from features.contract import load_pinned
+    from features.ingest import FileRefused, Limits, import_files
     from leadscope.tables import write_frame
 
     given = {
@@ -62,8 +68,14 @@ def import_(
     files = {k: v for k, v in given.items() if v is not None}
     if not files:
         fail("give at least one file, e.g. --customers customers.csv")
+    s = settings()
     try:
-        results = import_files(settings().raw_dir, files)
+        pinned = load_pinned(schema) if schema else None
+    except ValueError as exc:
+        fail(str(exc))
+    limits = Limits(s.import_max_rows, s.import_max_cell_bytes, s.import_max_file_bytes)
+    try:
+        results = import_files(s.raw_dir, files, limits=limits, pinned=pinned)
     except FileRefused as exc:
         fail(f"refused: {exc}. Nothing was imported.")
     rejects = pd.concat([r.rejects for r in results], ignore_index=True)
@@ -73,6 +85,9 @@ def import_(
             f"  {r.table:<13} read {r.read:>10,}  accepted {r.accepted:>10,}  rejected rows "
             f"{r.rejects['row'].nunique():>8,}"
         )
+        custom = {c: k for c, k in (r.kinds or {}).items() if c not in contract.COLUMNS[r.table]}
+        if custom:
+            console.print("    custom columns: " + ", ".join(f"{c} ({k})" for c, k in custom.items()), soft_wrap=True)
     console.print(
         f"  rejection report: {report} ({len(rejects):,} issues). Run `leadscope features build` to refresh features."
     )

@@ -30,7 +30,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from serving.db import engine_for
 from serving.signals.mapping import Mapping
@@ -82,6 +82,34 @@ class Policy:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+def _event_row(e: Event, kind: str, now: datetime) -> dict:
+    return {
+        "event_id": e.event_id,
+        "customer_id": e.customer_id,
+        "ts": e.ts,
+        "stage": e.stage,
+        "value": e.value,
+        "value_kind": kind,
+        "currency": e.currency,
+        "identifiers": json.dumps(e.ids, separators=(",", ":")),
+        "received_at": now,
+    }
+
+
+def _delivery_row(
+    platform: str, event_id: str, state: str, reason: str | None, row: dict | None, now: datetime
+) -> dict:
+    return {
+        "platform": platform,
+        "event_id": event_id,
+        "status": state,
+        "reason": reason,
+        "row": json.dumps(row, separators=(",", ":")) if row is not None else None,
+        "attempts": 0,
+        "next_attempt_at": now,
+    }
+
+
 def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
@@ -98,64 +126,51 @@ class Outbox:
 
     # --- ingest -------------------------------------------------------------------------------------------------
 
+    def _insert_new(self, c: Connection, rows: list[dict]) -> set[str]:
+        """Insert the events whose id is not stored yet (ON CONFLICT DO NOTHING); returns the ids it inserted.
+        Starting the transaction with the write also keeps SQLite from failing a read lock's upgrade."""
+        if not rows:
+            return set()
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(events).on_conflict_do_nothing(index_elements=["event_id"]).returning(events.c.event_id)
+        return {r[0] for r in c.execute(stmt, rows)}
+
     def add(self, items: list[Event], value_kinds: list[str], now: datetime | None = None) -> dict:
         """Store new events and their delivery rows in one transaction (idempotent by event_id: a repeated id
-        is reported as a duplicate and changes nothing). Returns counts for the 202 answer."""
+        is reported as a duplicate and changes nothing). Insert-or-ignore, so clients racing with the same ids
+        (a CRM retrying) each get an answer: whichever commits first stores the event, the others see it as a
+        duplicate. Returns counts for the 202 answer."""
         now = now or datetime.now(UTC)
         ids = [e.event_id for e in items]
+        first: dict[str, tuple[Event, str]] = {}
+        for e, kind in zip(items, value_kinds, strict=True):
+            first.setdefault(e.event_id, (e, kind))
+        status: Counter = Counter()
         with self.engine.begin() as c:
-            seen = {r[0] for r in c.execute(select(events.c.event_id).where(events.c.event_id.in_(ids)))}
-            fresh, dup_in_batch = [], set()
-            for e, kind in zip(items, value_kinds, strict=True):
-                if e.event_id in seen or e.event_id in dup_in_batch:
-                    continue
-                dup_in_batch.add(e.event_id)
-                fresh.append((e, kind))
-            status: Counter = Counter()
-            if fresh:
-                c.execute(
-                    events.insert(),
-                    [
-                        {
-                            "event_id": e.event_id,
-                            "customer_id": e.customer_id,
-                            "ts": e.ts,
-                            "stage": e.stage,
-                            "value": e.value,
-                            "value_kind": kind,
-                            "currency": e.currency,
-                            "identifiers": json.dumps(e.ids, separators=(",", ":")),
-                            "received_at": now,
-                        }
-                        for e, kind in fresh
-                    ],
-                )
-                rows = []
-                for e, _ in fresh:
-                    for name, exp in self.exporters.items():
-                        row, reason = exp.row(e, now)
-                        state = "pending" if row is not None else "skipped"
-                        status[(name, state)] += 1
-                        rows.append(
-                            {
-                                "platform": name,
-                                "event_id": e.event_id,
-                                "status": state,
-                                "reason": reason,
-                                "row": json.dumps(row, separators=(",", ":")) if row is not None else None,
-                                "attempts": 0,
-                                "next_attempt_at": now,
-                            }
-                        )
+            stored = self._insert_new(c, [_event_row(e, kind, now) for e, kind in first.values()])
+            rows = []
+            for event_id in (i for i in first if i in stored):
+                e = first[event_id][0]
+                for name, exp in self.exporters.items():
+                    row, reason = exp.row(e, now)
+                    state = "pending" if row is not None else "skipped"
+                    status[(name, state)] += 1
+                    rows.append(_delivery_row(name, e.event_id, state, reason, row, now))
+            if rows:
                 c.execute(deliveries.insert(), rows)
+        fresh = [i for i in first if i in stored]
+        seen = set(ids) - set(fresh)
         per_platform: dict[str, dict[str, int]] = {}
         for (name, state), n in status.items():
             per_platform.setdefault(name, {})[state] = n
-        dups, first = [], set()
+        dups, counted = [], set()
         for i in ids:
-            if i in seen or i in first:
+            if i in seen or i in counted:
                 dups.append(i)
-            first.add(i)
+            counted.add(i)
         return {"accepted": len(fresh), "duplicates": dups, "deliveries": per_platform}
 
     # --- delivery -----------------------------------------------------------------------------------------------

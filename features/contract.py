@@ -1,0 +1,235 @@
+"""The data contract of the canonical tables (docs/DATA.md): each column's kind, and the parsers that turn what a
+company exports (CSV text from spreadsheets and CRMs, parquet from pandas) into the stored types.
+
+The same parsers serve CSV and parquet, so a table means the same whichever way it arrived. Every parser returns
+the parsed column and a mask of values it could not read: those rows are rejected naming the column, never
+silently turned into something else. pandas does the parsing (to_datetime, to_numeric); pandera then checks the
+parsed frame's rules (features/ingest.py).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+KINDS = ("id", "text", "category", "number", "flag", "boolean", "timestamp")
+Kind = Literal["id", "text", "category", "number", "flag", "boolean", "timestamp"]
+TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
+FALSE = frozenset({"false", "f", "no", "n", "0", "0.0"})
+# Timestamps that are not ISO 8601, tried in this order for a whole column; the first that reads every such value
+# wins, so one column never mixes day-first and month-first readings. Excel's serial day numbers are read too.
+DATE_FORMATS = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y")
+EXCEL_EPOCH = pd.Timestamp("1899-12-30", tz="UTC")
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+# Declared kinds of the columns DATA.md names; a column not listed here is a custom attribute whose kind is
+# inferred once over the whole column (or pinned with --schema).
+COLUMNS: dict[str, dict[str, str]] = {
+    "customers": {
+        "customer_id": "id",
+        "created_at": "timestamp",
+        **dict.fromkeys(("email", "phone", "first_name", "last_name", "city", "state", "zip"), "text"),
+        **dict.fromkeys(("wechat_id", "device_id", "gclid", "gbraid", "wbraid", "fbc", "fbp", "bd_vid"), "text"),
+        **dict.fromkeys(("meta_lead_id", "ttclid"), "text"),
+        **dict.fromkeys(("country", "source_channel", "role"), "category"),
+        **dict.fromkeys(("consent_email", "consent_sms", "consent_ads"), "boolean"),
+    },
+    "transactions": {
+        "transaction_id": "id",
+        "customer_id": "id",
+        "ts": "timestamp",
+        "amount": "number",
+        "currency": "category",
+        "category": "category",
+        "quantity": "number",
+        "is_refund": "boolean",
+        "channel": "category",
+    },
+    "events": {
+        "event_id": "id",
+        "customer_id": "id",
+        "ts": "timestamp",
+        "channel": "category",
+        "event_type": "category",
+        "page": "text",
+        "campaign_id": "text",
+        "value": "number",
+    },
+    "edges": {
+        "src_customer_id": "id",
+        "dst_customer_id": "id",
+        "ts": "timestamp",
+        "kind": "category",
+        "weight": "number",
+    },
+    "stages": {
+        "event_id": "id",
+        "customer_id": "id",
+        "ts": "timestamp",
+        "stage": "category",
+        "value": "number",
+        "currency": "category",
+        "crm_name": "text",
+    },
+    "campaigns": {
+        "customer_id": "id",
+        "ts": "timestamp",
+        "action_id": "id",
+        "treated": "flag",
+        "outcome": "flag",
+        "value": "number",
+        "cost": "number",
+        "randomized": "boolean",
+    },
+    "labels": {"customer_id": "id", "as_of": "timestamp", "label": "flag", "model": "text"},
+}
+
+
+@dataclass(frozen=True)
+class Parsed:
+    values: pd.Series  # the column in its stored type
+    bad: pd.Series  # True where a value was given but cannot be read as the column's kind
+    reason: str  # why those values were refused
+
+
+def _text(s: pd.Series) -> pd.Series:
+    """The column as stripped text with missing values as NA (numbers and flags from parquet included)."""
+    out = s.astype("string").str.strip()
+    return out.mask(out == "")
+
+
+def parse_boolean(s: pd.Series) -> Parsed:
+    """true/false, 1/0, yes/no, t/f (any case) → pandas boolean; missing stays missing (consent: means no)."""
+    if pd.api.types.is_bool_dtype(s):
+        return Parsed(s.astype("boolean"), pd.Series(False, index=s.index), "")
+    t = _text(s).str.lower()
+    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    out[t.isin(TRUE).fillna(False).to_numpy(bool)] = True
+    out[t.isin(FALSE).fillna(False).to_numpy(bool)] = False
+    bad = t.notna() & out.isna()
+    return Parsed(out, bad.fillna(False).astype(bool), "not a yes/no value (true/false, 1/0, yes/no, t/f)")
+
+
+def parse_flag(s: pd.Series) -> Parsed:
+    """A required 0/1 outcome: the boolean spellings → int64 0/1; a missing value is refused."""
+    b = parse_boolean(s)
+    bad = b.bad | b.values.isna()
+    return Parsed(b.values.fillna(False).astype("int64"), bad, "not 0/1 (true/false, 1/0, yes/no, t/f)")
+
+
+def parse_number(s: pd.Series) -> Parsed:
+    """Numbers as written (a leading '+', exponents; no thousands separators) → float64."""
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        return Parsed(s.astype("float64"), pd.Series(False, index=s.index), "")
+    t = _text(s)
+    ok = t.str.fullmatch(_NUMBER).fillna(False).astype(bool)
+    out = pd.to_numeric(t.where(ok), errors="coerce").astype("float64")
+    return Parsed(out, t.notna() & ~ok, "wrong type: expected a number")
+
+
+def parse_timestamp(s: pd.Series) -> Parsed:
+    """ISO 8601 with an offset, `Z` or naive (UTC), parquet timestamps of any unit, or one spreadsheet date format
+    for the whole column (DATE_FORMATS, Excel serial days) → datetime64[ns, UTC]."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        ts = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
+        return Parsed(ts.astype("datetime64[ns, UTC]"), pd.Series(False, index=s.index), "")
+    t = _text(s)
+    out = pd.to_datetime(t, errors="coerce", utc=True, format="ISO8601")
+    rest = t.notna() & out.isna()
+    if rest.any():
+        out = out.where(~rest, _spreadsheet_dates(t[rest]))
+    bad = t.notna() & out.isna()
+    return Parsed(out.astype("datetime64[ns, UTC]"), bad, "not an ISO 8601 timestamp")
+
+
+def _spreadsheet_dates(t: pd.Series) -> pd.Series:
+    numeric = pd.to_numeric(t, errors="coerce")
+    if numeric.notna().all() and numeric.between(1, 2_958_465).all():  # Excel serial days, 1900 → 9999
+        return EXCEL_EPOCH + pd.to_timedelta(numeric, unit="D")
+    for fmt in DATE_FORMATS:
+        parsed = pd.to_datetime(t, errors="coerce", utc=True, format=fmt)
+        if parsed.notna().all():
+            return parsed
+    return pd.Series(pd.NaT, index=t.index, dtype="datetime64[ns, UTC]")
+
+
+def parse_text(s: pd.Series) -> Parsed:
+    """Identifiers and free text: stripped strings (object dtype, None where missing)."""
+    t = _text(s)
+    return Parsed(t.astype(object).where(t.notna(), None), pd.Series(False, index=s.index), "")
+
+
+PARSERS = {
+    "id": parse_text,
+    "text": parse_text,
+    "category": parse_text,
+    "number": parse_number,
+    "flag": parse_flag,
+    "boolean": parse_boolean,
+    "timestamp": parse_timestamp,
+}
+
+
+def infer_kind(s: pd.Series) -> str:
+    """A custom attribute's kind from the whole column: number when every value is one, boolean when every value
+    is a yes/no spelling (0/1 alone counts as a number), else category. A column that is all missing is text."""
+    if pd.api.types.is_bool_dtype(s):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(s):
+        return "number"
+    t = _text(s).dropna()
+    if t.empty:
+        return "text"
+    if t.str.fullmatch(_NUMBER).all():
+        return "number"
+    if t.str.lower().isin(TRUE | FALSE).all():
+        return "boolean"
+    return "category"
+
+
+def kind_of_stored(dtype: object) -> str | None:
+    """The kind a stored column's dtype pins (so a later import cannot change it), None for text."""
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "timestamp"
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "number"
+    return None
+
+
+class PinnedKinds(BaseModel):
+    """`--schema` YAML: per table, columns whose kind the user pins, e.g. `customers: {monthly_charges: number}`."""
+
+    model_config = ConfigDict(extra="forbid")
+    customers: dict[str, Kind] = {}
+    transactions: dict[str, Kind] = {}
+    events: dict[str, Kind] = {}
+    edges: dict[str, Kind] = {}
+    stages: dict[str, Kind] = {}
+    campaigns: dict[str, Kind] = {}
+    labels: dict[str, Kind] = {}
+
+
+def load_pinned(path: Path) -> dict[str, dict[str, str]]:
+    """The pinned kinds of a --schema file; ValueError naming the file and field when it is not one."""
+    from leadscope.yamlfile import load_validated
+
+    return load_validated(path, PinnedKinds, "--schema").model_dump()
+
+
+def parse(kind: str, s: pd.Series) -> Parsed:
+    return PARSERS[kind](s)
+
+
+def consented(s: pd.Series | None, index: pd.Index) -> np.ndarray:
+    """Default-deny consent: True only where the value parses as true; missing, unknown or absent is False."""
+    if s is None:
+        return np.zeros(len(index), bool)
+    return parse_boolean(s).values.fillna(False).to_numpy(bool)
