@@ -107,6 +107,11 @@ def write_sources(settings: Settings, progress: Progress = lambda _: None) -> Bu
     """Compute every feature view the tables support into a staging folder, then swap it in with the build's
     metadata: a build that fails part-way leaves the previous features untouched."""
     tables = {"customers": read_table(settings.raw_dir, "customers")}
+    if taken := sorted(set(tables["customers"].columns) & builtin_feature_columns()):
+        raise ValueError(
+            f"customers: column {taken[0]} is the name of a built-in feature; rename it (e.g. crm_{taken[0]}) and "
+            "import again"
+        )
     tables |= {t: _table(settings, t) for t in ("transactions", "events")}
     start = pd.to_datetime(tables["customers"]["created_at"], utc=True).min().floor("D")
     end = data_end(tables)

@@ -120,7 +120,8 @@ def write_frame(df: pd.DataFrame, path: Path) -> None:
     if path.suffix == ".parquet":
         df.to_parquet(path, index=False)
     else:
-        spreadsheet_safe(df).to_csv(path, index=False)
+        # CRLF rows (RFC 4180): a cell holding a carriage return is then quoted, not split into two rows
+        spreadsheet_safe(df).to_csv(path, index=False, lineterminator="\r\n")
 
 
 def column_kinds(df: pd.DataFrame, skip: tuple[str, ...]) -> dict[str, str]:

@@ -41,7 +41,8 @@ def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMana
         # one audience build at a time: it uses the cores the requests need (2 here), so builds queue
         app.state.audience_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audience")
 
-        warm = (lambda: scoring.prewarm(state)) if settings.prewarm else None
+        warm = (lambda: prewarm(state)) if settings.prewarm else None
+        state.warming = warm is not None  # from the start: /readyz must not say "warm" before the prewarm began
 
         async def load_then_watch() -> None:
             if settings.background_load:
@@ -104,6 +105,17 @@ def load(state: ServingState) -> None:
     finally:
         gc.collect()
         gc.freeze()
+
+
+def prewarm(state: ServingState) -> None:
+    """Fill the cache; a store that cannot answer leaves it cold (requests then say why), it never stops the
+    registry watch."""
+    try:
+        scoring.prewarm(state)
+    except Exception as exc:  # noqa: BLE001 - logged; /readyz reports the store's state
+        logging.getLogger("leadscope.serving").warning("cache prewarm failed: %s", exc)
+    finally:
+        state.warming = False
 
 
 async def deliver_forever(outbox: Outbox, every_seconds: float) -> None:

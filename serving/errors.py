@@ -8,6 +8,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.online import FeatureStoreUnavailable
+
 
 class ApiError(Exception):
     def __init__(
@@ -98,6 +100,13 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
             status_code=exc.status_code, content=body(code, str(exc.detail)), headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(FeatureStoreUnavailable)
+    async def features_unavailable(_: Request, exc: FeatureStoreUnavailable) -> JSONResponse:
+        return JSONResponse(
+            status_code=503,
+            content=body("features_unavailable", f"the feature store cannot answer: {exc}; see /readyz"),
         )
 
     @app.exception_handler(Exception)

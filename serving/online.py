@@ -19,6 +19,10 @@ from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesRespo
 _MISSING = object()
 
 
+class FeatureStoreUnavailable(RuntimeError):
+    """The online store cannot serve a model's features now (the message names the FeatureService, no data)."""
+
+
 class OnlineFeatures:
     def __init__(self, store: FeatureStore, cache_size: int) -> None:
         self.store = store
@@ -32,8 +36,13 @@ class OnlineFeatures:
         self.services[name] = self.store.get_feature_service(service)
 
     def read(self, name: str, ids: list[str]) -> dict[str, list]:
-        """Feature columns for `ids` straight from the online store (None where missing)."""
-        resp = self.store.get_online_features(features=self.services[name], entity_rows={"customer_id": ids})
+        """Feature columns for `ids` straight from the online store (None where missing). A store that cannot
+        answer (unreachable, or a registry whose views collide) raises FeatureStoreUnavailable, never a bare
+        error: the API answers 503 with the reason, and /readyz says it."""
+        try:
+            resp = self.store.get_online_features(features=self.services[name], entity_rows={"customer_id": ids})
+        except Exception as exc:  # noqa: BLE001 - whatever Feast raises, the caller gets one kind of error
+            raise FeatureStoreUnavailable(f"{type(exc).__name__} reading {self.services[name].name}") from exc
         return decode(resp.proto)
 
     def rows(self, name: str, ids: list[str]) -> dict[str, list]:

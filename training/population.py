@@ -40,7 +40,9 @@ def load(settings: Settings, store: object | None = None) -> Population:
     bought = (
         frame["tx_count_total"].fillna(0).to_numpy() > 0 if "tx_count_total" in frame else np.zeros(len(frame), bool)
     )
-    opted_out = frame["consent_ads"].eq(0).to_numpy() if "consent_ads" in frame else np.zeros(len(frame), bool)
+    opted_out = (
+        ~frame["consent_ads"].eq(1).to_numpy() if "consent_ads" in frame else np.ones(len(frame), bool)
+    )  # default-deny
     return Population(
         ids=frame[ENTITY].to_numpy(dtype=object),
         X=X,

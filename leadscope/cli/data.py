@@ -3,12 +3,19 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from leadscope.cli.common import console, fail, settings, step
+
+
+class ExportStyle(StrEnum):
+    parquet = "parquet"
+    crm = "crm"
+
 
 identities_app = typer.Typer(help="Resolve CRM records to people.", no_args_is_help=True)
 
@@ -18,15 +25,21 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same data.")] = 42,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <data_dir>/raw).")] = None,
     days: Annotated[int, typer.Option(min=120, help="Days of history.")] = 540,
+    export_style: Annotated[
+        ExportStyle, typer.Option(help="parquet: the canonical tables; crm: CSV as spreadsheets and CRMs export it.")
+    ] = ExportStyle.parquet,
 ) -> None:
-    """Write a synthetic company's canonical tables (parquet) and the ground truth behind them."""
+    """Write a synthetic company's canonical tables and the ground truth behind them (truth/ as parquet)."""
     from leadscope.synth import generate as make
+    from leadscope.synth.export import write_export
 
     s = settings()
-    target = out or s.raw_dir
+    target = out or (s.raw_dir if export_style is ExportStyle.parquet else s.resolve(s.data_dir) / "export")
     with step(f"generating {customers:,} customers (seed {seed})"):
         company = make(customers=customers, seed=seed, end=s.world_end, days=days)
-        company.write(target)
+        company.write(target, tables=export_style is ExportStyle.parquet)
+        if export_style is ExportStyle.crm:
+            write_export(company.tables, target, seed=seed)
     for name, df in company.tables.items():
         console.print(f"  {name:<13} {len(df):>10,} rows")
     console.print(f"  written to {target}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from leadscope.cli.common import console, settings, step
+from leadscope.cli.common import console, fail, settings, step
 from leadscope.settings import Settings
 
 features_app = typer.Typer(help="Build and load the Feast feature store.", no_args_is_help=True)
@@ -14,8 +14,11 @@ def build_features(s: Settings) -> None:
     """The whole feature build (features/ owns its order), with progress and what it built or skipped."""
     from features.build import build
 
-    with step("building features, registering them in Feast, materialising the online store") as update:
-        report = build(s, progress=update)
+    try:
+        with step("building features, registering them in Feast, materialising the online store") as update:
+            report = build(s, progress=update)
+    except (ValueError, FileNotFoundError) as exc:  # the data cannot be built from: said plainly, nothing changed
+        fail(str(exc))
     console.print("  " + ", ".join(f"{k}: {v:,} rows" for k, v in report.rows.items()), soft_wrap=True)
     for view, why in report.skipped.items():
         console.print(f"  [yellow]skipped[/] {view}: {why}", soft_wrap=True)

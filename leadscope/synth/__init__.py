@@ -22,10 +22,10 @@ class Company:
     tables: dict[str, pd.DataFrame]
     truth: dict[str, pd.DataFrame] = field(default_factory=dict)
 
-    def write(self, out: Path) -> None:
-        """Parquet files `<out>/<table>.parquet` and `<out>/truth/*.parquet` + world.json."""
+    def write(self, out: Path, *, tables: bool = True) -> None:
+        """Parquet files `<out>/<table>.parquet` (unless `tables` is off) and `<out>/truth/*.parquet` + world.json."""
         (out / "truth").mkdir(parents=True, exist_ok=True)
-        for name, df in self.tables.items():
+        for name, df in self.tables.items() if tables else ():
             df.to_parquet(out / f"{name}.parquet", index=False)
         for name, df in self.truth.items():
             df.to_parquet(out / "truth" / f"{name}.parquet", index=False)

@@ -10,7 +10,10 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from features.contract import consented as contract_consented
+from features.contract import parse_boolean
 from leadscope.schema import CONTACT_COLUMNS
+from leadscope.tables import safe_cell
 from serving.signals import hashing
 
 FORMATS = ("meta", "google")
@@ -48,21 +51,26 @@ def export_rows(fmt: str, people: pd.DataFrame, similarity: pd.Series) -> Iterab
 
 
 def export_csv(fmt: str, customers: pd.DataFrame, audience: pd.DataFrame) -> tuple[str, dict]:
-    """(CSV text, counts). Members without ads consent are left out; so are members with no usable identifier."""
+    """(CSV text, counts). Consent is default-deny: only members whose consent_ads parses as true are written;
+    those with consent false, and those whose consent is missing or unreadable, are left out and counted. So are
+    members with no usable identifier. Every cell is safe to open in a spreadsheet."""
     people = audience.merge(customers, on="customer_id", how="left")
-    consent = people["consent_ads"] if "consent_ads" in people else pd.Series(True, index=people.index)
-    allowed = people[consent.fillna(False).astype(bool).to_numpy()]
+    consent = parse_boolean(people["consent_ads"]).values if "consent_ads" in people else None
+    allowed_mask = contract_consented(people.get("consent_ads"), people.index)
+    allowed = people[allowed_mask]
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, lineterminator="\r\n")  # RFC 4180: a cell with a carriage return is quoted
     writer.writerow(META_COLUMNS if fmt == "meta" else GOOGLE_COLUMNS)
     written = 0
     for r in export_rows(fmt, allowed, allowed["similarity"]):
         if any(r[:4]):  # at least one of email, phone, first/last name
-            writer.writerow(r)
+            writer.writerow([safe_cell(v) for v in r])
             written += 1
+    denied = int((consent == False).sum()) if consent is not None else 0  # noqa: E712 - NA stays out of both
     return buf.getvalue(), {
         "members": len(audience),
-        "without_ads_consent": len(people) - len(allowed),
+        "without_ads_consent": denied,
+        "consent_unknown": len(people) - len(allowed) - denied,
         "without_identifier": len(allowed) - written,
         "rows": written,
     }

@@ -12,7 +12,7 @@ from serving.deps import OutboxDep, State
 from serving.errors import ApiError, documented
 from serving.scoring import expected_values
 from serving.security import require
-from serving.signals.ingest import Accepted, ConversionBatch, ConversionEvent, identifiers
+from serving.signals.ingest import Accepted, ConversionBatch, ConversionEvent, ads_consent, identifiers
 from serving.signals.platforms import Event
 from serving.state import ServingState
 
@@ -51,10 +51,12 @@ async def take(
     def run() -> dict:
         wanted = [ev.customer_id for ev in body.events if rules[ev.stage].value == "predicted"]
         predicted = _predicted(state, wanted)
+        contacts = state.snapshots.contacts() if state.snapshots is not None else None
+        consent = ads_consent(body.events, contacts)
         items, kinds = [], []
-        for ev, ids in zip(body.events, hashed, strict=True):
+        for ev, ids, ok in zip(body.events, hashed, consent, strict=True):
             value, currency, kind = _value(ev, rules[ev.stage].value, predicted)
-            items.append(Event(ev.event_id, ev.customer_id, ev.ts, ev.stage, value, currency, ids))
+            items.append(Event(ev.event_id, ev.customer_id, ev.ts, ev.stage, value, currency, ids, ok))
             kinds.append(kind)
         return outbox.add(items, kinds)
 

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from serving import observability
 from serving.deps import State
+from serving.online import FeatureStoreUnavailable
 from serving.schemas import Health, ModelInfo, Readiness
 
 router = APIRouter(tags=["health"])
@@ -29,6 +30,8 @@ async def readyz(state: State) -> Readiness | JSONResponse:
             name = next(iter(state.models))
             state.online.rows(name, ["__readiness_probe__"])
             store_ok = "ok"
+        except FeatureStoreUnavailable as exc:
+            store_ok = f"error: {exc}"
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
             store_ok = f"error: {type(exc).__name__}"
     models = [

@@ -6,8 +6,10 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
+import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from features.contract import consented
 from leadscope.schema import CLICK_IDS, STAGES
 from leadscope.settings import Settings
 from serving.signals import hashing
@@ -52,6 +54,9 @@ class ConversionEvent(BaseModel):
     fbc: ClickId | None = None
     fbp: ClickId | None = None
     meta_lead_id: Annotated[str, StringConstraints(pattern=r"^\d{1,32}$")] | None = None
+    consent_ads: bool | None = Field(
+        None, description="Ads consent as the CRM knows it now; default: the customers table's (missing: no)."
+    )
     bd_vid: ClickId | None = None
     ttclid: ClickId | None = None
 
@@ -85,6 +90,16 @@ def identifiers(ev: ConversionEvent) -> dict:
         "google": {k: v for k, v in google.items() if v},
         "click": {k: v for k, v in click.items() if v},
     }
+
+
+def ads_consent(events: list[ConversionEvent], contacts: pd.DataFrame | None) -> list[bool]:
+    """Per event: its own consent_ads when the CRM sent one, else the customers table's; default-deny (a customer
+    unknown to the table, or without a consent that parses as true, is not sent to any ad platform)."""
+    known: dict[str, bool] = {}
+    if contacts is not None and "consent_ads" in contacts:
+        allowed = consented(contacts["consent_ads"], contacts.index)
+        known = dict(zip(contacts["customer_id"].astype(str), allowed, strict=True))
+    return [ev.consent_ads if ev.consent_ads is not None else known.get(ev.customer_id, False) for ev in events]
 
 
 def outbox_for(settings: Settings) -> Outbox:

@@ -36,6 +36,7 @@ from serving.db import engine_for
 from serving.signals.mapping import Mapping
 from serving.signals.platforms import EXPORTERS, Event, Exporter
 
+NO_CONSENT = "no ads consent: consent_ads is not true for this customer (missing counts as no)"
 metadata = MetaData()
 events = Table(
     "conversion_events",
@@ -155,7 +156,7 @@ class Outbox:
             for event_id in (i for i in first if i in stored):
                 e = first[event_id][0]
                 for name, exp in self.exporters.items():
-                    row, reason = exp.row(e, now)
+                    row, reason = exp.row(e, now) if e.ads_consent else (None, NO_CONSENT)
                     state = "pending" if row is not None else "skipped"
                     status[(name, state)] += 1
                     rows.append(_delivery_row(name, e.event_id, state, reason, row, now))

@@ -28,6 +28,7 @@ class Event:
     value: float | None
     currency: str | None
     ids: dict[str, Any]  # {"meta": {...}, "google": {...}} hashed; click ids unhashed under "click"
+    ads_consent: bool = False  # default-deny: only a customer whose ads consent is known to be true is sent
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ def test_with_30_percent_of_calls_failing_every_event_is_delivered_exactly_once(
     parsed = [
         e for i in range(0, 1500, 1000) for e in ConversionBatch.model_validate({"events": raw[i : i + 1000]}).events
     ]
-    items = [Event(e.event_id, e.customer_id, e.ts, e.stage, e.value, e.currency, identifiers(e)) for e in parsed]
+    items = [Event(e.event_id, e.customer_id, e.ts, e.stage, e.value, e.currency, identifiers(e), True) for e in parsed]
     outbox.add(items, ["actual"] * len(items))
     pending = {p: s.get("pending", 0) for p, s in outbox.status().items()}
     with httpx.Client() as http:
