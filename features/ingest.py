@@ -200,16 +200,27 @@ def _delimiter_hint(df: pd.DataFrame) -> str:
 def _check_cells(name: str, df: pd.DataFrame, limits: Limits) -> None:
     """Refuse a file with a value longer than the cell limit, naming its row and column."""
     for col in df.columns:
-        s = df[col]
-        if s.dtype != object and not pd.api.types.is_string_dtype(s):
+        chars = _str_op(df[col], lambda s: s.str.len(), lambda v: len(v))
+        if chars is None or not len(chars) or chars.max() * 4 <= limits.max_cell_bytes:  # UTF-8: ≤ 4 bytes a char
             continue
-        lengths = s.map(lambda v: len(v.encode("utf-8", "surrogateescape")) if isinstance(v, str) else 0)
-        if len(lengths) and lengths.max() > limits.max_cell_bytes:
-            row = int(lengths.to_numpy().argmax()) + 1
+        long = df[col][chars * 4 > limits.max_cell_bytes]
+        size = long.map(lambda v: len(v.encode("utf-8", "surrogateescape")) if isinstance(v, str) else 0)
+        if size.max() > limits.max_cell_bytes:
+            row = int(df.index.get_loc(size.idxmax())) + 1
             raise FileRefused(
-                f"{name}: row {row}, column {col}: a value of {lengths.max():,} bytes, over the cell limit of "
+                f"{name}: row {row}, column {col}: a value of {size.max():,} bytes, over the cell limit of "
                 f"{limits.max_cell_bytes:,} (LEADSCOPE_IMPORT_MAX_CELL_BYTES)"
             )
+
+
+def _str_op(s: pd.Series, vectorised, each):  # noqa: ANN001, ANN202 - Series → Series of the op, or None
+    """A string operation over a text column, vectorised where pandas can (an object column of flags cannot)."""
+    if s.dtype != object and not pd.api.types.is_string_dtype(s):
+        return None
+    try:
+        return vectorised(s)
+    except AttributeError:
+        return s.map(lambda v: each(v) if isinstance(v, str) else 0)
 
 
 # --- validation ------------------------------------------------------------------------------------------------
@@ -349,11 +360,16 @@ _SURROGATE = re.compile(r"[\udc80-\udcff]")
 
 def _not_utf8(df: pd.DataFrame) -> pd.Series:
     """Rows holding bytes that were not UTF-8 (read back as lone surrogates)."""
-    text = df.select_dtypes(include="object")
-    if text.empty:
-        return pd.Series(False, index=df.index)
-    # object columns may hold flags (True/False/None) rather than text: only strings can carry bad bytes
-    return text.apply(lambda s: s.map(lambda v: isinstance(v, str) and bool(_SURROGATE.search(v)))).any(axis=1)
+    bad = pd.Series(False, index=df.index)
+    for col in df.columns:
+        hit = _str_op(
+            df[col],
+            lambda s: s.str.contains(_SURROGATE.pattern, regex=True, na=False),
+            lambda v: bool(_SURROGATE.search(v)),
+        )
+        if hit is not None:
+            bad |= hit.fillna(False).astype(bool)
+    return bad
 
 
 def _reason(check: str) -> str:

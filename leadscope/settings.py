@@ -19,12 +19,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEADSCOPE_", env_file=".env", extra="ignore")
 
     home: Path = Field(default_factory=Path.cwd, description="Project root; relative paths resolve here.")
-    data_dir: Path = Path("data")
-    mlruns_dir: Path = Path("mlruns")
+    data_dir: Path = Field(Path("data"), description="Raw tables, features, Feast repo and the service database.")
+    mlruns_dir: Path = Field(Path("mlruns"), description="MLflow store (sqlite database and artifacts).")
     tracking_uri: str | None = Field(None, description="MLflow tracking URI; default sqlite under mlruns_dir.")
-    seed: int = 42
+    seed: int = Field(42, description="Seed of the generator, splits and models.")
     customers: int = Field(20_000, ge=100, description="Size of the generated company.")
-    world_end: datetime = datetime(2026, 6, 30, tzinfo=UTC)
+    world_end: datetime = Field(datetime(2026, 6, 30, tzinfo=UTC), description="Last day the generator simulates.")
     world_days: int = Field(540, ge=120, description="History length the generator simulates.")
     feature_cadence_days: int = Field(7, ge=1, description="Feature snapshots are computed this often.")
     propensity_horizon_days: int = Field(30, ge=1, description="Label: converted within N days.")
@@ -38,9 +38,11 @@ class Settings(BaseSettings):
         description="embedded: SQLite files and in-process state (no servers). production: PostgreSQL for MLflow and "
         "the service database, Redis for the online store and shared rate limits.",
     )
-    online_store: Literal["sqlite", "redis"] = "sqlite"
-    redis_url: str | None = None
-    postgres_url: str | None = None
+    online_store: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="Feast online store (redis: needs redis_url)."
+    )
+    redis_url: str | None = Field(None, description="redis://host:6379/0: online store and shared rate limits.")
+    postgres_url: str | None = Field(None, description="postgresql://…: MLflow and the service database (production).")
     auth: bool = Field(True, description="Require an API key on /v1 routes (health, readiness, metrics stay open).")
     key_cache_seconds: float = Field(2.0, ge=0, description="How long a server trusts its copy of the key table.")
     rate_limit: str = Field("6000/minute", description="Default per-key rate limit (limits notation, e.g. 100/second).")
@@ -49,7 +51,7 @@ class Settings(BaseSettings):
     max_batch_ids: int = Field(1_000_000, ge=1, description="Most ids in one batch scoring request.")
     request_timeout_seconds: float = Field(30.0, gt=0, description="504 when no response has started by then.")
     graceful_shutdown_seconds: float = Field(30.0, gt=0, description="How long in-flight requests get on SIGTERM.")
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["json", "text"] = Field("json", description="Server log lines: JSON or plain text.")
     signals_mapping: Path | None = Field(None, description="Stage → ad-platform mapping YAML (default: built in).")
     signals_max_attempts: int = Field(12, ge=1, description="Delivery attempts per event and platform.")
     signals_backoff_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles per attempt.")
@@ -82,10 +84,10 @@ class Settings(BaseSettings):
     import_max_file_bytes: int = Field(
         8 * 1024**3, ge=1024, description="Largest imported file: CSV size, or a parquet file's uncompressed size."
     )
-    host: str = "127.0.0.1"
-    port: int = 8000
-    num_threads: int = 1
-    max_ids_per_request: int = 10_000
+    host: str = Field("127.0.0.1", description="Address `leadscope serve` listens on.")
+    port: int = Field(8000, description="Port `leadscope serve` listens on.")
+    num_threads: int = Field(1, description="Threads per LightGBM fit or predict (1 under load).")
+    max_ids_per_request: int = Field(10_000, description="Most ids in one POST /v1/scores.")
 
     @model_validator(mode="after")
     def _profile(self) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,10 +12,15 @@ from leadscope.cli.common import console, fail, settings
 keys_app = typer.Typer(help="API keys: create, revoke, list (stored hashed).", no_args_is_help=True)
 
 
-def _store():  # noqa: ANN202 - serving.keys.KeyStore, imported lazily
+def _store(*, create: bool = False):  # noqa: ANN202 - serving.keys.KeyStore, imported lazily
+    """The key table; only `create` may start a new database (listing in the wrong folder must not make one)."""
     from serving.keys import KeyStore
 
-    return KeyStore(settings().database_url)
+    url = settings().database_url
+    path = url.removeprefix("sqlite:///")
+    if not create and url.startswith("sqlite:///") and not Path(path).exists():
+        fail(f"no key database at {path}: run this where `leadscope run` ran, or set LEADSCOPE_HOME")
+    return KeyStore(url)
 
 
 @keys_app.command("create")
@@ -27,7 +33,7 @@ def keys_create(
 ) -> None:
     """Create a key. It is printed once, on stdout; only its SHA-256 is stored."""
     try:
-        token, key = _store().create(name, scope, rate)
+        token, key = _store(create=True).create(name, scope, rate)
     except ValueError as exc:
         fail(str(exc))
     console.print(f"created key {key.key_id} ({key.name}; scopes {', '.join(sorted(key.scopes))}); it is shown once:")

@@ -126,3 +126,10 @@ def test_first_run_creates_one_default_key_with_every_scope(tmp_path) -> None:
     assert token and store.first_run_key() is None
     key = KeyCache(store, 0).verify(token)
     assert key is not None and key.name == "default" and key.scopes == set(SCOPES) and len(store.list()) == 1
+
+
+def test_keys_list_in_a_folder_without_a_database_creates_none(tmp_path) -> None:
+    # broken: `keys list` in the wrong directory silently created data/leadscope.db
+    res = CliRunner().invoke(cli, ["keys", "list"], env={"LEADSCOPE_HOME": str(tmp_path)})
+    assert res.exit_code == 2 and "no key database" in res.output
+    assert not (tmp_path / "data").exists()
