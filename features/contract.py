@@ -98,9 +98,16 @@ class Parsed:
     reason: str  # why those values were refused
 
 
+ARROW_TEXT = pd.StringDtype("pyarrow")
+
+
 def _text(s: pd.Series) -> pd.Series:
-    """The column as stripped text with missing values as NA (numbers and flags from parquet included)."""
-    out = s.astype("string").str.strip()
+    """The column as stripped Arrow-backed text with missing values as NA (numbers and flags from parquet
+    included): the string operations below then run as Arrow kernels, not per Python object."""
+    try:
+        out = s.astype(ARROW_TEXT).str.strip()
+    except UnicodeEncodeError:  # bytes that were not UTF-8 (kept as surrogates): Python strings can hold them
+        out = s.astype("string").str.strip()
     return out.mask(out == "")
 
 
@@ -128,8 +135,8 @@ def parse_number(s: pd.Series) -> Parsed:
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         return Parsed(s.astype("float64"), pd.Series(False, index=s.index), "")
     t = _text(s)
-    ok = t.str.fullmatch(_NUMBER).fillna(False).astype(bool)
-    out = pd.to_numeric(t.where(ok), errors="coerce").astype("float64")
+    ok = t.str.fullmatch(_NUMBER.pattern).fillna(False).astype(bool)
+    out = t.where(ok).astype("float64")  # an Arrow cast; only values that matched are left to cast
     return Parsed(out, t.notna() & ~ok, "wrong type: expected a number")
 
 
@@ -140,12 +147,46 @@ def parse_timestamp(s: pd.Series) -> Parsed:
         ts = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
         return Parsed(ts.astype("datetime64[ns, UTC]"), pd.Series(False, index=s.index), "")
     t = _text(s)
-    out = pd.to_datetime(t, errors="coerce", utc=True, format="ISO8601")
+    out = _arrow_iso(t)
+    if out is None:
+        out = _pandas_iso(t)
     rest = t.notna() & out.isna()
     if rest.any():
         out = out.where(~rest, _spreadsheet_dates(t[rest]))
     bad = t.notna() & out.isna()
     return Parsed(out.astype("datetime64[ns, UTC]"), bad, "not an ISO 8601 timestamp")
+
+
+_ZONED = r"(Z|[+-]\d\d:\d\d)$"
+
+
+def _arrow_iso(t: pd.Series) -> pd.Series | None:
+    """ISO 8601 through Arrow's cast (zoned values to UTC, naive ones read as UTC), ~10× pandas' parser; None when
+    some value is not plain ISO 8601, so pandas reads the column and names the bad rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(t.array)
+    zoned = pc.match_substring_regex(arr, _ZONED)
+    try:
+        with_zone = pc.cast(pc.if_else(zoned, arr, None), pa.timestamp("ns", tz="UTC"))
+        naive = pc.cast(pc.cast(pc.if_else(zoned, None, arr), pa.timestamp("ns")), pa.timestamp("ns", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    out = pc.coalesce(with_zone, naive).to_pandas()
+    out.index = t.index
+    return out.astype("datetime64[ns, UTC]")
+
+
+def _pandas_iso(t: pd.Series) -> pd.Series:
+    """ISO 8601 through pandas, zoned and naive values apart: pandas 2.3 parsing one column that mixes them gives
+    a naive value the offset of the zoned value before it (a silent shift by hours)."""
+    zoned = t.str.contains(_ZONED, regex=True, na=False).astype(bool)
+    out = pd.Series(pd.NaT, index=t.index, dtype="datetime64[ns, UTC]")
+    for part in (zoned, ~zoned):
+        if part.any():
+            out[part] = pd.to_datetime(t[part].astype(object), errors="coerce", utc=True, format="ISO8601")
+    return out
 
 
 def _spreadsheet_dates(t: pd.Series) -> pd.Series:
@@ -162,7 +203,8 @@ def _spreadsheet_dates(t: pd.Series) -> pd.Series:
 def parse_text(s: pd.Series) -> Parsed:
     """Identifiers and free text: stripped strings (object dtype, None where missing)."""
     t = _text(s)
-    return Parsed(t.astype(object).where(t.notna(), None), pd.Series(False, index=s.index), "")
+    values = t.to_numpy(dtype=object, na_value=None)
+    return Parsed(pd.Series(values, index=s.index, dtype=object), pd.Series(False, index=s.index), "")
 
 
 PARSERS = {
@@ -186,7 +228,7 @@ def infer_kind(s: pd.Series) -> str:
     t = _text(s).dropna()
     if t.empty:
         return "text"
-    if t.str.fullmatch(_NUMBER).all():
+    if t.str.fullmatch(_NUMBER.pattern).all():
         return "number"
     if t.str.lower().isin(TRUE | FALSE).all():
         return "boolean"

@@ -80,6 +80,17 @@ def test_timestamps_with_offsets_z_and_naive_are_utc(text, utc) -> None:
     assert not parsed.bad.any() and parsed.values.iloc[0] == pd.Timestamp(utc, tz="UTC")
 
 
+@pytest.mark.parametrize("dtype", [object, "string[pyarrow]"])
+def test_a_column_mixing_offsets_and_naive_times_converts_each_value_by_its_own_offset(dtype) -> None:
+    # broken: pandas' ISO 8601 parser gave a naive value the offset of the zoned value before it (hours off)
+    text = ["2025-01-07T01:58:52+08:00", "2025-01-06T21:56:25-05:00", "2025-01-06T21:56:25", "2025-01-06T10:00:00Z"]
+    parsed = contract.parse_timestamp(pd.Series(text * 3, dtype=dtype))
+    expected = ["2025-01-06 17:58:52", "2025-01-07 02:56:25", "2025-01-06 21:56:25", "2025-01-06 10:00:00"] * 3
+    assert parsed.values.tolist() == [pd.Timestamp(e, tz="UTC") for e in expected]
+    messy = pd.Series([*text, "2025-13-40T00:00:00"], dtype=dtype)  # a bad value: the slower path, same answers
+    assert contract.parse_timestamp(messy).values.tolist()[:4] == [pd.Timestamp(e, tz="UTC") for e in expected[:4]]
+
+
 def test_a_spreadsheet_date_column_is_read_with_one_format_for_the_whole_column() -> None:
     us = contract.parse_timestamp(pd.Series(["03/01/2026 14:05:00", "12/31/2025 00:00:00"]))
     assert us.values.tolist() == [pd.Timestamp("2026-03-01 14:05", tz="UTC"), pd.Timestamp("2025-12-31", tz="UTC")]
@@ -222,3 +233,46 @@ def test_the_features_build_refuses_a_colliding_column_that_bypassed_the_import(
     assert res.exit_code == 2 and "column tx_amount_total is the name of a built-in feature" in " ".join(
         res.output.split()
     )
+
+
+@pytest.mark.parametrize(
+    ("rows", "column", "reason"),
+    [
+        ("t1,c1,2026-01-05,12,maybe\n", "is_refund", "not a yes/no value"),
+        ("t1,c1,2026-01-05,twelve,no\n", "amount", "wrong type: expected a number"),
+        ("t1,c1,2026-01-05,-3,no\n", "amount", "must not be negative"),
+        ("t1,ghost,2026-01-05,3,no\n", "customer_id", "unknown customer_id (not in customers)"),
+        ("t1,,2026-01-05,3,no\n", "customer_id", "missing value"),
+        ("t1,c1,2026-99-05,3,no\n", "ts", "not an ISO 8601 timestamp"),
+    ],
+)
+def test_each_bad_input_class_alone_is_exit_2_with_one_line_naming_file_row_and_column(
+    tmp_path, rows, column, reason
+) -> None:
+    # broken: a file that was all bad imported "accepted 0" with rc 0, or failed with a traceback
+    cust = write(tmp_path, "c.csv", CUSTOMERS + "c1,2026-01-01,yes,1,a\n")
+    tx = write(tmp_path, "orders.csv", "transaction_id,customer_id,ts,amount,is_refund\n" + rows)
+    res = run(tmp_path, "--customers", str(cust), "--transactions", str(tx))
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    text = " ".join(res.output.split())
+    assert f"orders.csv: every row was rejected, e.g. row 1, column {column}: {reason}" in text, text
+
+
+def test_a_build_that_cannot_reach_the_online_store_puts_the_previous_features_back(tmp_path) -> None:
+    # broken: a failed build overwrote the features and the registry, leaving the online store stale
+    from tests.conftest import prepare, small_settings
+
+    settings = small_settings(tmp_path, customers=500)
+    prepare(settings, train=False)
+    before = checksum(settings.feature_dir)
+    events = pd.read_parquet(settings.raw_dir / "events.parquet")
+    late = events.head(3).assign(event_id=lambda d: "late-" + d["event_id"], ts=events["ts"].max())
+    pd.concat([events, late]).to_parquet(settings.raw_dir / "events.parquet", index=False)
+    online = settings.feature_repo_dir / "online.db"
+    online.unlink()
+    online.mkdir()  # SQLite cannot open a folder: materialising fails after the new sources are written
+    res = CliRunner().invoke(app, ["features", "build"], env={"LEADSCOPE_HOME": str(tmp_path)})
+    assert res.exit_code != 0
+    assert checksum(settings.feature_dir) == before
+    assert not settings.feature_dir.with_name("features.previous").exists()
