@@ -201,10 +201,9 @@ def _spreadsheet_dates(t: pd.Series) -> pd.Series:
 
 
 def parse_text(s: pd.Series) -> Parsed:
-    """Identifiers and free text: stripped strings (object dtype, None where missing)."""
-    t = _text(s)
-    values = t.to_numpy(dtype=object, na_value=None)
-    return Parsed(pd.Series(values, index=s.index, dtype=object), pd.Series(False, index=s.index), "")
+    """Identifiers and free text: stripped strings, missing as NA. Arrow-backed (checked and stored without a
+    Python object per value); text that is not valid UTF-8 stays Python strings so its rows can be reported."""
+    return Parsed(_text(s), pd.Series(False, index=s.index), "")
 
 
 PARSERS = {

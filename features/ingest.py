@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -60,7 +61,12 @@ class Outcome:
 
 
 def _id(nullable: bool = False) -> pa.Column:
-    return pa.Column(str, pa.Check.str_length(1, 256), nullable=nullable)
+    # no dtype: the contract's parser made it text already (Arrow-backed); pandera checks the rules
+    return pa.Column(None, pa.Check.str_length(1, 256), nullable=nullable)
+
+
+def _vocabulary(values: tuple[str, ...]) -> pa.Column:
+    return pa.Column(None, pa.Check.isin(values))
 
 
 def _flag() -> pa.Column:
@@ -84,21 +90,21 @@ def schema(table: str) -> pa.DataFrameSchema:
             "event_id": _id(),
             "customer_id": _id(),
             "ts": ts,
-            "channel": pa.Column(str, pa.Check.isin(CHANNELS)),
+            "channel": _vocabulary(CHANNELS),
             "event_type": _id(),
         },
         "edges": {
             "src_customer_id": _id(),
             "dst_customer_id": _id(),
             "ts": ts,
-            "kind": pa.Column(str, pa.Check.isin(EDGE_KINDS)),
+            "kind": _vocabulary(EDGE_KINDS),
             "weight": pa.Column(float, **num),
         },
         "stages": {
             "event_id": _id(),
             "customer_id": _id(),
             "ts": ts,
-            "stage": pa.Column(str, pa.Check.isin(STAGES)),
+            "stage": _vocabulary(STAGES),
             "value": pa.Column(float, pa.Check.ge(0), **num),
         },
         "campaigns": {"customer_id": _id(), "ts": ts, "action_id": _id(), "treated": _flag(), "outcome": _flag()},
@@ -295,8 +301,9 @@ def validate(
         issues += [(i, col, parsed.reason) for i in df.index[parsed.bad.to_numpy(bool)]]
     issues += _schema_issues(table, work)
     refs = [c for c in ("customer_id", "src_customer_id", "dst_customer_id") if c in work and table != "customers"]
+    known = _value_set(known_customers) if refs else None
     for col in refs:
-        unknown = work[col].notna() & ~work[col].astype(str).isin(known_customers)
+        unknown = work[col].notna().to_numpy(bool) & ~_isin(work[col], known)
         issues += [(i, col, "unknown customer_id (not in customers)") for i in work.index[unknown]]
     dup = work.duplicated(KEYS[table], keep="last") & work[KEYS[table]].notna().all(axis=1)
     issues += [(i, "+".join(KEYS[table]), "duplicate key in this file; the later row is kept") for i in work.index[dup]]
@@ -306,6 +313,21 @@ def validate(
     accepted = work[~work.index.isin(rejects["index"])]
     report = rejects.assign(file=file, row=rejects["index"] + 1)[["file", "row", "column", "reason"]]
     return accepted.reset_index(drop=True), report.sort_values(["row", "column"], ignore_index=True)
+
+
+def _value_set(values: set[str]):  # noqa: ANN202 - pyarrow Array
+    import pyarrow as pa
+
+    return pa.array(list(values), type=pa.large_string())
+
+
+def _isin(s: pd.Series, value_set) -> np.ndarray:  # noqa: ANN001 - pyarrow Array
+    """Membership as one Arrow kernel (pandas' isin builds a Python scalar per value of a large set)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(s.array) if s.dtype == ARROW_TEXT else pa.array(s.astype(str).to_numpy(object))
+    return pc.is_in(arr.cast(pa.large_string()), value_set=value_set).to_numpy(zero_copy_only=False)
 
 
 def _schema_issues(table: str, work: pd.DataFrame) -> list[tuple[int, str, str]]:
@@ -328,7 +350,7 @@ def _schema_issues(table: str, work: pd.DataFrame) -> list[tuple[int, str, str]]
 
 def reserved_names() -> frozenset[str]:
     """Column names a custom attribute may not take: every built-in feature, the entity and timestamp columns."""
-    from features.build import builtin_feature_columns
+    from features.names import builtin_feature_columns
 
     return builtin_feature_columns() | {ENTITY, TS}
 

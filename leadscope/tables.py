@@ -75,7 +75,7 @@ def commit_tables(raw_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
     staged = {}
     for name, df in tables.items():
         tmp = raw_dir / f".{name}.{uuid.uuid4().hex}.parquet"
-        df.to_parquet(tmp, index=False)
+        _write_table(df, tmp)
         _fsync(tmp)
         staged[tmp.name] = table_path(raw_dir, name).name
     journal = raw_dir / JOURNAL
@@ -84,6 +84,20 @@ def commit_tables(raw_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
     _fsync(tmp)
     os.replace(tmp, journal)
     recover(raw_dir)
+
+
+def _write_table(df: pd.DataFrame, path: Path) -> None:
+    """Parquet as every reader expects it: text columns (Arrow-backed while importing) read back as plain Python
+    strings, like the generator's tables, not as pandas' string dtype."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = json.loads(table.schema.metadata[b"pandas"])
+    for col in meta["columns"]:
+        if col["numpy_type"] == "string":  # pandas' string dtype: read back as object, like generated tables
+            col["numpy_type"], col["pandas_type"] = "object", "unicode"
+    pq.write_table(table.replace_schema_metadata({b"pandas": json.dumps(meta).encode()}), path)
 
 
 def recover(raw_dir: Path) -> None:
