@@ -11,8 +11,6 @@ rows are upserted by their key, and a stored column keeps its type.
 
 from __future__ import annotations
 
-import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +19,8 @@ import pandas as pd
 import pandera.pandas as pa
 
 from features import contract
-from leadscope.schema import CHANNELS, EDGE_KINDS, ENTITY, REQUIRED, RESERVED_COLUMNS, STAGES, TS
+from features.files import ARROW_TEXT, NOT_UTF8, FileRefused, Limits, not_utf8, read
+from leadscope.schema import CHANNELS, EDGE_KINDS, ENTITY, RESERVED_COLUMNS, STAGES, TS
 from leadscope.tables import commit_tables, has_table, read_table, recover
 
 KEYS = {
@@ -34,21 +33,6 @@ KEYS = {
     "labels": ["customer_id", "as_of"],
 }
 ORDER = ("customers", "transactions", "events", "edges", "stages", "campaigns", "labels")
-NOT_UTF8 = "not valid UTF-8"
-DELIMITERS = ",;\t|"
-ARROW_TEXT = pd.StringDtype("pyarrow")
-
-
-class FileRefused(ValueError):
-    """The file as a whole cannot be imported; the message names the file (and row and column where one is to
-    blame) and says why."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_rows: int = 50_000_000
-    max_cell_bytes: int = 65_536
-    max_file_bytes: int = 8 * 1024**3
 
 
 @dataclass
@@ -113,157 +97,6 @@ def schema(table: str) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(cols[table], strict=False)
 
 
-# --- reading ---------------------------------------------------------------------------------------------------
-
-
-def read(path: Path, table: str, limits: Limits = Limits()) -> pd.DataFrame:
-    """CSV (UTF-8, any of , ; tab | as delimiter, BOM allowed) or parquet → values as written; refuses files that
-    are not this table at all or break a size limit, before holding more than the limits allow."""
-    if not path.exists():
-        raise FileRefused(f"{path.name}: no such file")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        df = _read_parquet(path, limits)
-    else:
-        df = _read_csv(path, limits)
-    df.columns = [str(c).strip() for c in df.columns]
-    if any(("\x00" in c) or any("\udc80" <= ch <= "\udcff" for ch in c) for c in df.columns):
-        raise FileRefused(
-            f"{path.name}: the header is not UTF-8 text (UTF-16 or another encoding?); re-export the file as UTF-8"
-        )
-    missing = [c for c in REQUIRED[table] if c not in df.columns]
-    if missing:
-        hint = _delimiter_hint(df)
-        raise FileRefused(f"{path.name}: missing required column(s) {', '.join(missing)} for table '{table}'{hint}")
-    if len(df) > limits.max_rows:
-        raise FileRefused(f"{path.name}: {len(df):,} rows, more than the import limit of {limits.max_rows:,}")
-    _check_cells(path.name, df, limits)
-    if len(df) and _not_utf8(df).mean() > 0.5:
-        raise FileRefused(f"{path.name}: most rows are not UTF-8 text; re-export the file as UTF-8")
-    return df
-
-
-def _read_parquet(path: Path, limits: Limits) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
-    try:
-        meta = pq.ParquetFile(path).metadata
-    except Exception as exc:  # noqa: BLE001 - not a parquet file at all
-        raise FileRefused(f"{path.name}: cannot be read as parquet ({type(exc).__name__})") from None
-    if meta.num_rows > limits.max_rows:
-        raise FileRefused(f"{path.name}: {meta.num_rows:,} rows, more than the import limit of {limits.max_rows:,}")
-    for g in range(meta.num_row_groups):
-        group = meta.row_group(g)
-        for c in range(group.num_columns):
-            col = group.column(c)
-            # the mean cell of a column chunk over the limit means some cell is: refused before it is read
-            if group.num_rows and col.total_uncompressed_size / group.num_rows > limits.max_cell_bytes:
-                raise FileRefused(
-                    f"{path.name}: column {col.path_in_schema} holds values over the cell limit of "
-                    f"{limits.max_cell_bytes:,} bytes (LEADSCOPE_IMPORT_MAX_CELL_BYTES)"
-                )
-    size = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
-    if size > limits.max_file_bytes:
-        raise FileRefused(f"{path.name}: {size:,} bytes uncompressed, over the limit of {limits.max_file_bytes:,}")
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001
-        raise FileRefused(f"{path.name}: cannot be read as parquet ({type(exc).__name__})") from None
-
-
-def _read_csv(path: Path, limits: Limits) -> pd.DataFrame:
-    size = path.stat().st_size
-    if size == 0:
-        raise FileRefused(f"{path.name}: the file is empty")
-    if size > limits.max_file_bytes:
-        raise FileRefused(f"{path.name}: {size:,} bytes, over the import limit of {limits.max_file_bytes:,}")
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
-        sample = fh.read(65_536)
-    try:
-        delimiter = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        delimiter = ","
-    header = next(csv.reader([sample.split("\n", 1)[0].rstrip("\r")], delimiter=delimiter), [])
-    fast = _read_csv_arrow(path, delimiter, header)
-    if fast is not None:
-        return fast
-    try:
-        return pd.read_csv(
-            path,
-            sep=delimiter,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            encoding="utf-8-sig",
-            encoding_errors="surrogateescape",
-        )
-    except pd.errors.EmptyDataError:
-        raise FileRefused(f"{path.name}: the file is empty") from None
-    except Exception as exc:  # noqa: BLE001 - any parser failure means the file is unreadable as a table
-        raise FileRefused(f"{path.name}: cannot be read as CSV or parquet ({type(exc).__name__})") from None
-
-
-def _read_csv_arrow(path: Path, delimiter: str, header: list[str]) -> pd.DataFrame | None:
-    """The multi-threaded Arrow CSV reader, every column as text (Arrow-backed strings, which the contract's
-    parsers handle with Arrow kernels). None when Arrow cannot read the file as valid UTF-8 with this header:
-    the pandas reader then reports row by row what is wrong."""
-    import pyarrow as pa
-    from pyarrow import csv as pv
-
-    names = [h.strip() for h in header]
-    if not names or len(set(names)) != len(names):
-        return None
-    try:
-        table = pv.read_csv(
-            path,
-            read_options=pv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24),
-            parse_options=pv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-            convert_options=pv.ConvertOptions(
-                column_types={n: pa.string() for n in names},
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-                null_values=[""],
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowKeyError, UnicodeError):  # not UTF-8: the pandas reader says where
-        return None
-    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
-
-
-def _delimiter_hint(df: pd.DataFrame) -> str:
-    if len(df.columns) != 1:
-        return ""
-    return f" (its header is one field: is it delimited by something other than {DELIMITERS!r}?)"
-
-
-def _check_cells(name: str, df: pd.DataFrame, limits: Limits) -> None:
-    """Refuse a file with a value longer than the cell limit, naming its row and column."""
-    for col in df.columns:
-        chars = _str_op(df[col], lambda s: s.str.len(), lambda v: len(v))
-        if chars is None:
-            continue
-        chars = chars.fillna(0).astype("int64")
-        if not len(chars) or chars.max() * 4 <= limits.max_cell_bytes:  # UTF-8: at most 4 bytes a character
-            continue
-        long = df[col][chars * 4 > limits.max_cell_bytes]
-        size = long.map(lambda v: len(v.encode("utf-8", "surrogateescape")) if isinstance(v, str) else 0)
-        if size.max() > limits.max_cell_bytes:
-            row = int(df.index.get_loc(size.idxmax())) + 1
-            raise FileRefused(
-                f"{name}: row {row}, column {col}: a value of {size.max():,} bytes, over the cell limit of "
-                f"{limits.max_cell_bytes:,} (LEADSCOPE_IMPORT_MAX_CELL_BYTES)"
-            )
-
-
-def _str_op(s: pd.Series, vectorised, each):  # noqa: ANN001, ANN202 - Series → Series of the op, or None
-    """A string operation over a text column, vectorised where pandas can (an object column of flags cannot)."""
-    if s.dtype != object and not pd.api.types.is_string_dtype(s):
-        return None
-    try:
-        return vectorised(s)
-    except AttributeError:
-        return s.map(lambda v: each(v) if isinstance(v, str) else 0)
-
-
 # --- validation ------------------------------------------------------------------------------------------------
 
 
@@ -293,7 +126,7 @@ def validate(
     not counted)."""
     df = df.reset_index(drop=True)
     kinds = kinds or kinds_for(table, df)
-    issues: list[tuple[int, str, str]] = [(i, "*", NOT_UTF8) for i in df.index[_not_utf8(df)]]
+    issues: list[tuple[int, str, str]] = [(i, "*", NOT_UTF8) for i in df.index[not_utf8(df)]]
     work = pd.DataFrame(index=df.index)
     for col in df.columns:
         parsed = contract.parse(kinds[col], df[col])
@@ -383,9 +216,14 @@ def upsert(stored: pd.DataFrame | None, accepted: pd.DataFrame, table: str) -> p
 
 
 def import_files(
-    raw_dir: Path, files: dict[str, Path], *, limits: Limits = Limits(), pinned: dict[str, dict[str, str]] | None = None
+    raw_dir: Path,
+    files: dict[str, Path],
+    *,
+    limits: Limits | None = None,
+    pinned: dict[str, dict[str, str]] | None = None,
 ) -> list[Outcome]:
     """Read and validate every file (any refusal stops before anything is written), then commit them together."""
+    limits = limits or Limits()
     recover(raw_dir)
     frames = {t: read(files[t], t, limits) for t in ORDER if t in files}
     if "customers" in frames:
@@ -410,25 +248,6 @@ def import_files(
         results.append(Outcome(table, len(df), len(accepted), rejects, kinds))
     commit_tables(raw_dir, tables)
     return results
-
-
-_SURROGATE = re.compile(r"[\udc80-\udcff]")
-
-
-def _not_utf8(df: pd.DataFrame) -> pd.Series:
-    """Rows holding bytes that were not UTF-8 (read back as lone surrogates)."""
-    bad = pd.Series(False, index=df.index)
-    for col in df.columns:
-        if df[col].dtype == ARROW_TEXT:  # Arrow checked the bytes while reading
-            continue
-        hit = _str_op(
-            df[col],
-            lambda s: s.str.contains(_SURROGATE.pattern, regex=True, na=False),
-            lambda v: bool(_SURROGATE.search(v)),
-        )
-        if hit is not None:
-            bad |= hit.fillna(False).astype(bool)
-    return bad
 
 
 def _reason(check: str) -> str:

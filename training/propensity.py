@@ -29,9 +29,9 @@ MONOTONE = {
 
 def own_labels(path: Path) -> pd.DataFrame:
     """A company's outcome table (customer_id, as_of, label) as entity rows; invalid rows refuse the file."""
-    from features import ingest
+    from features import files, ingest
 
-    raw = ingest.read(path, "labels")
+    raw = files.read(path, "labels")
     known = set(raw["customer_id"].astype(str))
     rows, rejects = ingest.validate("labels", raw, file=path.name, known_customers=known)
     if not rejects.empty:

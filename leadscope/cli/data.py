@@ -66,7 +66,8 @@ def import_(
 
     from features import contract
     from features.contract import load_pinned
-    from features.ingest import FileRefused, Limits, import_files
+    from features.files import FileRefused, Limits
+    from features.ingest import import_files
     from leadscope.tables import write_frame
 
     given = {
