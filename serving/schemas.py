@@ -6,12 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from leadscope.schema import SCORED_MODELS
+
 MAX_IDS = 10_000
 MAX_BATCH_IDS = 1_000_000
 CustomerId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
 
 
-ModelName = Literal["propensity", "churn", "value"]
+ModelName = Literal[SCORED_MODELS]  # type: ignore[valid-type] - the scored models of leadscope/schema.py
 
 
 class ScoreRequest(BaseModel):

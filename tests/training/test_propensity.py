@@ -112,7 +112,47 @@ def test_training_on_a_company_s_own_labels(prepared, tmp_path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("customer_id,as_of,label\nC1,2026-01-01,2\n")
     with pytest.raises(ValueError, match="label"):
-        propensity.own_labels(bad)
+        propensity.own_labels(bad, settings)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("unknown", "customer_id: 1,500 of 3,000 labels name customers that are not in the customers table"),
+        ("future", "as_of: 3,000 of 3,000 labels are dated after the data ends"),
+        ("one_class", "label: all 3,000 labels are 0; a model needs both outcomes"),
+    ],
+)
+def test_labels_that_would_train_a_broken_model_are_refused_and_nothing_is_registered(
+    prepared, tmp_path, change, message
+) -> None:
+    # broken: labels for unknown customers trained a challenger with AUC 0.5 and exit 0; labels after the data
+    # end registered a model whose behaviour features were all empty
+    from typer.testing import CliRunner
+
+    from leadscope.cli import app
+
+    settings = prepared.settings
+    ids = pd.read_parquet(settings.raw_dir / "customers.parquet")["customer_id"].head(3000).to_numpy().astype(object)
+    as_of = pd.Series(pd.Timestamp(settings.world_end) - pd.Timedelta(days=90), index=range(3000))
+    label = np.arange(3000) % 2
+    if change == "unknown":
+        ids[::2] = [f"ghost-{i}" for i in range(1500)]
+    elif change == "future":
+        as_of = as_of + pd.Timedelta(days=400)
+    else:
+        label = np.zeros(3000, int)
+    path = tmp_path / "labels.csv"
+    frame = pd.DataFrame({"customer_id": ids, "as_of": as_of.dt.strftime("%Y-%m-%dT%H:%M:%SZ"), "label": label})
+    frame.to_csv(path, index=False)
+    mlruns = tmp_path / "mlruns"
+    env = {"LEADSCOPE_HOME": str(settings.home), "LEADSCOPE_MLRUNS_DIR": str(mlruns)}
+    res = CliRunner().invoke(app, ["train", "propensity", "--labels", str(path)], env=env)
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split())
+    assert not (mlruns / "mlflow.db").exists() or not tracking.has_champion(
+        settings.model_copy(update={"mlruns_dir": mlruns}), "propensity"
+    )
 
 
 def test_run_has_the_plots_a_data_scientist_looks_at(prepared) -> None:
