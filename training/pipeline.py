@@ -15,7 +15,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 
 from features import store as feature_store
-from leadscope.schema import TS
+from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 from training import dataset, tracking
 from training.classifier import DEFAULT_PARAMS, CalibratedLGBMClassifier
@@ -48,6 +48,28 @@ def time_split(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
     return ~(test | valid), valid, test
 
 
+def customer_split(df: pd.DataFrame, seed: int) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Masks (train, valid, test) for labels without enough snapshots for a time split (a company's export with one
+    as_of): stratified by label and grouped by customer, so no customer is on both sides; about 1/7 each for
+    validation and test. scikit-learn's StratifiedGroupKFold draws the folds."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = StratifiedGroupKFold(n_splits=7, shuffle=True, random_state=seed)
+    y, groups = df["label"].to_numpy(), df[ENTITY].to_numpy()
+    assigned = np.zeros(len(df), dtype=int)
+    for k, (_, rows) in enumerate(folds.split(np.zeros(len(df)), y, groups)):
+        assigned[rows] = k
+    test, valid = pd.Series(assigned == 0, index=df.index), pd.Series(assigned == 1, index=df.index)
+    return ~(test | valid), valid, test
+
+
+def split(df: pd.DataFrame, seed: int) -> tuple[tuple[pd.Series, pd.Series, pd.Series], str]:
+    """The split that fits the labels: by time when they span 3 or more snapshots, else by customer."""
+    if df[TS].nunique() >= 3:
+        return time_split(df), "time"
+    return customer_split(df, seed), "customer"
+
+
 def fit(
     settings: Settings,
     labels: pd.DataFrame,
@@ -59,14 +81,15 @@ def fit(
     """PIT features of `service` for the labelled rows, time split, fit, holdout metrics (and the oracle's)."""
     df = dataset.historical_features(feature_store.open_store(settings), labels, service=service)
     features = feature_store.feature_names(settings, service)
-    tr, va, te = time_split(df)
+    (tr, va, te), how = split(df, settings.seed)
     model = CalibratedLGBMClassifier(seed=settings.seed, monotone=monotone).fit(
         df[tr], df["label"][tr].to_numpy(), X_valid=df[va], y_valid=df["label"][va].to_numpy(), features=features
     )
     p = model.predict_proba(df[te])[:, 1]
     truth = oracle(df[te]) if oracle else None
     metrics = binary_metrics(df["label"][te].to_numpy(), p, truth)
-    return Fitted(service, model, df, (tr, va, te), metrics, {"monotone": str(monotone or {})})
+    params = {"monotone": str(monotone or {}), "split": how, "heldout_share": round(float((va | te).mean()), 4)}
+    return Fitted(service, model, df, (tr, va, te), metrics, params)
 
 
 def log_run(settings: Settings, experiment: str, f: Fitted, *, role: str, extra: dict[str, float] | None = None) -> str:
@@ -118,6 +141,8 @@ def log_and_register(
         "version": version,
         "feature_service": f.service,
         "alias": alias,
+        "split": str(f.params.get("split", "time")),
+        "heldout_share": float(f.params.get("heldout_share", 0.0)),
     }
 
 

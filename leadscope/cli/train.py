@@ -28,6 +28,15 @@ def _oracle_line(m: dict) -> str:
     return f" (oracle {m['oracle_roc_auc']:.4f}, ratio {m['auc_vs_oracle']:.3f})" if "oracle_roc_auc" in m else ""
 
 
+def _split_line(m: dict) -> str:
+    how = (
+        "by time (the latest snapshots held out)"
+        if m.get("split") == "time"
+        else ("by customer, stratified by label (too few snapshots for a time split)")
+    )
+    return f"{how}; {m.get('heldout_share', 0):.0%} of the rows held back for validation and test"
+
+
 def train_propensity_model(s: Settings, *, set_champion: bool | None, labels: Path | None = None) -> None:
     from training import oracle, propensity
 
@@ -45,6 +54,7 @@ def train_propensity_model(s: Settings, *, set_champion: bool | None, labels: Pa
         f"lift@10% {m['lift_top_decile']:.2f}{graph}; registered propensity v{m['version']} as {m['alias']}",
         soft_wrap=True,
     )
+    console.print(f"  split: {_split_line(m)}", soft_wrap=True)
 
 
 def train_churn_model(s: Settings, *, set_champion: bool | None) -> None:
@@ -57,6 +67,7 @@ def train_churn_model(s: Settings, *, set_champion: bool | None) -> None:
         f"registered churn v{m['version']} as {m['alias']}",
         soft_wrap=True,
     )
+    console.print(f"  split: {_split_line(m)}", soft_wrap=True)
 
 
 def train_value_model(s: Settings) -> None:

@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from features import store
-from training import dataset, tracking
+from training import dataset, pipeline, tracking
 from training.classifier import CalibratedLGBMClassifier
 from training.evaluation import binary_metrics, lift_at
 from training.propensity import MONOTONE, time_split
@@ -159,3 +159,33 @@ def test_run_has_the_plots_a_data_scientist_looks_at(prepared) -> None:
     tracking.configure(prepared.settings)
     names = {a.path for a in MlflowClient().list_artifacts(prepared.metrics["run_id"], "plots")}
     assert names == {f"plots/{n}.png" for n in ("calibration", "gains", "shap_summary", "feature_importance")}
+
+
+def test_labels_with_one_as_of_split_by_customer_and_say_so(prepared, tmp_path) -> None:
+    # broken: a churn or propensity export with one as_of was refused ("need at least 3 distinct snapshot times")
+    from typer.testing import CliRunner
+
+    from leadscope.cli import app
+
+    settings = prepared.settings
+    won = pd.read_parquet(settings.raw_dir / "stages.parquet").query("stage == 'won'").groupby("customer_id")["ts"]
+    first_won = won.min()
+    customers = pd.read_parquet(settings.raw_dir / "customers.parquet")
+    as_of = pd.Timestamp(settings.world_end) - pd.Timedelta(days=120)
+    leads = customers[pd.to_datetime(customers["created_at"], utc=True) < as_of]["customer_id"]
+    leads = leads[~leads.map(first_won).le(as_of).fillna(False).astype(bool)]
+    label = leads.map(first_won).between(as_of, as_of + pd.Timedelta(days=90)).astype(int)
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({"customer_id": leads, "as_of": as_of.isoformat(), "label": label}).to_csv(path, index=False)
+    mlruns = tmp_path / "mlruns"
+    env = {"LEADSCOPE_HOME": str(settings.home), "LEADSCOPE_MLRUNS_DIR": str(mlruns)}
+    res = CliRunner().invoke(app, ["train", "propensity", "--labels", str(path)], env=env)
+    assert res.exit_code == 0, res.output
+    assert "split: by customer, stratified by label" in " ".join(res.output.split())
+    auc = float(res.output.split("holdout ROC-AUC ")[1].split(",")[0])
+    assert auc > 0.65, res.output
+    frame = pd.DataFrame({"customer_id": ["a", "a", "b", "c", "d", "e", "f", "g"] * 10, "label": [0, 1] * 40})
+    frame["event_timestamp"] = as_of
+    tr, va, te = pipeline.customer_split(frame, seed=1)
+    sides = [set(frame.loc[m, "customer_id"]) for m in (tr, va, te)]
+    assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
