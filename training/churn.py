@@ -7,6 +7,7 @@ no_purchase (non-contractual): no order in (t, t+N]. cancellation (contractual):
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 from leadscope.tables import read_table
 from training import dataset, pipeline
+from training.labels import own_labels, stored_labels
 from training.pipeline import Oracle
 
 MODEL_NAME = "churn"
@@ -54,12 +56,16 @@ def train(
     progress: Callable[[str], None] = lambda _: None,
     set_champion: bool | None = None,
     oracle: Oracle | None = None,
+    labels_path: Path | None = None,
 ) -> dict[str, float | str]:
-    """Fit the churn model on churn_v1, log and register it (with the oracle's metrics when one is given)."""
+    """Fit the churn model on churn_v1, log and register it (with the oracle's metrics when one is given). With
+    `labels_path` (or labels imported for `churn`), the company's own churn outcomes replace the definition."""
     progress("labels")
-    labels = churn_labels(settings)
+    own = own_labels(labels_path, settings) if labels_path else stored_labels(settings, MODEL_NAME)
+    labels = own if own is not None else churn_labels(settings)
     progress(f"point-in-time features and fit ({SERVICE})")
-    fitted = pipeline.fit(settings, labels, SERVICE, oracle=oracle, monotone=MONOTONE)
-    fitted.params |= {"horizon_days": settings.churn_horizon_days, "definition": settings.churn_definition}
+    fitted = pipeline.fit(settings, labels, SERVICE, oracle=None if own is not None else oracle, monotone=MONOTONE)
+    definition = "own labels" if own is not None else settings.churn_definition
+    fitted.params |= {"horizon_days": settings.churn_horizon_days, "definition": definition}
     progress("logging to MLflow")
     return pipeline.log_and_register(settings, MODEL_NAME, fitted, set_champion=set_champion)

@@ -78,7 +78,12 @@ def fit(
     oracle: Oracle | None = None,
     monotone: dict[str, int] | None = None,
 ) -> Fitted:
-    """PIT features of `service` for the labelled rows, time split, fit, holdout metrics (and the oracle's)."""
+    """PIT features of `service` for the labelled rows, split, fit, holdout metrics (and the oracle's)."""
+    if labels["label"].nunique() < 2:
+        raise ValueError(
+            f"label: all {len(labels):,} labels are {int(labels['label'].iloc[0]) if len(labels) else '-'}; a model "
+            "needs both outcomes (no conversions or churn in the data yet? give your own with --labels)"
+        )
     df = dataset.historical_features(feature_store.open_store(settings), labels, service=service)
     features = feature_store.feature_names(settings, service)
     (tr, va, te), how = split(df, settings.seed)

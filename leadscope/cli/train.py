@@ -57,11 +57,12 @@ def train_propensity_model(s: Settings, *, set_champion: bool | None, labels: Pa
     console.print(f"  split: {_split_line(m)}", soft_wrap=True)
 
 
-def train_churn_model(s: Settings, *, set_champion: bool | None) -> None:
+def train_churn_model(s: Settings, *, set_champion: bool | None, labels: Path | None = None) -> None:
     from training import churn, oracle
 
-    with step(f"training the churn model ({s.churn_definition}, {s.churn_horizon_days} d)") as update:
-        m = churn.train(s, progress=update, set_champion=set_champion, oracle=oracle.for_churn(s))
+    what = "your labels" if labels else f"{s.churn_definition}, {s.churn_horizon_days} d"
+    with step(f"training the churn model ({what})") as update:
+        m = churn.train(s, progress=update, set_champion=set_champion, oracle=oracle.for_churn(s), labels_path=labels)
     console.print(
         f"  {m['feature_service']}: holdout ROC-AUC {m['roc_auc']:.4f}{_oracle_line(m)}, PR-AUC {m['pr_auc']:.4f}; "
         f"registered churn v{m['version']} as {m['alias']}",
@@ -137,9 +138,17 @@ def train_propensity(
 
 
 @train_app.command("churn")
-def train_churn(no_champion: NoChampion = False) -> None:
-    """Train the churn model (definition and horizon from LEADSCOPE_CHURN_*), log and register it."""
-    train_churn_model(settings(), set_champion=False if no_champion else None)
+def train_churn(
+    no_champion: NoChampion = False,
+    labels: Annotated[
+        Path | None, typer.Option(help="Your own churn outcomes (customer_id, as_of, label); features taken at as_of.")
+    ] = None,
+) -> None:
+    """Train the churn model (definition and horizon from LEADSCOPE_CHURN_*, or your labels), log and register it."""
+    try:
+        train_churn_model(settings(), set_champion=False if no_champion else None, labels=labels)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 @train_app.command("value")

@@ -36,3 +36,42 @@ def test_cancellation_definition_only_counts_churned_stages(prepared) -> None:
     assert positives and positives <= churned
     p = oracle.churn_probability(settings, labels.head(50))
     assert p is not None and np.all((p >= 0) & (p <= 1))
+
+
+def test_churn_on_its_own_labels_matches_the_built_in_churn_model(prepared, tmp_path) -> None:
+    # broken: `train churn` had no --labels; a company's own churn model had to be registered as `propensity`
+    from typer.testing import CliRunner
+
+    from leadscope.cli import app
+
+    settings = prepared.settings
+    labels = churn.churn_labels(settings)
+    path = tmp_path / "churned.csv"
+    labels.rename(columns={"event_timestamp": "as_of"}).to_csv(path, index=False)
+    env = {"LEADSCOPE_HOME": str(settings.home), "LEADSCOPE_MLRUNS_DIR": str(tmp_path / "mlruns")}
+    res = CliRunner().invoke(app, ["train", "churn", "--labels", str(path)], env=env)
+    assert res.exit_code == 0, res.output
+    own = float(res.output.split("holdout ROC-AUC ")[1].split(",")[0])
+    built_in = prepared.metrics["churn"]["roc_auc"]
+    print(f"\nchurn holdout ROC-AUC: own labels {own:.4f}, built-in definition {built_in:.4f}")
+    assert abs(own - built_in) <= 0.01 and "registered churn v1 as champion" in res.output
+
+
+def test_imported_labels_are_used_and_one_class_is_refused(tmp_path) -> None:
+    # broken: `import --labels` was accepted and then ignored; training then failed with sklearn's "only one class"
+    from typer.testing import CliRunner
+
+    from leadscope.cli import app
+    from tests.conftest import prepare, small_settings
+
+    settings = small_settings(tmp_path, customers=800)
+    prepare(settings, train=False)
+    env = {"LEADSCOPE_HOME": str(tmp_path)}
+    ids = pd.read_parquet(settings.raw_dir / "customers.parquet")["customer_id"].head(600)
+    as_of = (pd.Timestamp(settings.world_end) - pd.Timedelta(days=100)).isoformat()
+    one_class = tmp_path / "zeros.csv"
+    pd.DataFrame({"customer_id": ids, "as_of": as_of, "label": 0, "model": "churn"}).to_csv(one_class, index=False)
+    res = CliRunner().invoke(app, ["import", "--labels", str(one_class), "--report", str(tmp_path / "r.csv")], env=env)
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["train", "churn"], env=env)
+    assert res.exit_code == 2 and "the imported labels: label: all 600 labels are 0" in " ".join(res.output.split())

@@ -12,6 +12,7 @@ from features import store
 from training import dataset, pipeline, tracking
 from training.classifier import CalibratedLGBMClassifier
 from training.evaluation import binary_metrics, lift_at
+from training.labels import own_labels
 from training.propensity import MONOTONE, time_split
 
 
@@ -112,7 +113,7 @@ def test_training_on_a_company_s_own_labels(prepared, tmp_path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("customer_id,as_of,label\nC1,2026-01-01,2\n")
     with pytest.raises(ValueError, match="label"):
-        propensity.own_labels(bad, settings)
+        own_labels(bad, settings)
 
 
 @pytest.mark.parametrize(
