@@ -138,14 +138,28 @@ def validate(
     for col in refs:
         unknown = work[col].notna().to_numpy(bool) & ~_isin(work[col], known)
         issues += [(i, col, "unknown customer_id (not in customers)") for i in work.index[unknown]]
-    dup = work.duplicated(KEYS[table], keep="last") & work[KEYS[table]].notna().all(axis=1)
+    dup = _duplicated(work, KEYS[table])
     issues += [(i, "+".join(KEYS[table]), "duplicate key in this file; the later row is kept") for i in work.index[dup]]
     rejects = pd.DataFrame(issues, columns=["index", "column", "reason"]).drop_duplicates(["index", "column"])
     garbled = set(rejects.loc[rejects["reason"] == NOT_UTF8, "index"])  # its other errors are consequences
     rejects = rejects[~rejects["index"].isin(garbled) | (rejects["reason"] == NOT_UTF8)]
-    accepted = work[~work.index.isin(rejects["index"])]
+    accepted = work[~work.index.isin(rejects["index"])] if len(rejects) else work
     report = rejects.assign(file=file, row=rejects["index"] + 1)[["file", "row", "column", "reason"]]
     return accepted.reset_index(drop=True), report.sort_values(["row", "column"], ignore_index=True)
+
+
+def _duplicated(work: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Rows whose key repeats later in the file (complete keys only). One Arrow distinct count first: most files
+    have none, and then the per-row search is skipped."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    complete = work[keys].notna().all(axis=1)
+    if len(keys) == 1 and work[keys[0]].dtype == ARROW_TEXT:
+        values = pa.array(work[keys[0]].array)
+        if pc.count_distinct(values).as_py() == int(complete.sum()):
+            return pd.Series(False, index=work.index)
+    return work.duplicated(keys, keep="last") & complete
 
 
 def _value_set(values: set[str]):  # noqa: ANN202 - pyarrow Array
@@ -170,7 +184,7 @@ def _schema_issues(table: str, work: pd.DataFrame) -> list[tuple[int, str, str]]
     rows = work
     for _ in range(len(work.columns) + 1):
         try:
-            schema(table).validate(rows, lazy=True)
+            schema(table).validate(rows, lazy=True, inplace=True)  # checks only: no copy of the frame
             return issues
         except pa.errors.SchemaErrors as err:
             fc = err.failure_cases.dropna(subset=["index"])
