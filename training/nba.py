@@ -158,6 +158,23 @@ def ope_rows(
     return out, inp.pol, known
 
 
+def check_log_matches(cat: catalogue_lib.Catalogue, frame: pd.DataFrame, name: str) -> None:
+    """The campaign log and the catalogue must name the same actions: a logged action the catalogue lacks would be
+    learnt and never offered, a catalogue action never tried would be offered with an effect nobody measured (both
+    showed as `+0.000 ± 0.000` and still registered a champion)."""
+    logged_ids, known = set(frame["action_id"].astype(str)), {a.id for a in cat.contacts}
+    if extra := sorted(logged_ids - known):
+        raise catalogue_lib.CatalogueError(
+            f"action catalogue {name}: the campaign log has {len(extra)} action(s) it does not list: "
+            f"{', '.join(extra[:5])}; add them (LEADSCOPE_ACTIONS_CATALOGUE) or leave them out of the log"
+        )
+    if untried := sorted(known - logged_ids):
+        raise catalogue_lib.CatalogueError(
+            f"action catalogue {name}: {len(untried)} action(s) never tried in the campaign log: "
+            f"{', '.join(untried[:5])}; their effect cannot be learnt: remove them or log a randomised trial"
+        )
+
+
 def train(
     settings: Settings, progress: Callable[[str], None] = lambda _: None, frame: pd.DataFrame | None = None
 ) -> dict:
@@ -168,6 +185,7 @@ def train(
     cat = catalogue_lib.load(catalogue_path)
     progress("point-in-time features of the campaign log")
     frame = logged(settings) if frame is None else frame
+    check_log_matches(cat, frame, catalogue_path.name)
     features = feature_store.feature_names(settings, SERVICE)
     is_train = split_customers(frame[ENTITY])
     progress(f"uplift models ({frame['action_id'].nunique()} actions, T-, X- and DR-learner each)")

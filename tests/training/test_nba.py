@@ -255,3 +255,25 @@ def test_uplift_gate_refuses_a_flipped_treatment_flag_and_promotes_an_equal_retr
         client.set_registered_model_alias("uplift", tracking.CHAMPION, champion)
         if tracking.alias_version(settings, "uplift", tracking.CHALLENGER):
             client.delete_registered_model_alias("uplift", tracking.CHALLENGER)
+
+
+def test_a_campaign_log_and_a_catalogue_that_disagree_are_refused(tmp_path) -> None:
+    # broken: the default catalogue ignored the log's own actions (every estimate +0.000 ± 0.000) and still
+    # registered a champion
+    from tests.conftest import prepare, small_settings
+
+    settings = small_settings(tmp_path, customers=800)
+    prepare(settings, train=False)
+    camp = pd.read_parquet(settings.raw_dir / "campaigns.parquet")
+    camp.assign(action_id=camp["action_id"].replace({"sms_coupon": "sms_blast"})).to_parquet(
+        settings.raw_dir / "campaigns.parquet", index=False
+    )
+    res = CliRunner().invoke(app, ["train", "nba"], env={"LEADSCOPE_HOME": str(tmp_path)})
+    assert res.exit_code == 2, res.output
+    assert "the campaign log has 1 action(s) it does not list: sms_blast" in " ".join(res.output.split())
+    assert not tracking.has_champion(settings, nba.NAME)
+    camp[camp["action_id"] != "sms_coupon"].to_parquet(settings.raw_dir / "campaigns.parquet", index=False)
+    res = CliRunner().invoke(app, ["train", "nba"], env={"LEADSCOPE_HOME": str(tmp_path)})
+    assert res.exit_code == 2 and "1 action(s) never tried in the campaign log: sms_coupon" in " ".join(
+        res.output.split()
+    )
