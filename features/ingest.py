@@ -109,8 +109,9 @@ def kinds_for(
     out = {}
     for col in df.columns:
         stored_kind = contract.kind_of_stored(stored[col].dtype) if stored is not None and col in stored else None
-        inferred = contract.infer_kind(df[col]) if table == "customers" else "text"
-        out[col] = pinned.get(col) or declared.get(col) or stored_kind or inferred
+        kind = pinned.get(col) or declared.get(col) or stored_kind
+        # inferred only where nothing else decides: a pass over the whole column
+        out[col] = kind or (contract.infer_kind(df[col]) if table == "customers" else "text")
     return out
 
 

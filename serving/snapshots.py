@@ -11,6 +11,7 @@ from typing import TypeVar
 import pandas as pd
 from feast import FeatureStore
 
+from features.contract import consented
 from leadscope.settings import Settings
 from leadscope.tables import read_table
 from training.lookalike import Population
@@ -21,7 +22,7 @@ T = TypeVar("T")
 class Snapshots:
     def __init__(self, settings: Settings, store: FeatureStore) -> None:
         self.settings, self.store = settings, store
-        self._lock = threading.Lock()  # one build of each at a time; the others wait for it
+        self._lock = threading.RLock()  # one build at a time, the others wait; a build may use another memo
         self._built: dict[str, object] = {}
 
     def memo(self, key: str, build: Callable[[], T]) -> T:
@@ -46,3 +47,15 @@ class Snapshots:
         from serving.audiences.export import contacts_of
 
         return self.memo("contacts", lambda: contacts_of(read_table(self.settings.raw_dir, "customers")))
+
+    def ads_consenting(self) -> frozenset[str]:
+        """Ids whose consent_ads parses as true (conversion signals look them up per event)."""
+
+        def build() -> frozenset[str]:
+            contacts = self.contacts()
+            if "consent_ads" not in contacts:
+                return frozenset()
+            allowed = consented(contacts["consent_ads"], contacts.index)
+            return frozenset(contacts["customer_id"].astype(str)[allowed])
+
+        return self.memo("ads_consenting", build)

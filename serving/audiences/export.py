@@ -10,7 +10,6 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from features.contract import consented as contract_consented
 from features.contract import parse_boolean
 from leadscope.schema import CONTACT_COLUMNS
 from leadscope.tables import safe_cell
@@ -56,8 +55,7 @@ def export_csv(fmt: str, customers: pd.DataFrame, audience: pd.DataFrame) -> tup
     members with no usable identifier. Every cell is safe to open in a spreadsheet."""
     people = audience.merge(customers, on="customer_id", how="left")
     consent = parse_boolean(people["consent_ads"]).values if "consent_ads" in people else None
-    allowed_mask = contract_consented(people.get("consent_ads"), people.index)
-    allowed = people[allowed_mask]
+    allowed = people[consent.fillna(False).to_numpy(bool)] if consent is not None else people.iloc[:0]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")  # RFC 4180: a cell with a carriage return is quoted
     writer.writerow(META_COLUMNS if fmt == "meta" else GOOGLE_COLUMNS)

@@ -51,8 +51,8 @@ async def take(
     def run() -> dict:
         wanted = [ev.customer_id for ev in body.events if rules[ev.stage].value == "predicted"]
         predicted = _predicted(state, wanted)
-        contacts = state.snapshots.contacts() if state.snapshots is not None else None
-        consent = ads_consent(body.events, contacts)
+        consenting = state.snapshots.ads_consenting() if state.snapshots is not None else frozenset()
+        consent = ads_consent(body.events, consenting)
         items, kinds = [], []
         for ev, ids, ok in zip(body.events, hashed, consent, strict=True):
             value, currency, kind = _value(ev, rules[ev.stage].value, predicted)

@@ -6,10 +6,8 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from features.contract import consented
 from leadscope.schema import CLICK_IDS, STAGES
 from leadscope.settings import Settings
 from serving.signals import hashing
@@ -92,14 +90,10 @@ def identifiers(ev: ConversionEvent) -> dict:
     }
 
 
-def ads_consent(events: list[ConversionEvent], contacts: pd.DataFrame | None) -> list[bool]:
-    """Per event: its own consent_ads when the CRM sent one, else the customers table's; default-deny (a customer
-    unknown to the table, or without a consent that parses as true, is not sent to any ad platform)."""
-    known: dict[str, bool] = {}
-    if contacts is not None and "consent_ads" in contacts:
-        allowed = consented(contacts["consent_ads"], contacts.index)
-        known = dict(zip(contacts["customer_id"].astype(str), allowed, strict=True))
-    return [ev.consent_ads if ev.consent_ads is not None else known.get(ev.customer_id, False) for ev in events]
+def ads_consent(events: list[ConversionEvent], consenting: frozenset[str]) -> list[bool]:
+    """Per event: its own consent_ads when the CRM sent one, else whether the customers table says yes; default-deny
+    (a customer unknown to the table, or without a consent that parses as true, is not sent to any ad platform)."""
+    return [ev.consent_ads if ev.consent_ads is not None else ev.customer_id in consenting for ev in events]
 
 
 def outbox_for(settings: Settings) -> Outbox:
