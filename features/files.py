@@ -131,7 +131,7 @@ def _read_csv_arrow(path: Path, delimiter: str, header: list[str]) -> pd.DataFra
             read_options=pv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24),
             parse_options=pv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pv.ConvertOptions(
-                column_types={n: pa.string() for n in names},
+                column_types={n: pa.large_string() for n in names},  # pandas' Arrow strings: no copy to convert
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,
                 null_values=[""],
@@ -139,7 +139,7 @@ def _read_csv_arrow(path: Path, delimiter: str, header: list[str]) -> pd.DataFra
         )
     except (pa.ArrowInvalid, pa.ArrowKeyError, UnicodeError):  # not UTF-8: the pandas reader says where
         return None
-    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+    return table.to_pandas(types_mapper={pa.large_string(): ARROW_TEXT}.get)
 
 
 def _delimiter_hint(df: pd.DataFrame) -> str:
@@ -150,7 +150,13 @@ def _delimiter_hint(df: pd.DataFrame) -> str:
 
 def _check_cells(name: str, df: pd.DataFrame, limits: Limits) -> None:
     """Refuse a file with a value longer than the cell limit, naming its row and column."""
+    import pyarrow.compute as pc
+
     for col in df.columns:
+        if df[col].dtype == ARROW_TEXT:  # bytes counted by one Arrow kernel, no Series of lengths
+            longest = pc.max(pc.binary_length(df[col].array.__arrow_array__())).as_py() or 0
+            if longest <= limits.max_cell_bytes:
+                continue
         chars = _str_op(df[col], lambda s: s.str.len(), lambda v: len(v))
         if chars is None:
             continue

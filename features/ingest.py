@@ -11,6 +11,10 @@ rows are upserted by their key, and a stored column keeps its type.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,18 +133,19 @@ def validate(
     kinds = kinds or kinds_for(table, df)
     issues: list[tuple[int, str, str]] = [(i, "*", NOT_UTF8) for i in df.index[not_utf8(df)]]
     work = pd.DataFrame(index=df.index)
-    for col in df.columns:
-        parsed = contract.parse(kinds[col], df[col])
-        work[col] = parsed.values
-        issues += [(i, col, parsed.reason) for i in df.index[parsed.bad.to_numpy(bool)]]
-    issues += _schema_issues(table, work)
-    refs = [c for c in ("customer_id", "src_customer_id", "dst_customer_id") if c in work and table != "customers"]
-    known = _value_set(known_customers) if refs else None
-    for col in refs:
-        unknown = work[col].notna().to_numpy(bool) & ~_isin(work[col], known)
-        issues += [(i, col, "unknown customer_id (not in customers)") for i in work.index[unknown]]
-    dup = _duplicated(work, KEYS[table])
-    issues += [(i, "+".join(KEYS[table]), "duplicate key in this file; the later row is kept") for i in work.index[dup]]
+    # columns parse side by side, then the key and reference checks run beside pandera's: Arrow's kernels and
+    # DuckDB release the GIL, and each Arrow kernel call uses one core
+    with ThreadPoolExecutor(max_workers=min(len(df.columns), os.cpu_count() or 1) or 1) as pool:
+        parsed_columns = pool.map(lambda c: contract.parse(kinds[c], df[c]), df.columns)
+        for col, parsed in zip(df.columns, parsed_columns, strict=True):
+            work[col] = parsed.values
+            issues += [(i, col, parsed.reason) for i in df.index[parsed.bad.to_numpy(bool)]]
+        refs = pool.submit(_reference_issues, table, work, known_customers)
+        dup = pool.submit(_duplicated, work, KEYS[table])
+        issues += _schema_issues(table, work)
+        issues += refs.result()
+        key = "+".join(KEYS[table])
+        issues += [(i, key, "duplicate key in this file; the later row is kept") for i in work.index[dup.result()]]
     rejects = pd.DataFrame(issues, columns=["index", "column", "reason"]).drop_duplicates(["index", "column"])
     garbled = set(rejects.loc[rejects["reason"] == NOT_UTF8, "index"])  # its other errors are consequences
     rejects = rejects[~rejects["index"].isin(garbled) | (rejects["reason"] == NOT_UTF8)]
@@ -149,16 +154,29 @@ def validate(
     return accepted.reset_index(drop=True), report.sort_values(["row", "column"], ignore_index=True)
 
 
-def _duplicated(work: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """Rows whose key repeats later in the file (complete keys only). One Arrow distinct count first: most files
-    have none, and then the per-row search is skipped."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+def _reference_issues(table: str, work: pd.DataFrame, known_customers: set[str]) -> list[tuple[int, str, str]]:
+    """Rows naming a customer that is neither stored nor in this import's customers file."""
+    refs = [c for c in ("customer_id", "src_customer_id", "dst_customer_id") if c in work and table != "customers"]
+    known = _value_set(known_customers) if refs else None
+    issues = []
+    for col in refs:
+        unknown = work[col].notna().to_numpy(bool) & ~_isin(work[col], known)
+        issues += [(i, col, "unknown customer_id (not in customers)") for i in work.index[unknown]]
+    return issues
 
+
+def _duplicated(work: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Rows whose key repeats later in the file (complete keys only). One distinct count first, in DuckDB (a
+    multi-threaded hash aggregate over the Arrow column, 5× Arrow's own count_distinct on 10 M ids): most files
+    have no duplicate, and then the per-row search is skipped."""
     complete = work[keys].notna().all(axis=1)
     if len(keys) == 1 and work[keys[0]].dtype == ARROW_TEXT:
-        values = pa.array(work[keys[0]].array)
-        if pc.count_distinct(values).as_py() == int(complete.sum()):
+        import duckdb
+        import pyarrow as pa
+
+        con = duckdb.connect()
+        con.register("k", pa.table({"k": work[keys[0]].array.__arrow_array__()}))
+        if con.execute("SELECT count(DISTINCT k) FROM k").fetchone()[0] == int(complete.sum()):
             return pd.Series(False, index=work.index)
     return work.duplicated(keys, keep="last") & complete
 
@@ -203,9 +221,9 @@ def reserved_names() -> frozenset[str]:
     return builtin_feature_columns() | {ENTITY, TS}
 
 
-def _check_custom_names(name: str, df: pd.DataFrame) -> None:
+def _check_custom_names(name: str, df: pd.DataFrame, reserved: frozenset[str]) -> None:
     custom = [c for c in df.columns if c not in contract.COLUMNS["customers"] and c not in RESERVED_COLUMNS]
-    taken = sorted(set(custom) & reserved_names())
+    taken = sorted(set(custom) & reserved)
     if taken:
         raise FileRefused(
             f"{name}: column {taken[0]} is the name of a built-in feature; rename it (e.g. crm_{taken[0]}) and import "
@@ -240,9 +258,32 @@ def import_files(
     """Read and validate every file (any refusal stops before anything is written), then commit them together."""
     limits = limits or Limits()
     recover(raw_dir)
-    frames = {t: read(files[t], t, limits) for t in ORDER if t in files}
-    if "customers" in frames:
-        _check_custom_names(files["customers"].name, frames["customers"])
+    with _arrow_pool(), ThreadPoolExecutor(max_workers=1) as pool:
+        # the reserved names come from running the feature functions once: done while Arrow reads the files
+        reserved = pool.submit(reserved_names) if "customers" in files else None
+        frames = {t: read(files[t], t, limits) for t in ORDER if t in files}
+        if reserved is not None:
+            _check_custom_names(files["customers"].name, frames["customers"], reserved.result())
+        return _validate_and_commit(raw_dir, files, frames, pinned)
+
+
+@contextlib.contextmanager
+def _arrow_pool() -> Iterator[None]:
+    """Arrow's buffers from the system allocator while importing: measured on 10 M rows, mimalloc (the default)
+    and jemalloc returned and re-faulted pages between kernels, 2 s more of system time (benchmarks/import_csv.py)."""
+    import pyarrow as pa
+
+    before = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)
+
+
+def _validate_and_commit(
+    raw_dir: Path, files: dict[str, Path], frames: dict[str, pd.DataFrame], pinned: dict[str, dict[str, str]] | None
+) -> list[Outcome]:
     known: set[str] = set()
     if has_table(raw_dir, "customers"):
         known |= set(read_table(raw_dir, "customers", columns=[ENTITY])[ENTITY].astype(str))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 
-import igraph as ig
 import networkx as nx
 import numpy as np
 import scipy.sparse as sp
@@ -56,6 +55,8 @@ def communities(n: int, src: np.ndarray, dst: np.ndarray, *, seed: int = 0) -> n
 
     Measured on 20k nodes / 60k edges: networkx Louvain 8.2 s, igraph Louvain 0.5 s; on 200k / 2M edges
     igraph Louvain took 86 s against 4.2 s for Leiden (which also guarantees connected communities)."""
+    import igraph as ig  # here, not at the top: importing igraph loads matplotlib (0.6 s for every CLI command)
+
     g = ig.Graph(n=n, edges=np.column_stack([src, dst]), directed=False)
     g.simplify()
     ig.set_random_number_generator(random.Random(seed))  # Leiden visits nodes in random order: fix it
