@@ -21,7 +21,7 @@ from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 from leadscope.tables import read_feature_meta, read_table
 from training import dataset, policy, tracking
-from training.uplift import SERVICE, UpliftBundle, fit_bundle, split_customers
+from training.uplift import FITS, SERVICE, UpliftBundle, fit_bundle, split_customers
 
 NAME = "uplift"
 
@@ -212,9 +212,11 @@ def train(
     metrics = {f"{a}_{k}": v for a, ms in bundle.metrics.items() for k, v in ms.items()} | {
         f"ope_{p}_{k}": v for p, e in incremental.items() for k, v in e.items() if not p.startswith("all_")
     }
-    run_id, version = _log(settings, bundle, held[bundle.encoder.features].head(2), params, metrics)
+    found = verdict(bundle.metrics, incremental.get("ours", {}))
+    run_id, version = _log(settings, bundle, held[bundle.encoder.features].head(2), params, metrics, found)
     alias = tracking.register(settings, NAME, version, SERVICE)
     return {
+        "verdict": found,
         "run_id": run_id,
         "version": version,
         "alias": alias,
@@ -225,8 +227,47 @@ def train(
     }
 
 
+NOISE_SDS = 2.0  # a Qini, or a policy's gain over doing nothing, within this many noise SDs of 0 is not detected
+
+
+@dataclass(frozen=True)
+class Verdict:
+    detected: bool
+    text: str  # the plain answer printed, logged as the run's `verdict` tag
+    actions_above_noise: tuple[str, ...]
+
+
+def verdict(action_metrics: dict[str, dict[str, float]], ours: dict[str, float]) -> Verdict:
+    """Is there uplift to act on? An action counts when its chosen learner's validation Qini is above NOISE_SDS of
+    its random-ranking noise floor; the policy counts when its held-out DR gain over doing nothing is above
+    NOISE_SDS standard errors."""
+    above = tuple(
+        a
+        for a, m in sorted(action_metrics.items())
+        if "learner" in m and m[f"{list(FITS)[int(m['learner'])]}_qini"] > NOISE_SDS * m["qini_noise_sd"]
+    )
+    gain, se = ours.get("dr", 0.0), ours.get("dr_se", float("nan"))
+    interval = f"{gain:+.3f} ± {se:.3f} per contact"
+    if np.isfinite(se) and gain > NOISE_SDS * se:
+        return Verdict(True, f"uplift detected: the policy gains {interval} over doing nothing", above)
+    if np.isfinite(se) and gain < -NOISE_SDS * se:
+        return Verdict(False, f"the policy loses {interval} against doing nothing: do nothing", above)
+    within = f"the policy's gain over doing nothing, {interval}, is within noise"
+    if above:
+        text = (
+            f"uplift ranks above noise for {', '.join(above)}, but {within}: serve the best single action or do nothing"
+        )
+        return Verdict(False, text, above)
+    return Verdict(False, f"no detectable uplift: serve the best single action or do nothing ({within})", above)
+
+
 def _log(
-    settings: Settings, bundle: UpliftBundle, example: pd.DataFrame, params: dict, metrics: dict[str, float]
+    settings: Settings,
+    bundle: UpliftBundle,
+    example: pd.DataFrame,
+    params: dict,
+    metrics: dict[str, float],
+    found: Verdict,
 ) -> tuple[str, str]:
     """One MLflow run with the bundle as a pyfunc, registered as a new version of `uplift`: (run id, version)."""
     with (
@@ -235,6 +276,7 @@ def _log(
     ):
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
+        mlflow.set_tags({"verdict": found.text, "uplift_detected": str(found.detected)})
         path = Path(tmp) / "bundle"
         bundle.save(path)
         info = mlflow.pyfunc.log_model(

@@ -115,12 +115,16 @@ def train_nba_model(s: Settings) -> None:
             console.print(f"  {action:<16} skipped: {m['skipped_too_few_rows']:.0f} rows")
             continue
         best = ("t_learner", "x_learner", "dr_learner")[int(m["learner"])]
-        console.print(f"  {action:<16} {best:<10} Qini {m[best + '_qini']:+.4f}  AUUC {m[best + '_auuc']:+.4f}")
+        console.print(
+            f"  {action:<16} {best:<10} Qini {m[best + '_qini']:+.4f} (noise floor ± {m['qini_noise_sd']:.4f})  "
+            f"AUUC {m[best + '_auuc']:+.4f}"
+        )
     console.print(
         f"  off-policy, held-out customers ({out['heldout_rows']:,} logged rows), value per row vs do-nothing:"
     )
     for name, e in out["ope_incremental"].items():
         console.print(f"    {name:<20} IPS {e['ips']:+8.3f} ± {e['ips_se']:.3f}  DR {e['dr']:+8.3f} ± {e['dr_se']:.3f}")
+    console.print(f"  verdict: {out['verdict'].text}", soft_wrap=True)
 
 
 @train_app.command("propensity")
