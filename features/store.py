@@ -195,6 +195,12 @@ def has_service(settings: Settings, service: str) -> bool:
     return all(v in schema for v in SERVICES[service])
 
 
+def view_features(settings: Settings, service: str) -> dict[str, list[str]]:
+    """Feature names of a service per feature view, in feature_names' order."""
+    schema = read_feature_meta(settings.feature_dir).schema
+    return {v: _names(schema[v], spec) for v, spec in SERVICES[service].items()}
+
+
 def feature_names(settings: Settings, service: str) -> list[str]:
     """Feature names of a service in a fixed order (view order, then schema order)."""
     schema = read_feature_meta(settings.feature_dir).schema

@@ -57,14 +57,29 @@ def train(
     set_champion: bool | None = None,
     oracle: Oracle | None = None,
     labels_path: Path | None = None,
+    exclude: tuple[str, ...] = (),
+    fairness_by: tuple[str, ...] = (),
+    check_only: bool = False,
 ) -> dict[str, float | str]:
     """Fit the churn model on churn_v1, log and register it (with the oracle's metrics when one is given). With
     `labels_path` (or labels imported for `churn`), the company's own churn outcomes replace the definition."""
     progress("labels")
     own = own_labels(labels_path, settings) if labels_path else stored_labels(settings, MODEL_NAME)
     labels = own if own is not None else churn_labels(settings)
+    if check_only:
+        progress(f"point-in-time features ({SERVICE})")
+        return pipeline.check(settings, labels, SERVICE, exclude=exclude)
     progress(f"point-in-time features and fit ({SERVICE})")
-    fitted = pipeline.fit(settings, labels, SERVICE, oracle=None if own is not None else oracle, monotone=MONOTONE)
+    fitted = pipeline.fit(
+        settings,
+        labels,
+        SERVICE,
+        oracle=None if own is not None else oracle,
+        monotone=MONOTONE,
+        exclude=exclude,
+        fairness_by=fairness_by,
+        name=MODEL_NAME,
+    )
     definition = "own labels" if own is not None else settings.churn_definition
     fitted.params |= {"horizon_days": settings.churn_horizon_days, "definition": definition}
     progress("logging to MLflow")

@@ -17,7 +17,7 @@ from mlflow.models import infer_signature
 from features import store as feature_store
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
-from training import dataset, tracking
+from training import dataset, fairness, sufficiency, tracking
 from training.classifier import DEFAULT_PARAMS, CalibratedLGBMClassifier
 from training.evaluation import binary_metrics
 
@@ -32,6 +32,8 @@ class Fitted:
     masks: tuple[pd.Series, pd.Series, pd.Series]
     metrics: dict[str, float]
     params: dict[str, object] = field(default_factory=dict)
+    report: sufficiency.Report | None = None
+    fairness: dict[str, pd.DataFrame] = field(default_factory=dict)  # attribute → per-group holdout summary
 
 
 def time_split(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -70,6 +72,44 @@ def split(df: pd.DataFrame, seed: int) -> tuple[tuple[pd.Series, pd.Series, pd.S
     return customer_split(df, seed), "customer"
 
 
+@dataclass
+class Prepared:
+    frame: pd.DataFrame
+    features: list[str]
+    masks: tuple[pd.Series, pd.Series, pd.Series]
+    split: str
+    report: sufficiency.Report
+
+
+def prepare(settings: Settings, labels: pd.DataFrame, service: str, *, exclude: tuple[str, ...] = ()) -> Prepared:
+    """PIT features of `service` for the labelled rows, the features left after `exclude`, the split and the data
+    sufficiency report (nothing fitted: `train … --check`)."""
+    if labels["label"].nunique() < 2:
+        raise ValueError(
+            f"label: all {len(labels):,} labels are {int(labels['label'].iloc[0]) if len(labels) else '-'}; a model "
+            "needs both outcomes (no conversions or churn in the data yet? give your own with --labels)"
+        )
+    features = feature_store.feature_names(settings, service)
+    if unknown := sorted(set(exclude) - set(features)):
+        raise ValueError(
+            f"--exclude-features: {', '.join(unknown)} is not a feature of {service} (its features: "
+            f"{', '.join(features[:8])}, …)"
+        )
+    features = [f for f in features if f not in set(exclude)]
+    df = dataset.historical_features(feature_store.open_store(settings), labels, service=service)
+    masks, how = split(df, settings.seed)
+    views = {
+        v: [c for c in cols if c in features] for v, cols in feature_store.view_features(settings, service).items()
+    }
+    return Prepared(df, features, masks, how, sufficiency.assess(df, masks, how, views, tuple(exclude)))
+
+
+def check(settings: Settings, labels: pd.DataFrame, service: str, *, exclude: tuple[str, ...] = ()) -> dict:
+    """The sufficiency report alone (`train … --check`): {"sufficiency": lines, "problems": how many}."""
+    report = prepare(settings, labels, service, exclude=exclude).report
+    return {"sufficiency": report.lines(), "problems": len(report.problems), "checked": True}
+
+
 def fit(
     settings: Settings,
     labels: pd.DataFrame,
@@ -77,24 +117,35 @@ def fit(
     *,
     oracle: Oracle | None = None,
     monotone: dict[str, int] | None = None,
+    exclude: tuple[str, ...] = (),
+    fairness_by: tuple[str, ...] = (),
+    name: str = "propensity",
 ) -> Fitted:
-    """PIT features of `service` for the labelled rows, split, fit, holdout metrics (and the oracle's)."""
-    if labels["label"].nunique() < 2:
-        raise ValueError(
-            f"label: all {len(labels):,} labels are {int(labels['label'].iloc[0]) if len(labels) else '-'}; a model "
-            "needs both outcomes (no conversions or churn in the data yet? give your own with --labels)"
-        )
-    df = dataset.historical_features(feature_store.open_store(settings), labels, service=service)
-    features = feature_store.feature_names(settings, service)
-    (tr, va, te), how = split(df, settings.seed)
+    """PIT features of `service` for the labelled rows, split, fit, holdout metrics (and the oracle's); refused
+    (InsufficientData) below the sufficiency minimums. A fairness summary per excluded or `fairness_by`
+    attribute is computed on the holdout."""
+    prep = prepare(settings, labels, service, exclude=exclude)
+    if prep.report.problems:
+        raise sufficiency.refusal(prep.report, name)
+    df, features, (tr, va, te), how = prep.frame, prep.features, prep.masks, prep.split
+    if unknown := sorted(set(fairness_by) - set(df.columns)):
+        raise ValueError(f"--fairness-by: {', '.join(unknown)} is not a feature of {service}")
     model = CalibratedLGBMClassifier(seed=settings.seed, monotone=monotone).fit(
         df[tr], df["label"][tr].to_numpy(), X_valid=df[va], y_valid=df["label"][va].to_numpy(), features=features
     )
     p = model.predict_proba(df[te])[:, 1]
     truth = oracle(df[te]) if oracle else None
     metrics = binary_metrics(df["label"][te].to_numpy(), p, truth)
-    params = {"monotone": str(monotone or {}), "split": how, "heldout_share": round(float((va | te).mean()), 4)}
-    return Fitted(service, model, df, (tr, va, te), metrics, params)
+    params = {
+        "monotone": str(monotone or {}),
+        "split": how,
+        "heldout_share": round(float((va | te).mean()), 4),
+        "excluded_features": ",".join(exclude) or "-",
+    }
+    groups = {
+        a: fairness.by_group(df[te][a], df["label"][te].to_numpy(), p) for a in dict.fromkeys(exclude + fairness_by)
+    }
+    return Fitted(service, model, df, (tr, va, te), metrics, params, prep.report, groups)
 
 
 def log_run(settings: Settings, experiment: str, f: Fitted, *, role: str, extra: dict[str, float] | None = None) -> str:
@@ -125,6 +176,10 @@ def log_and_register(
         _log_common(settings, f, role="candidate")
         mlflow.log_metrics(extra or {})
         _log_plots(f)
+        for attr, table in f.fairness.items():
+            mlflow.log_text(table.to_csv(index=False), f"fairness/{attr}.csv")
+        if f.report is not None:
+            mlflow.log_text("\n".join(f.report.lines()) + "\n", "sufficiency.txt")
         path = Path(tmp) / "scorer"
         f.model.scorer_.save(path)
         example = f.frame[f.masks[2]][f.model.scorer_.encoder.features].head(2)
@@ -148,6 +203,8 @@ def log_and_register(
         "alias": alias,
         "split": str(f.params.get("split", "time")),
         "heldout_share": float(f.params.get("heldout_share", 0.0)),
+        "sufficiency": f.report.lines() if f.report is not None else [],
+        "fairness": {a: t.to_dict("records") for a, t in f.fairness.items()},
     }
 
 

@@ -27,8 +27,11 @@ MONOTONE = {
 }
 
 
-def fit(settings: Settings, labels: pd.DataFrame, service: str, *, oracle: Oracle | None = None) -> Fitted:
-    return pipeline.fit(settings, labels, service, oracle=oracle, monotone=MONOTONE)
+def fit(
+    settings: Settings, labels: pd.DataFrame, service: str, *, oracle: Oracle | None = None, **options: tuple[str, ...]
+) -> Fitted:
+    """options: exclude, fairness_by (pipeline.fit)."""
+    return pipeline.fit(settings, labels, service, oracle=oracle, monotone=MONOTONE, name=MODEL_NAME, **options)
 
 
 def train(
@@ -39,6 +42,9 @@ def train(
     service: str | None = None,
     labels_path: Path | None = None,
     oracle: Oracle | None = None,
+    exclude: tuple[str, ...] = (),
+    fairness_by: tuple[str, ...] = (),
+    check_only: bool = False,
 ) -> dict[str, float | str]:
     """Fit on the richest available service, log and register it; when that is the graph service, also
     fit and log the same split without graph features, so the runs show what the graph adds. `oracle` (true
@@ -50,12 +56,16 @@ def train(
         labels = own
     else:
         labels = dataset.conversion_labels(settings, horizon_days=settings.propensity_horizon_days)
+    if check_only:
+        progress(f"point-in-time features ({service})")
+        return pipeline.check(settings, labels, service, exclude=exclude)
     progress(f"point-in-time features and fit ({service})")
-    main = fit(settings, labels, service, oracle=None if own is not None else oracle)
+    options = {"exclude": exclude, "fairness_by": fairness_by}
+    main = fit(settings, labels, service, oracle=None if own is not None else oracle, **options)
     extra: dict[str, float] = {}
     if service == WITH_GRAPH:
         progress(f"comparison fit ({WITHOUT_GRAPH})")
-        base = fit(settings, labels, WITHOUT_GRAPH, oracle=None if own is not None else oracle)
+        base = fit(settings, labels, WITHOUT_GRAPH, oracle=None if own is not None else oracle, exclude=exclude)
         pipeline.log_run(settings, MODEL_NAME, base, role="comparison")
         extra = {
             "roc_auc_without_graph": base.metrics["roc_auc"],

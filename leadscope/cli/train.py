@@ -24,6 +24,44 @@ NoChampion = Annotated[
 ]
 
 
+Check = Annotated[
+    bool, typer.Option("--check", help="Print the data sufficiency report (rows, positives, split, coverage) and stop.")
+]
+Exclude = Annotated[
+    str | None,
+    typer.Option(help="Features the model must not use, comma-separated (e.g. country,age); logged with the run."),
+]
+FairnessBy = Annotated[
+    str | None,
+    typer.Option(help="More attributes to summarise score and calibration by (excluded ones always are)."),
+]
+
+
+def _options(exclude: str | None, fairness_by: str | None) -> dict[str, tuple[str, ...]]:
+    from leadscope.cli.common import split_list
+
+    return {"exclude": tuple(split_list(exclude)), "fairness_by": tuple(split_list(fairness_by))}
+
+
+def _report(m: dict) -> None:
+    for line in m.get("sufficiency", []):
+        console.print(f"  {line}", soft_wrap=True, highlight=False)
+    for attr, rows in m.get("fairness", {}).items():
+        gaps = ", ".join(f"{r['group']} {r['mean_score']:.3f} (gap {r['calibration_gap']:+.3f})" for r in rows[:6])
+        console.print(f"  fairness by {attr} (mean score, calibration gap): {gaps}", soft_wrap=True, highlight=False)
+
+
+def _checked(m: dict) -> bool:
+    """Print the report of a --check run; exit 2 when it finds too little data."""
+    if not m.get("checked"):
+        return False
+    _report(m)
+    if m["problems"]:
+        raise typer.Exit(2)
+    console.print("  enough data to train")
+    return True
+
+
 def _oracle_line(m: dict) -> str:
     return f" (oracle {m['oracle_roc_auc']:.4f}, ratio {m['auc_vs_oracle']:.3f})" if "oracle_roc_auc" in m else ""
 
@@ -37,13 +75,24 @@ def _split_line(m: dict) -> str:
     return f"{how}; {m.get('heldout_share', 0):.0%} of the rows held back for validation and test"
 
 
-def train_propensity_model(s: Settings, *, set_champion: bool | None, labels: Path | None = None) -> None:
+def train_propensity_model(
+    s: Settings, *, set_champion: bool | None, labels: Path | None = None, check: bool = False, **options: tuple
+) -> None:
     from training import oracle, propensity
 
-    with step("training the propensity model") as update:
+    with step("checking the propensity data" if check else "training the propensity model") as update:
         m = propensity.train(
-            s, progress=update, set_champion=set_champion, labels_path=labels, oracle=oracle.for_propensity(s)
+            s,
+            progress=update,
+            set_champion=set_champion,
+            labels_path=labels,
+            oracle=oracle.for_propensity(s),
+            check_only=check,
+            **options,
         )
+    if _checked(m):
+        return
+    _report(m)
     graph = (
         f"; without graph features {m['roc_auc_without_graph']:.4f} (gain {m['graph_roc_auc_gain']:+.4f})"
         if "graph_roc_auc_gain" in m
@@ -57,12 +106,25 @@ def train_propensity_model(s: Settings, *, set_champion: bool | None, labels: Pa
     console.print(f"  split: {_split_line(m)}", soft_wrap=True)
 
 
-def train_churn_model(s: Settings, *, set_champion: bool | None, labels: Path | None = None) -> None:
+def train_churn_model(
+    s: Settings, *, set_champion: bool | None, labels: Path | None = None, check: bool = False, **options: tuple
+) -> None:
     from training import churn, oracle
 
     what = "your labels" if labels else f"{s.churn_definition}, {s.churn_horizon_days} d"
-    with step(f"training the churn model ({what})") as update:
-        m = churn.train(s, progress=update, set_champion=set_champion, oracle=oracle.for_churn(s), labels_path=labels)
+    with step(f"{'checking' if check else 'training'} the churn model ({what})") as update:
+        m = churn.train(
+            s,
+            progress=update,
+            set_champion=set_champion,
+            oracle=oracle.for_churn(s),
+            labels_path=labels,
+            check_only=check,
+            **options,
+        )
+    if _checked(m):
+        return
+    _report(m)
     console.print(
         f"  {m['feature_service']}: holdout ROC-AUC {m['roc_auc']:.4f}{_oracle_line(m)}, PR-AUC {m['pr_auc']:.4f}; "
         f"registered churn v{m['version']} as {m['alias']}",
@@ -133,10 +195,19 @@ def train_propensity(
     labels: Annotated[
         Path | None, typer.Option(help="Your own outcomes (customer_id, as_of, label); features taken at as_of.")
     ] = None,
+    check: Check = False,
+    exclude_features: Exclude = None,
+    fairness_by: FairnessBy = None,
 ) -> None:
     """Train the lead-propensity model, log it to MLflow and register it."""
     try:
-        train_propensity_model(settings(), set_champion=False if no_champion else None, labels=labels)
+        train_propensity_model(
+            settings(),
+            set_champion=False if no_champion else None,
+            labels=labels,
+            check=check,
+            **_options(exclude_features, fairness_by),
+        )
     except ValueError as exc:
         fail(str(exc))
 
@@ -147,10 +218,19 @@ def train_churn(
     labels: Annotated[
         Path | None, typer.Option(help="Your own churn outcomes (customer_id, as_of, label); features taken at as_of.")
     ] = None,
+    check: Check = False,
+    exclude_features: Exclude = None,
+    fairness_by: FairnessBy = None,
 ) -> None:
     """Train the churn model (definition and horizon from LEADSCOPE_CHURN_*, or your labels), log and register it."""
     try:
-        train_churn_model(settings(), set_champion=False if no_champion else None, labels=labels)
+        train_churn_model(
+            settings(),
+            set_champion=False if no_champion else None,
+            labels=labels,
+            check=check,
+            **_options(exclude_features, fairness_by),
+        )
     except ValueError as exc:
         fail(str(exc))
 
