@@ -19,6 +19,11 @@ def flatten(items: list[ScoreItem], names: list[str]) -> pd.DataFrame:
             if m == "value":
                 row["value_expected_spend_90d"] = out.expected_spend_90d if out else None
                 row["value_expected_spend_365d"] = out.expected_spend_365d if out else None
+                for h, v in (out.expected_spend if out else {}).items():
+                    if h not in ("90d", "365d"):
+                        row[f"value_expected_spend_{h}"] = v
+                for h, v in (out.expected_orders if out else {}).items():
+                    row[f"value_expected_orders_{h}"] = v
                 continue
             row[f"{m}_probability"] = out.probability if out else None
             row[f"{m}_score"] = out.score if out else None

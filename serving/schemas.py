@@ -51,8 +51,21 @@ class Score(BaseModel):
 
 
 class ValueEstimate(BaseModel):
-    expected_spend_90d: float = Field(ge=0, description="Expected net spend over the next 90 days.")
-    expected_spend_365d: float = Field(ge=0, description="Expected net spend over the next 365 days.")
+    expected_spend_90d: float | None = Field(
+        ge=0, description="Expected net spend over the next 90 days; null when the model has no 90-day horizon."
+    )
+    expected_spend_365d: float | None = Field(
+        ge=0, description="Expected net spend over the next 365 days; null when the history was too short for it."
+    )
+    expected_spend: dict[str, float] = Field(
+        description='Expected net spend per horizon the model serves, e.g. {"90d": 120.5, "365d": 410.0}.'
+    )
+    expected_orders: dict[str, float] = Field(
+        description="Expected repeat orders per horizon (BG/NBD); empty when the model has none."
+    )
+    methods: dict[str, str] = Field(
+        description="Per horizon, the method that serves it (lightgbm or bgnbd_gamma_gamma)."
+    )
     reasons: list[Reason]
 
 

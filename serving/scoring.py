@@ -50,11 +50,16 @@ def value_rows(model: object, columns: dict[str, list]) -> list[ValueEstimate | 
     if not rows:
         return out
     X = model.encoder.transform_columns(sub)
-    pred, contrib = model.predict(X), model.contributions(X)
+    pred, orders, contrib = model.predict(X), model.expected_orders(X), model.contributions(X)
+    methods = {f"{h}d": model.methods.get(h, "lightgbm") for h in model.horizons}
     for j, i in enumerate(rows):
+        spend = {h: round(float(v[j]), 2) for h, v in pred.items()}
         out[i] = ValueEstimate(
-            expected_spend_90d=round(float(pred[90][j]), 2),
-            expected_spend_365d=round(float(pred[365][j]), 2),
+            expected_spend_90d=spend.get(90),
+            expected_spend_365d=spend.get(365),
+            expected_spend={f"{h}d": v for h, v in spend.items()},
+            expected_orders={f"{h}d": round(float(v[j]), 3) for h, v in orders.items()},
+            methods=methods,
             reasons=reasons_for(feats, contrib[j], sub, j),
         )
     return out
@@ -107,8 +112,9 @@ def _scored(state: ServingState, m: str, ids: list[str]) -> list:
 
 
 def expected_values(state: ServingState, ids: list[str]) -> dict[str, float]:
-    """P(convert) × expected 365-day spend per known id, without reasons (no TreeSHAP): the predicted value a
-    conversion signal carries before the deal closes."""
+    """P(convert) × expected spend over the value model's longest horizon (365 days where the history allowed it)
+    per known id, without reasons (no TreeSHAP): the predicted value a conversion signal carries before the deal
+    closes."""
     prop, value = state.models["propensity"].model, state.models["value"].model
     assert state.online is not None
     _, rows_p, sub_p = _known(prop.encoder.features, state.online.rows("propensity", ids))
@@ -116,7 +122,8 @@ def expected_values(state: ServingState, ids: list[str]) -> dict[str, float]:
     if not rows_p or not rows_v:
         return {}
     p = dict(zip(rows_p, prop.probability(prop.encoder.transform_columns(sub_p)), strict=True))
-    spend = dict(zip(rows_v, value.predict(value.encoder.transform_columns(sub_v))[365], strict=True))
+    longest = max(value.horizons)
+    spend = dict(zip(rows_v, value.predict(value.encoder.transform_columns(sub_v))[longest], strict=True))
     return {ids[i]: round(float(p[i] * spend[i]), 2) for i in p if i in spend}
 
 

@@ -206,7 +206,15 @@ def evaluate_value(settings: Settings, *, tolerance: float = VALUE_TOLERANCE) ->
     chall = tracking.load_champion(settings, "value", tracking.CHALLENGER)
     decision = Decision("value", champ.version, chall.version)
     store = feature_store.open_store(settings)
-    for h in value.HORIZONS:
+    common = sorted(set(champ.model.horizons) & set(chall.model.horizons))
+    decision.checks.append(
+        Check(
+            "a horizon to compare",
+            bool(common),
+            f"champion {champ.model.horizons} d, challenger {chall.model.horizons} d",
+        )
+    )
+    for h in common:
         labels = value.value_labels(settings, h)
         latest = labels[TS].max()
         holdout = labels[labels[TS] == latest].reset_index(drop=True)

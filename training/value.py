@@ -1,8 +1,11 @@
-"""Customer value: expected net spend over the next 90 and 365 days of a paying customer.
+"""Customer value: expected net spend (and repeat orders) of a paying customer over horizons that fit the history.
 
-Two methods on the same time split, both logged to MLflow (experiment `value`): a LightGBM regressor
-(Tweedie loss: many zeros, a heavy tail) on the value_v1 FeatureService, and BG/NBD + Gamma-Gamma fitted on
-each customer's order history up to the snapshot. The better by holdout MAE is reported as the pick.
+Two methods on the same split per horizon, both logged to MLflow (experiment `value`): a LightGBM regressor
+(Tweedie loss: many zeros, a heavy tail) on the value_v1 FeatureService, and BG/NBD + Gamma-Gamma on each
+customer's order history read from the same features (training/value_model.py: rfm). The better by holdout MAE
+serves that horizon. The split is out of time when the history allows it: the test is the latest snapshot with a
+complete window and training uses only snapshots whose outcome window ends before that one opens; otherwise
+customers are split (grouped, none on both sides) and the run says it is not out of time.
 """
 
 from __future__ import annotations
@@ -19,16 +22,15 @@ from scipy.stats import spearmanr
 from features import store as feature_store
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
-from leadscope.tables import read_table
+from leadscope.tables import read_feature_meta, read_table
 from training import dataset, tracking
-from training.clv import BGNBD, GammaGamma
-from training.pipeline import time_split
 from training.scorer import Encoder
+from training.value_model import BGNBD_GG, LIGHTGBM, RFM_FEATURES, Clv, rfm
 
 SERVICE = "value_v1"
-HORIZONS = (90, 365)
+HORIZONS = (90, 365)  # the default horizons, each kept when the history has a complete window for it
+SHORT_HORIZONS = (60, 30)  # tried, longest first, when the history is too short for any default one
 ValueOracle = Callable[[pd.DataFrame, int], np.ndarray]  # true expected spend per row and horizon (evaluation)
-WEEK = 7.0
 LGB_PARAMS = {
     "objective": "tweedie",
     "tweedie_variance_power": 1.3,
@@ -40,6 +42,35 @@ LGB_PARAMS = {
     "deterministic": True,
     "force_row_wise": True,
 }
+
+
+def _fits(settings: Settings, horizon: int) -> bool:
+    """A horizon can be trained and tested when two snapshots have a complete outcome window."""
+    return len(dataset.snapshots(settings, horizon_days=horizon)) >= 2
+
+
+def horizons(settings: Settings, requested: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """The requested horizons (each must fit the history), or the defaults that fit, or the longest short one."""
+    meta = read_feature_meta(settings.feature_dir)
+    meta_days = lambda: int((meta.end - meta.start).days)  # noqa: E731
+    if requested:
+        if bad := [h for h in requested if h < 1 or not _fits(settings, h)]:
+            raise ValueError(
+                f"--horizons: {', '.join(f'{h} d' for h in bad)} needs a longer history than the {meta_days()} days "
+                f"the features cover ({dataset.WARMUP_DAYS} days of warm-up, then two snapshots with a complete "
+                "window)"
+            )
+        return tuple(sorted(set(requested)))
+    found = tuple(h for h in HORIZONS if _fits(settings, h))
+    if not found:
+        found = next(((h,) for h in SHORT_HORIZONS if _fits(settings, h)), ())
+    if not found:
+        raise ValueError(
+            f"the history ({meta_days()} days) is too short for any value horizon: it needs "
+            f"{dataset.WARMUP_DAYS} days of warm-up and then at least two snapshots with a complete "
+            f"{SHORT_HORIZONS[-1]}-day window"
+        )
+    return found
 
 
 def _orders(settings: Settings) -> pd.DataFrame:
@@ -63,24 +94,6 @@ def value_labels(settings: Settings, horizon: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def rfm(settings: Settings, customers: pd.Series, at: pd.Timestamp) -> pd.DataFrame:
-    """BG/NBD inputs in weeks: repeat orders x, first→last order t_x, first order→`at` T; mean order value."""
-    tx = _orders(settings)
-    tx = tx[tx["order"] & (tx["ts"] <= at) & tx[ENTITY].isin(set(customers))].sort_values("ts")
-    repeat = tx[tx.duplicated(ENTITY, keep="first")]  # Gamma-Gamma models repeat orders; the first is the deal
-    g = tx.groupby(ENTITY).agg(n=("ts", "size"), first=("ts", "min"), last=("ts", "max"))
-    g["mean"] = repeat.groupby(ENTITY)["amount"].mean()
-    g = g.reindex(customers.to_numpy())
-    return pd.DataFrame(
-        {
-            "x": (g["n"] - 1).to_numpy(float),
-            "t_x": ((g["last"] - g["first"]).dt.total_seconds() / 86400 / WEEK).to_numpy(float),
-            "T": ((at - g["first"]).dt.total_seconds() / 86400 / WEEK).to_numpy(float),
-            "monetary": g["mean"].to_numpy(float),
-        }
-    )
-
-
 def _scores(y: np.ndarray, pred: np.ndarray, truth: np.ndarray | None) -> dict[str, float]:
     out = {
         "mae": float(np.mean(np.abs(y - pred))),
@@ -95,13 +108,27 @@ def _scores(y: np.ndarray, pred: np.ndarray, truth: np.ndarray | None) -> dict[s
     return out
 
 
-def evaluate(settings: Settings, horizon: int, oracle: ValueOracle | None = None) -> dict[str, dict[str, float]]:
-    """Both methods on the latest snapshot with a complete window; returns metrics per method."""
+def value_split(df: pd.DataFrame, horizon: int) -> tuple[tuple[pd.Series, pd.Series, pd.Series], str]:
+    """(train, valid, test) masks and how: "time" when some snapshot's outcome window ends before the latest one
+    opens (those snapshots train, 1/7 of their customers validate, the latest snapshot tests), else "customer":
+    customers split 5/1/1 (grouped), the test customers at the latest snapshot."""
+    latest = df[TS].max()
+    fold = pd.Series(pd.util.hash_pandas_object(df[ENTITY], index=False).to_numpy() % 7, index=df.index)
+    before = df[TS] + pd.Timedelta(days=horizon) <= latest  # outcome window closed before the test window opens
+    if before.any() and (fold[before] == 0).any() and (fold[before] != 0).any():
+        return (before & (fold != 0), before & (fold == 0), df[TS] == latest), "time"
+    return (fold >= 2, fold == 1, (fold == 0) & (df[TS] == latest)), "customer"
+
+
+def evaluate(
+    settings: Settings, horizon: int, oracle: ValueOracle | None = None, encoder: Encoder | None = None
+) -> dict[str, dict[str, float]]:
+    """Both methods on the holdout of `value_split`; returns metrics per method and what registering needs."""
     labels = value_labels(settings, horizon)
     df = dataset.historical_features(feature_store.open_store(settings), labels, service=SERVICE)
     feats = feature_store.feature_names(settings, SERVICE)
-    tr, va, te = time_split(df)
-    enc = Encoder.fit(df[tr], feats)
+    (tr, va, te), how = value_split(df, horizon)
+    enc = encoder or Encoder.fit(df[tr], feats)
     train = lgb.Dataset(enc.transform(df[tr]), label=df["label"][tr], categorical_feature=enc.categorical_indices)
     valid = lgb.Dataset(enc.transform(df[va]), label=df["label"][va], reference=train)
     booster = lgb.train(
@@ -115,18 +142,15 @@ def evaluate(settings: Settings, horizon: int, oracle: ValueOracle | None = None
     y = test["label"].to_numpy()
     truth = oracle(test, horizon) if oracle else None
     at = test[TS].iloc[0]
-    r = rfm(settings, test[ENTITY], at)
-    bg = BGNBD(penalizer=0.001).fit(r["x"], r["t_x"], r["T"])
-    gg = GammaGamma().fit(r["x"], r["monetary"])
-    bg_pred = bg.expected_purchases(horizon / WEEK, r["x"], r["t_x"], r["T"]) * gg.expected_order_value(
-        r["x"], r["monetary"]
-    )
+    r = rfm({f: test[f].to_numpy(float) for f in RFM_FEATURES})  # the same inputs serving reads online
+    clv = Clv.fit(r)  # on each customer's own past up to the snapshot: no outcome is seen
     scores = {
-        "lightgbm": _scores(y, booster.predict(enc.transform(test), num_threads=1), truth),
-        "bgnbd_gamma_gamma": _scores(y, bg_pred, truth),
+        LIGHTGBM: _scores(y, booster.predict(enc.transform(test), num_threads=1), truth),
+        BGNBD_GG: _scores(y, clv.spend(r, horizon), truth),
     }
     lineage = {
         "feature_service": SERVICE,
+        "split": how,
         "train_snapshots": f"{df[TS][tr].min().isoformat()}..{df[TS][tr].max().isoformat()}",
         "test_snapshot": at.isoformat(),
         "train_rows": str(int(tr.sum())),
@@ -135,22 +159,34 @@ def evaluate(settings: Settings, horizon: int, oracle: ValueOracle | None = None
             pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes()
         ).hexdigest(),
     }
-    extra = {"rows": len(test), "booster": booster, "encoder": enc, "example": test[feats].head(2), "lineage": lineage}
+    extra = {
+        "rows": len(test),
+        "booster": booster,
+        "encoder": enc,
+        "clv": clv,
+        "split": how,
+        "example": test[feats].head(2),
+        "lineage": lineage,
+    }
     return scores, extra
 
 
 def train(
-    settings: Settings, *, progress: Callable[[str], None] = lambda _: None, oracle: ValueOracle | None = None
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+    oracle: ValueOracle | None = None,
+    requested: tuple[int, ...] = (),
 ) -> dict[str, dict]:
-    """Evaluate both methods per horizon, log one MLflow run per (method, horizon), and register the
-    LightGBM pair as model `value` when it wins every horizon (BG/NBD serving would need the RFM summary
-    online; until then a BG/NBD win is reported and nothing is registered)."""
+    """Evaluate both methods per horizon (`horizons`), log one MLflow run per (method, horizon), and register
+    model `value` serving each horizon with the method that won it (the model card's `methods` tag says which)."""
     exp = tracking.experiment(settings, "value")
     results: dict[str, dict] = {}
-    fitted = {}
-    for h in HORIZONS:
+    fitted: dict[int, dict] = {}
+    for h in horizons(settings, requested):
         progress(f"{h}-day horizon")
-        res, extra = evaluate(settings, h, oracle)
+        first = next(iter(fitted.values()), None)
+        res, extra = evaluate(settings, h, oracle, encoder=first["encoder"] if first else None)
         fitted[h] = extra
         best = min(res, key=lambda m: res[m]["mae"])
         for method, metrics in res.items():
@@ -159,15 +195,16 @@ def train(
                 mlflow.log_params(params | {"seed": settings.seed, "test_rows": int(extra["rows"])})
                 mlflow.log_metrics(metrics)
                 mlflow.set_tags({"picked": str(method == best), **extra["lineage"]})
-        results[f"{h}d"] = res | {"picked": {"method": best}}
-    if all(r["picked"]["method"] == "lightgbm" for r in results.values()):
-        progress("registering")
-        results["registered"] = {"version": _register(settings, fitted)}
+        results[f"{h}d"] = res | {"picked": {"method": best, "split": extra["split"]}}
+    progress("registering")
+    methods = {int(k.removesuffix("d")): r["picked"]["method"] for k, r in results.items()}
+    results["registered"] = {"version": _register(settings, fitted, methods), "methods": methods}
     return results
 
 
-def _register(settings: Settings, fitted: dict[int, dict]) -> str:
-    """Log the LightGBM pair as one pyfunc (expected spend per horizon) and register it as `value`."""
+def _register(settings: Settings, fitted: dict[int, dict], methods: dict[int, str] | None = None) -> str:
+    """Log the per-horizon models as one pyfunc (expected spend and repeat orders per horizon) and register it as
+    `value`; BG/NBD's parameters are the shortest horizon's (fitted on the most recent snapshot's histories)."""
     import tempfile
     from pathlib import Path
 
@@ -175,22 +212,24 @@ def _register(settings: Settings, fitted: dict[int, dict]) -> str:
 
     from training.value_model import ValueModel
 
-    model = ValueModel(fitted[HORIZONS[0]]["encoder"], {h: f["booster"] for h, f in fitted.items()})
-    example = fitted[HORIZONS[0]]["example"]
-    pred = model.predict(model.encoder.transform(example))
-    out = pd.DataFrame({f"expected_spend_{h}d": v for h, v in pred.items()})
+    hs = sorted(fitted)
+    methods = methods or dict.fromkeys(hs, LIGHTGBM)
+    model = ValueModel(
+        fitted[hs[0]]["encoder"], {h: f["booster"] for h, f in fitted.items()}, methods, fitted[hs[0]]["clv"]
+    )
+    example = fitted[hs[0]]["example"]
     with (
         mlflow.start_run(experiment_id=tracking.experiment(settings, "value"), run_name="value (registered)"),
         tempfile.TemporaryDirectory() as tmp,
     ):
-        mlflow.log_params({"feature_service": SERVICE, "horizons": str(HORIZONS), **LGB_PARAMS})
-        mlflow.set_tags(fitted[HORIZONS[0]]["lineage"])
+        mlflow.log_params({"feature_service": SERVICE, "horizons": str(tuple(hs)), **LGB_PARAMS})
+        mlflow.set_tags(fitted[hs[0]]["lineage"] | {"methods": ", ".join(f"{h}d: {m}" for h, m in methods.items())})
         model.save(Path(tmp) / "value")
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(tracking.__file__).with_name("pyfunc_value_entry.py")),
             artifacts={"value": str(Path(tmp) / "value")},
-            signature=infer_signature(example, out),
+            signature=infer_signature(example, model.frame(model.encoder.transform(example))),
             input_example=example,
             pip_requirements=tracking.requirements(),
             registered_model_name="value",

@@ -133,12 +133,12 @@ def train_churn_model(
     console.print(f"  split: {_split_line(m)}", soft_wrap=True)
 
 
-def train_value_model(s: Settings) -> None:
+def train_value_model(s: Settings, horizons: tuple[int, ...] = ()) -> None:
     from training import oracle, tracking, value
 
     with step("evaluating customer-value models") as update:
-        results = value.train(s, progress=update, oracle=oracle.for_value(s))
-    registered = results.pop("registered", None)
+        results = value.train(s, progress=update, oracle=oracle.for_value(s), requested=horizons)
+    registered = results.pop("registered")
     for horizon, res in results.items():
         for method, m in res.items():
             if method == "picked":
@@ -149,12 +149,17 @@ def train_value_model(s: Settings) -> None:
                 f"Spearman vs actual {m['spearman_vs_actual']:.3f}{truth}",
                 soft_wrap=True,
             )
-        console.print(f"  {horizon}: picked {res['picked']['method']} (lower holdout MAE)")
-    if registered:
-        role = "champion" if tracking.alias_version(s, "value") == registered["version"] else "challenger"
-        console.print(f"  registered value v{registered['version']} as {role} (LightGBM, both horizons)")
-        if role == "challenger":
-            console.print("  the champion still serves: `leadscope promote value` compares the two and promotes")
+        how = (
+            "out of time: trained on snapshots whose windows close before the test snapshot"
+            if res["picked"]["split"] == "time"
+            else "by customer at the latest snapshot: the history is too short for an out-of-time holdout"
+        )
+        console.print(f"  {horizon}: picked {res['picked']['method']} (lower holdout MAE); split {how}", soft_wrap=True)
+    role = "champion" if tracking.alias_version(s, "value") == registered["version"] else "challenger"
+    served = ", ".join(f"{h} d by {m}" for h, m in registered["methods"].items())
+    console.print(f"  registered value v{registered['version']} as {role}: {served}", soft_wrap=True)
+    if role == "challenger":
+        console.print("  the champion still serves: `leadscope promote value` compares the two and promotes")
 
 
 def train_nba_model(s: Settings) -> None:
@@ -236,9 +241,24 @@ def train_churn(
 
 
 @train_app.command("value")
-def train_value() -> None:
-    """Expected spend over 90 and 365 days: LightGBM vs BG/NBD + Gamma-Gamma on the same split, logged."""
-    train_value_model(settings())
+def train_value(
+    horizons: Annotated[
+        str | None,
+        typer.Option(help="Horizons in days, e.g. 30,90 (default: 90 and 365, each where the history allows)."),
+    ] = None,
+) -> None:
+    """Expected spend and repeat orders per horizon: LightGBM vs BG/NBD + Gamma-Gamma on the same split; the
+    better serves each horizon."""
+    from leadscope.cli.common import split_list
+
+    try:
+        days = tuple(int(h) for h in split_list(horizons))
+    except ValueError:
+        fail(f"--horizons: {horizons!r} is not a comma-separated list of days")
+    try:
+        train_value_model(settings(), days)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 @train_app.command("nba")

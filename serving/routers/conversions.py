@@ -21,7 +21,8 @@ ERRORS = documented(400, 401, 403, 413, 422, 429, 503, 504)
 
 
 def _predicted(state: ServingState, customer_ids: list[str]) -> dict[str, float]:
-    """P(convert) × expected 365-day spend per known customer, from the champions; empty without both models."""
+    """P(convert) × expected spend (the value model's longest horizon) per known customer, from the champions;
+    empty without both models."""
     if not state.loaded or not {"propensity", "value"} <= set(state.models) or not customer_ids:
         return {}
     return expected_values(state, list(dict.fromkeys(customer_ids)))

@@ -172,10 +172,10 @@ def test_labels_with_one_as_of_split_by_customer_and_say_so(prepared, tmp_path) 
     won = pd.read_parquet(settings.raw_dir / "stages.parquet").query("stage == 'won'").groupby("customer_id")["ts"]
     first_won = won.min()
     customers = pd.read_parquet(settings.raw_dir / "customers.parquet")
-    as_of = pd.Timestamp(settings.world_end) - pd.Timedelta(days=120)
+    as_of = pd.Timestamp(settings.world_end) - pd.Timedelta(days=210)
     leads = customers[pd.to_datetime(customers["created_at"], utc=True) < as_of]["customer_id"]
     leads = leads[~leads.map(first_won).le(as_of).fillna(False).astype(bool)]
-    label = leads.map(first_won).between(as_of, as_of + pd.Timedelta(days=90)).astype(int)
+    label = leads.map(first_won).between(as_of, as_of + pd.Timedelta(days=200)).astype(int)  # ≥ 20 test positives
     path = tmp_path / "labels.csv"
     pd.DataFrame({"customer_id": leads, "as_of": as_of.isoformat(), "label": label}).to_csv(path, index=False)
     mlruns = tmp_path / "mlruns"
