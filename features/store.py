@@ -144,7 +144,7 @@ def definitions(settings: Settings) -> list[object]:
         )
     services = [
         FeatureService(name=s, features=[_project(views[v], schema[v], f) for v, f in vs.items()])
-        for s, vs in SERVICES.items()
+        for s, vs in services_of(settings).items()
         if all(v in views for v in vs)
     ]
     return [customer, *views.values(), *services]
@@ -190,18 +190,33 @@ def materialize_incremental(store: FeatureStore, settings: Settings) -> dict[str
     return moved
 
 
+OUTCOME_BASE = "churn_v1"  # a named custom outcome reads the views of the richest service that exist
+
+
+def services_of(settings: Settings) -> dict[str, dict[str, list[str] | AllBut | None]]:
+    """The built-in services and one per named custom outcome (leadscope/outcomes.py) over the views it has."""
+    from leadscope import outcomes
+
+    names = outcomes.names(settings)
+    if not names:
+        return SERVICES
+    schema = read_feature_meta(settings.feature_dir).schema
+    spec = {v: f for v, f in SERVICES[OUTCOME_BASE].items() if v in schema}
+    return SERVICES | {outcomes.service(n): spec for n in names}
+
+
 def has_service(settings: Settings, service: str) -> bool:
     schema = read_feature_meta(settings.feature_dir).schema
-    return all(v in schema for v in SERVICES[service])
+    return all(v in schema for v in services_of(settings)[service])
 
 
 def view_features(settings: Settings, service: str) -> dict[str, list[str]]:
     """Feature names of a service per feature view, in feature_names' order."""
     schema = read_feature_meta(settings.feature_dir).schema
-    return {v: _names(schema[v], spec) for v, spec in SERVICES[service].items()}
+    return {v: _names(schema[v], spec) for v, spec in services_of(settings)[service].items()}
 
 
 def feature_names(settings: Settings, service: str) -> list[str]:
     """Feature names of a service in a fixed order (view order, then schema order)."""
     schema = read_feature_meta(settings.feature_dir).schema
-    return [f for v, spec in SERVICES[service].items() for f in _names(schema[v], spec)]
+    return [f for v, spec in services_of(settings)[service].items() for f in _names(schema[v], spec)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from leadscope.schema import SCORED_MODELS
 from serving.schemas import ScoreItem
 from serving.scoring import TOP_REASONS
 
@@ -15,7 +16,7 @@ def flatten(items: list[ScoreItem], names: list[str]) -> pd.DataFrame:
     for it in items:
         row: dict = {"customer_id": it.customer_id, "error": it.error.code if it.error else None}
         for m in names:
-            out = getattr(it, m)
+            out = getattr(it, m) if m in SCORED_MODELS else (it.outcomes or {}).get(m)
             if m == "value":
                 row["value_expected_spend_90d"] = out.expected_spend_90d if out else None
                 row["value_expected_spend_365d"] = out.expected_spend_365d if out else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -13,7 +13,13 @@ MAX_BATCH_IDS = 1_000_000
 CustomerId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
 
 
-ModelName = Literal[SCORED_MODELS]  # type: ignore[valid-type] - the scored models of leadscope/schema.py
+# the scored models of leadscope/schema.py, or a named custom outcome (`leadscope train outcome --name …`): a name
+# that is neither is a 422 naming it (serving/routers/scores.py), so the set may grow without a new contract
+ModelName = Annotated[
+    str,
+    StringConstraints(strict=True, pattern=r"^[a-z][a-z0-9_]{1,39}$"),
+    Field(description=f"{', '.join(SCORED_MODELS)}, or a trained custom outcome's name."),
+]
 
 
 class ScoreRequest(BaseModel):
@@ -79,6 +85,9 @@ class ScoreItem(BaseModel):
     propensity: Score | None = Field(None, description="P(deal won within the horizon), when asked for.")
     churn: Score | None = Field(None, description="P(churn within the horizon), when asked for.")
     value: ValueEstimate | None = Field(None, description="Expected spend of a customer, when asked for.")
+    outcomes: dict[str, Score] | None = Field(
+        None, description="Scores of the custom outcomes asked for (`leadscope train outcome`), by name."
+    )
     error: ItemError | None = None
 
 
@@ -86,6 +95,9 @@ class ModelInfo(BaseModel):
     name: str
     version: str
     feature_service: str
+    limits: str | None = Field(
+        None, description="Set for a cold-start model (trained below the data minimums): what it rests on."
+    )
 
 
 class ScoreResponse(BaseModel):

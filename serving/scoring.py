@@ -10,6 +10,7 @@ import numpy as np
 
 from features.catalog import describe
 from features.engineering import NO_TOUCH
+from leadscope.schema import SCORED_MODELS
 from serving import observability as obs
 from serving.schemas import ItemError, Reason, Score, ScoreItem, ValueEstimate
 from serving.state import ServingState
@@ -96,7 +97,12 @@ def score_items(state: ServingState, names: list[str], ids: list[str]) -> list[S
             obs.ITEM_ERRORS.labels(UNKNOWN.code).inc()
             items.append(ScoreItem(customer_id=cid, error=UNKNOWN))
             continue
-        item = ScoreItem(customer_id=cid, **{m: scored[m][i] for m in names})
+        custom = {m: scored[m][i] for m in names if m not in SCORED_MODELS and scored[m][i] is not None}
+        item = ScoreItem(
+            customer_id=cid,
+            **{m: scored[m][i] for m in names if m in SCORED_MODELS},
+            outcomes=custom or None,
+        )
         for m in names:
             if m != "value" and scored[m][i] is not None:
                 obs.SCORES.labels(m).observe(scored[m][i].probability)

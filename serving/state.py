@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from features import store as feature_store
+from leadscope import outcomes
 from leadscope.schema import MODELS, SCORED_MODELS
 from leadscope.settings import Settings
 from serving import observability
@@ -37,7 +38,7 @@ class ServingState:
         crashing. Optional models (trained later in a company's life, the uplift model too) are served when
         registered."""
         if optional is None:
-            optional = (*(m for m in SCORED_MODELS if m not in names), UPLIFT)
+            optional = (*(m for m in SCORED_MODELS if m not in names), *outcomes.names(self.settings), UPLIFT)
         try:
             self._load(names, optional)
         finally:
@@ -80,13 +81,14 @@ class ServingState:
         if self.online is None:
             return []
         changed = ["features: new materialisation"] if self.online.materialised() else []
-        for name in (*self.models, UPLIFT):
+        trained = outcomes.names(self.settings)
+        for name in dict.fromkeys((*self.models, *trained, UPLIFT)):
             current = self.current(name)
             version = tracking.alias_version(self.settings, name)
             if version is None or (current is not None and version == current.version):
                 continue
-            if current is None and name != UPLIFT:
-                continue  # a scored model that was not loaded at start-up stays unloaded (see load)
+            if current is None and name != UPLIFT and name not in trained:
+                continue  # a built-in scored model not loaded at start-up stays unloaded (see load)
             champ = tracking.load_champion(self.settings, name)
             self._swap_in(champ)
             log.info("model %s: champion v%s → v%s", name, current.version if current else "-", champ.version)

@@ -60,6 +60,7 @@ def train(
     exclude: tuple[str, ...] = (),
     fairness_by: tuple[str, ...] = (),
     check_only: bool = False,
+    cold_start: bool = False,
 ) -> dict[str, float | str]:
     """Fit the churn model on churn_v1, log and register it (with the oracle's metrics when one is given). With
     `labels_path` (or labels imported for `churn`), the company's own churn outcomes replace the definition."""
@@ -79,6 +80,7 @@ def train(
         exclude=exclude,
         fairness_by=fairness_by,
         name=MODEL_NAME,
+        cold_start=cold_start,
     )
     definition = "own labels" if own is not None else settings.churn_definition
     fitted.params |= {"horizon_days": settings.churn_horizon_days, "definition": definition}

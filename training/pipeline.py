@@ -120,17 +120,22 @@ def fit(
     exclude: tuple[str, ...] = (),
     fairness_by: tuple[str, ...] = (),
     name: str = "propensity",
+    cold_start: bool = False,
 ) -> Fitted:
     """PIT features of `service` for the labelled rows, split, fit, holdout metrics (and the oracle's); refused
     (InsufficientData) below the sufficiency minimums. A fairness summary per excluded or `fairness_by`
     attribute is computed on the holdout."""
     prep = prepare(settings, labels, service, exclude=exclude)
-    if prep.report.problems:
+    if prep.report.problems and not cold_start:
         raise sufficiency.refusal(prep.report, name)
+    cold_start = cold_start and bool(prep.report.problems)  # with enough data the regular model is trained
     df, features, (tr, va, te), how = prep.frame, prep.features, prep.masks, prep.split
     if unknown := sorted(set(fairness_by) - set(df.columns)):
         raise ValueError(f"--fairness-by: {', '.join(unknown)} is not a feature of {service}")
-    model = CalibratedLGBMClassifier(seed=settings.seed, monotone=monotone).fit(
+    if cold_start and min(prep.report.train) < 1:
+        raise sufficiency.InsufficientData(f"{name}: no positives or no negatives to train even a cold-start model")
+    params = sufficiency.cold_start_params(int(tr.sum())) if cold_start else None
+    model = CalibratedLGBMClassifier(seed=settings.seed, monotone=monotone, params=params).fit(
         df[tr], df["label"][tr].to_numpy(), X_valid=df[va], y_valid=df["label"][va].to_numpy(), features=features
     )
     p = model.predict_proba(df[te])[:, 1]
@@ -142,6 +147,8 @@ def fit(
         "heldout_share": round(float((va | te).mean()), 4),
         "excluded_features": ",".join(exclude) or "-",
     }
+    if cold_start:
+        params["cold_start_limits"] = sufficiency.limits(prep.report)
     groups = {
         a: fairness.by_group(df[te][a], df["label"][te].to_numpy(), p) for a in dict.fromkeys(exclude + fairness_by)
     }
@@ -193,7 +200,10 @@ def log_and_register(
             registered_model_name=name,
         )
     version = str(info.registered_model_version)
-    alias = tracking.register(settings, name, version, f.service, champion=set_champion)
+    limits = f.params.get("cold_start_limits")
+    alias = tracking.register(
+        settings, name, version, f.service, champion=set_champion, cold_start_limits=str(limits) if limits else None
+    )
     return {
         **f.metrics,
         **(extra or {}),
@@ -204,6 +214,7 @@ def log_and_register(
         "split": str(f.params.get("split", "time")),
         "heldout_share": float(f.params.get("heldout_share", 0.0)),
         "sufficiency": f.report.lines() if f.report is not None else [],
+        "cold_start_limits": str(limits) if limits else "",
         "fairness": {a: t.to_dict("records") for a, t in f.fairness.items()},
     }
 

@@ -4,6 +4,7 @@ health gates (enough positives, a sane AUC band, no drifted feature). Every deci
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,21 +68,36 @@ def _round_sig(v: np.ndarray, digits: int = 2) -> pd.Series:
     return pd.Series(np.round(v / 10**mag, digits - 1) * 10**mag)
 
 
-def _labels(settings: Settings, name: str) -> pd.DataFrame:
+def _labels(settings: Settings, name: str, labels_path: Path | None = None) -> pd.DataFrame:
+    """The outcomes both models are judged on: a labels file, else the imported labels for the model, else the
+    built-in definition (propensity, churn)."""
+    from training.labels import own_labels, stored_labels
+
+    if labels_path is not None:
+        return own_labels(labels_path, settings)
+    if (stored := stored_labels(settings, name)) is not None:
+        return stored
     if name == "propensity":
         return dataset.conversion_labels(settings, horizon_days=settings.propensity_horizon_days)
     if name == "churn":
         from training import churn
 
         return churn.churn_labels(settings)
-    raise ValueError(f"unknown model '{name}' (propensity or churn)")
+    raise ValueError(f"{name}: no outcomes to judge on; give them with --labels (newer than those it trained on)")
 
 
-def evaluate(settings: Settings, name: str, *, tolerance: float = TOLERANCE, max_psi: float = MAX_PSI) -> Decision:
+def evaluate(
+    settings: Settings,
+    name: str,
+    *,
+    tolerance: float = TOLERANCE,
+    max_psi: float = MAX_PSI,
+    labels_path: Path | None = None,
+) -> Decision:
     champ = tracking.load_champion(settings, name)
     chall = tracking.load_champion(settings, name, tracking.CHALLENGER)
     decision = Decision(name, champ.version, chall.version)
-    labels = _labels(settings, name)
+    labels = _labels(settings, name, labels_path)
     latest = labels[TS].max()
     holdout = labels[labels[TS] == latest]
     store = feature_store.open_store(settings)
@@ -234,7 +250,7 @@ def evaluate_value(settings: Settings, *, tolerance: float = VALUE_TOLERANCE) ->
     return decision
 
 
-def promote(settings: Settings, name: str, **kw: float) -> Decision:
+def promote(settings: Settings, name: str, **kw: object) -> Decision:
     """Move `champion` to the challenger when every check passes; the old champion keeps `previous`."""
     evaluators = {"uplift": evaluate_uplift, "value": evaluate_value}
     decision = evaluators[name](settings, **kw) if name in evaluators else evaluate(settings, name, **kw)

@@ -28,9 +28,9 @@ MONOTONE = {
 
 
 def fit(
-    settings: Settings, labels: pd.DataFrame, service: str, *, oracle: Oracle | None = None, **options: tuple[str, ...]
+    settings: Settings, labels: pd.DataFrame, service: str, *, oracle: Oracle | None = None, **options: object
 ) -> Fitted:
-    """options: exclude, fairness_by (pipeline.fit)."""
+    """options: exclude, fairness_by, cold_start (pipeline.fit)."""
     return pipeline.fit(settings, labels, service, oracle=oracle, monotone=MONOTONE, name=MODEL_NAME, **options)
 
 
@@ -45,6 +45,7 @@ def train(
     exclude: tuple[str, ...] = (),
     fairness_by: tuple[str, ...] = (),
     check_only: bool = False,
+    cold_start: bool = False,
 ) -> dict[str, float | str]:
     """Fit on the richest available service, log and register it; when that is the graph service, also
     fit and log the same split without graph features, so the runs show what the graph adds. `oracle` (true
@@ -60,10 +61,10 @@ def train(
         progress(f"point-in-time features ({service})")
         return pipeline.check(settings, labels, service, exclude=exclude)
     progress(f"point-in-time features and fit ({service})")
-    options = {"exclude": exclude, "fairness_by": fairness_by}
+    options = {"exclude": exclude, "fairness_by": fairness_by, "cold_start": cold_start}
     main = fit(settings, labels, service, oracle=None if own is not None else oracle, **options)
     extra: dict[str, float] = {}
-    if service == WITH_GRAPH:
+    if service == WITH_GRAPH and "cold_start_limits" not in main.params:
         progress(f"comparison fit ({WITHOUT_GRAPH})")
         base = fit(settings, labels, WITHOUT_GRAPH, oracle=None if own is not None else oracle, exclude=exclude)
         pipeline.log_run(settings, MODEL_NAME, base, role="comparison")

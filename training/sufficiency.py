@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from leadscope.schema import TS
+from leadscope.schema import MODELS, TS
 
 MIN_TEST_EACH = 20  # positives and negatives in the test part
 MIN_TRAIN_EACH = 50  # positives and negatives in the training part
@@ -95,7 +95,31 @@ def assess(
 
 def refusal(report: Report, model: str) -> InsufficientData:
     need = int(np.ceil(MIN_TEST_EACH * 7))
+    command = model if model in MODELS else f"outcome --name {model} --labels …"
     return InsufficientData(
         f"too little data to train {model}: {'; '.join(report.problems)} (about {need} of each outcome overall; "
-        f"see `leadscope train {model} --check`)"
+        f"see `leadscope train {command} --check`); until there is, `--cold-start` trains a simple, strongly "
+        "regularised model that says so wherever it is served"
+    )
+
+
+def cold_start_params(train_rows: int) -> dict[str, float]:
+    """A shallow, strongly regularised LightGBM for a table below the minimums: stumps of two leaves' depth, each
+    leaf at least 1/20 of the rows, a heavy L2 penalty: close to a few additive rules, little room to overfit."""
+    return {
+        "num_leaves": 4,
+        "max_depth": 2,
+        "min_data_in_leaf": max(10, train_rows // 20),
+        "lambda_l2": 50.0,
+        "learning_rate": 0.05,
+        "feature_fraction": 0.8,
+    }
+
+
+def limits(report: Report) -> str:
+    """What a cold-start model's users must know, kept as its registry tag and shown in /readyz."""
+    return (
+        f"cold start: trained on {report.rows:,} rows with {report.positives:,} positives, below the minimums "
+        f"({'; '.join(report.problems)}); its holdout ROC-AUC is not a reliable measure. It is replaced by the "
+        "first model trained once enough outcomes exist."
     )

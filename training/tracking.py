@@ -71,6 +71,7 @@ class Champion(Generic[M]):
     run_id: str
     feature_service: str
     model: M
+    limits: str | None = None  # set for a cold-start model: what it was trained on and why not to trust it far
 
 
 def load_champion(settings: Settings, name: str, alias: str = CHAMPION) -> Champion:
@@ -84,17 +85,39 @@ def load_champion(settings: Settings, name: str, alias: str = CHAMPION) -> Champ
         run_id=mv.run_id,
         feature_service=mv.tags.get("feature_service", ""),
         model=model.unwrap_python_model().model,
+        limits=mv.tags.get(COLD_START_TAG),
     )
 
 
-def register(settings: Settings, name: str, version: str, feature_service: str, *, champion: bool | None = None) -> str:
+COLD_START_TAG = "cold_start_limits"
+
+
+def register(
+    settings: Settings,
+    name: str,
+    version: str,
+    feature_service: str,
+    *,
+    champion: bool | None = None,
+    cold_start_limits: str | None = None,
+) -> str:
     """Tag a freshly logged version with its FeatureService and alias it: `champion` for the first model of its
-    name (or when `champion` is True), `challenger` otherwise, so that `leadscope promote` decides. Returns the
-    alias."""
+    name (or when `champion` is True), `challenger` otherwise, so that `leadscope promote` decides. A cold-start
+    model (trained below the data minimums) is tagged with its limits; it never displaces a regular champion, and
+    the first regular model trained after it replaces it at once (a cold-start model has no holdout to promote
+    against). Returns the alias."""
     client = configure(settings)
     client.set_model_version_tag(name, version, "feature_service", feature_service)
+    if cold_start_limits:
+        client.set_model_version_tag(name, version, COLD_START_TAG, cold_start_limits)
     if champion is None:
-        champion = not has_champion(settings, name)
+        current = alias_version(settings, name)
+        replaces_cold_start = (
+            current is not None
+            and not cold_start_limits
+            and COLD_START_TAG in client.get_model_version(name, current).tags
+        )
+        champion = current is None or replaces_cold_start
     alias = CHAMPION if champion else CHALLENGER
     client.set_registered_model_alias(name, alias, version)
     return alias

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from leadscope import outcomes
 from leadscope.cli.common import console, fail, output_path, read_ids, settings, split_list, step
 from leadscope.schema import SCORED_MODELS
 
@@ -27,9 +28,11 @@ def score(
     from serving.state import ServingState
 
     names = split_list(models)
-    bad = [m for m in names if m not in SCORED_MODELS]
+    trained = outcomes.names(settings())
+    bad = [m for m in names if m not in SCORED_MODELS and m not in trained]
     if bad or not names:
-        fail(f"--models: unknown model {bad[0] if bad else '(none)'} (choose {', '.join(SCORED_MODELS)})")
+        choices = ", ".join((*SCORED_MODELS, *trained))
+        fail(f"--models: unknown model {bad[0] if bad else '(none)'} (choose {choices})")
     output_path(out)
     ids = read_ids(input, "--input")
     state = ServingState(settings())

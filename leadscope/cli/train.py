@@ -18,7 +18,6 @@ from leadscope.settings import Settings
 
 train_app = typer.Typer(help="Train a model and register it in MLflow.", no_args_is_help=True)
 Classifier = StrEnum("Classifier", {m: m for m in CLASSIFIERS})
-Promotable = StrEnum("Promotable", {m: m for m in MODELS})
 NoChampion = Annotated[
     bool, typer.Option(help="Register as challenger even if no champion exists (first model: champion).")
 ]
@@ -31,21 +30,31 @@ Exclude = Annotated[
     str | None,
     typer.Option(help="Features the model must not use, comma-separated (e.g. country,age); logged with the run."),
 ]
+ColdStart = Annotated[
+    bool,
+    typer.Option(
+        "--cold-start",
+        help="Below the data minimums, train a simple regularised model tagged cold_start instead of refusing.",
+    ),
+]
 FairnessBy = Annotated[
     str | None,
     typer.Option(help="More attributes to summarise score and calibration by (excluded ones always are)."),
 ]
 
 
-def _options(exclude: str | None, fairness_by: str | None) -> dict[str, tuple[str, ...]]:
+def _options(exclude: str | None, fairness_by: str | None, cold_start: bool = False) -> dict[str, object]:
     from leadscope.cli.common import split_list
 
-    return {"exclude": tuple(split_list(exclude)), "fairness_by": tuple(split_list(fairness_by))}
+    out: dict[str, object] = {"exclude": tuple(split_list(exclude)), "fairness_by": tuple(split_list(fairness_by))}
+    return out | {"cold_start": cold_start}
 
 
 def _report(m: dict) -> None:
     for line in m.get("sufficiency", []):
         console.print(f"  {line}", soft_wrap=True, highlight=False)
+    if m.get("cold_start_limits"):
+        console.print(f"  [yellow]{m['cold_start_limits']}[/]", soft_wrap=True, highlight=False)
     for attr, rows in m.get("fairness", {}).items():
         gaps = ", ".join(f"{r['group']} {r['mean_score']:.3f} (gap {r['calibration_gap']:+.3f})" for r in rows[:6])
         console.print(f"  fairness by {attr} (mean score, calibration gap): {gaps}", soft_wrap=True, highlight=False)
@@ -203,6 +212,7 @@ def train_propensity(
     check: Check = False,
     exclude_features: Exclude = None,
     fairness_by: FairnessBy = None,
+    cold_start: ColdStart = False,
 ) -> None:
     """Train the lead-propensity model, log it to MLflow and register it."""
     try:
@@ -211,7 +221,7 @@ def train_propensity(
             set_champion=False if no_champion else None,
             labels=labels,
             check=check,
-            **_options(exclude_features, fairness_by),
+            **_options(exclude_features, fairness_by, cold_start),
         )
     except ValueError as exc:
         fail(str(exc))
@@ -226,6 +236,7 @@ def train_churn(
     check: Check = False,
     exclude_features: Exclude = None,
     fairness_by: FairnessBy = None,
+    cold_start: ColdStart = False,
 ) -> None:
     """Train the churn model (definition and horizon from LEADSCOPE_CHURN_*, or your labels), log and register it."""
     try:
@@ -234,10 +245,48 @@ def train_churn(
             set_champion=False if no_champion else None,
             labels=labels,
             check=check,
-            **_options(exclude_features, fairness_by),
+            **_options(exclude_features, fairness_by, cold_start),
         )
     except ValueError as exc:
         fail(str(exc))
+
+
+@train_app.command("outcome")
+def train_outcome(
+    name: Annotated[str, typer.Option(help="The outcome's model name, e.g. upsell (served as models: [name]).")],
+    labels: Annotated[Path, typer.Option(help="Your outcomes (customer_id, as_of, label 0/1); features at as_of.")],
+    no_champion: NoChampion = False,
+    check: Check = False,
+    exclude_features: Exclude = None,
+    fairness_by: FairnessBy = None,
+    cold_start: ColdStart = False,
+) -> None:
+    """Train a named custom binary outcome on your own labels: its own FeatureService, MLflow model and champion."""
+    from training import outcome
+
+    try:
+        with step(f"{'checking' if check else 'training'} outcome {name}") as update:
+            m = outcome.train(
+                settings(),
+                name,
+                labels,
+                progress=update,
+                set_champion=False if no_champion else None,
+                check_only=check,
+                **_options(exclude_features, fairness_by, cold_start),
+            )
+    except ValueError as exc:
+        fail(str(exc))
+    if _checked(m):
+        return
+    _report(m)
+    console.print(
+        f"  {m['feature_service']}: holdout ROC-AUC {m['roc_auc']:.4f}, PR-AUC {m['pr_auc']:.4f}, "
+        f"lift@10% {m['lift_top_decile']:.2f}; registered {name} v{m['version']} as {m['alias']}",
+        soft_wrap=True,
+    )
+    console.print(f"  split: {_split_line(m)}", soft_wrap=True)
+    console.print(f'  served by POST /v1/scores with "models": ["{name}"]', soft_wrap=True, highlight=False)
 
 
 @train_app.command("value")
@@ -268,7 +317,7 @@ def train_nba() -> None:
 
 
 def promote(
-    model: Annotated[Promotable, typer.Argument(help="propensity, churn, value or uplift")],
+    model: Annotated[str, typer.Argument(help="propensity, churn, value, uplift or a trained outcome's name")],
     tolerance: Annotated[
         float | None,
         typer.Option(
@@ -282,29 +331,39 @@ def promote(
             min=0.0, help="uplift: policy value the challenger may lose, in standard errors of the paired DR."
         ),
     ] = 2.0,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="propensity, churn, outcomes: judge on these outcomes (customer_id, as_of, label)."),
+    ] = None,
 ) -> None:
     """Evaluate challenger vs champion on the latest holdout; move `champion` only if every check passes.
     value: MAE per horizon; uplift: both policies' doubly robust value on the same held-out randomised contacts."""
+    from leadscope import outcomes
     from training import promotion
 
-    kind = MODELS[model.value].kind
+    s = settings()
+    if model not in MODELS and model not in outcomes.names(s):
+        trained = ", ".join(outcomes.names(s)) or "none yet"
+        fail(f"unknown model {model}: choose {', '.join(MODELS)} or a trained outcome ({trained})")
+    kind = MODELS[model].kind if model in MODELS else "classifier"
     if kind == "uplift":
         kw: dict[str, float] = {"max_loss_se": max_loss_se}
     elif kind == "value":
         kw = {"tolerance": promotion.VALUE_TOLERANCE if tolerance is None else tolerance}
     else:
         kw = {"tolerance": promotion.TOLERANCE if tolerance is None else tolerance, "max_psi": max_psi}
+        kw["labels_path"] = labels
     try:
-        with step(f"evaluating {model.value} challenger vs champion"):
-            d = promotion.promote(settings(), model.value, **kw)
+        with step(f"evaluating {model} challenger vs champion"):
+            d = promotion.promote(s, model, **kw)
     except Exception as exc:  # noqa: BLE001 - a missing alias or model is a user error, said plainly
-        fail(f"cannot evaluate {model.value}: {exc}")
+        fail(f"cannot evaluate {model}: {exc}")
     for c in d.checks:
         console.print(f"  {'[green]pass[/]' if c.passed else '[red]FAIL[/]'}  {c.name}: {c.detail}", soft_wrap=True)
     if d.promoted:
-        console.print(f"promoted {model.value} v{d.challenger} to champion (was v{d.champion})")
+        console.print(f"promoted {model} v{d.challenger} to champion (was v{d.champion})")
     else:
-        console.print(f"refused: {model.value} champion stays v{d.champion}; challenger v{d.challenger} not promoted")
+        console.print(f"refused: {model} champion stays v{d.champion}; challenger v{d.challenger} not promoted")
         raise typer.Exit(1)
 
 

@@ -35,7 +35,8 @@ async def readyz(state: State) -> Readiness | JSONResponse:
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
             store_ok = f"error: {type(exc).__name__}"
     models = [
-        ModelInfo(name=m.name, version=m.version, feature_service=m.feature_service) for m in state.models.values()
+        ModelInfo(name=m.name, version=m.version, feature_service=m.feature_service, limits=m.limits)
+        for m in state.models.values()
     ]
     body = Readiness(
         ready=store_ok == "ok" and not state.problems, warming=state.warming, models=models, feature_store=store_ok

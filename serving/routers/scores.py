@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from leadscope.schema import SCORED_MODELS
 from serving.deps import ReadyState
 from serving.errors import ApiError, documented
 from serving.schemas import BatchScoreRequest, ModelInfo, ScoreRequest, ScoreResponse
@@ -24,6 +25,13 @@ ERRORS = documented(400, 401, 403, 413, 422, 429, 503, 504)
 
 def _models(state: ServingState, requested: list[str]) -> list[str]:
     names = list(dict.fromkeys(requested))
+    if unknown := [m for m in names if m not in SCORED_MODELS and m not in state.models]:
+        raise ApiError(
+            422,
+            "unknown_model",
+            f"models: {unknown[0]} is neither one of {', '.join(SCORED_MODELS)} nor a trained outcome",
+            f"models.{requested.index(unknown[0])}",
+        )
     missing = [m for m in names if m not in state.models]
     if missing:
         raise ApiError(503, "model_unavailable", f"model {missing[0]} is not loaded; see /readyz", "models")
@@ -32,7 +40,7 @@ def _models(state: ServingState, requested: list[str]) -> list[str]:
 
 def _infos(state: ServingState, names: list[str]) -> list[ModelInfo]:
     return [
-        ModelInfo(name=c.name, version=c.version, feature_service=c.feature_service)
+        ModelInfo(name=c.name, version=c.version, feature_service=c.feature_service, limits=c.limits)
         for c in (state.models[m] for m in names)
     ]
 
