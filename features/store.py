@@ -145,7 +145,6 @@ def definitions(settings: Settings) -> list[object]:
     services = [
         FeatureService(name=s, features=[_project(views[v], schema[v], f) for v, f in vs.items()])
         for s, vs in services_of(settings).items()
-        if all(v in views for v in vs)
     ]
     return [customer, *views.values(), *services]
 
@@ -191,23 +190,27 @@ def materialize_incremental(store: FeatureStore, settings: Settings) -> dict[str
 
 
 OUTCOME_BASE = "churn_v1"  # a named custom outcome reads the views of the richest service that exist
+WHAT_IT_ADDS = {"propensity_v2": "customer_graph"}  # services that only exist with the view they add
 
 
 def services_of(settings: Settings) -> dict[str, dict[str, list[str] | AllBut | None]]:
-    """The built-in services and one per named custom outcome (leadscope/outcomes.py) over the views it has."""
+    """The services over the views this company has: one whose views all exist as declared; one that lacks some
+    (a company with only a customers table) over the views it has, so every model still trains on what there
+    is; and one per named custom outcome (leadscope/outcomes.py) over the views of OUTCOME_BASE it has."""
     from leadscope import outcomes
 
-    names = outcomes.names(settings)
-    if not names:
-        return SERVICES
     schema = read_feature_meta(settings.feature_dir).schema
-    spec = {v: f for v, f in SERVICES[OUTCOME_BASE].items() if v in schema}
-    return SERVICES | {outcomes.service(n): spec for n in names}
+    out = {}
+    for name, spec in SERVICES.items():
+        have = {v: f for v, f in spec.items() if v in schema}
+        if WHAT_IT_ADDS.get(name, "customer_profile") in have:
+            out[name] = have
+    base = out.get(OUTCOME_BASE)
+    return out | ({outcomes.service(n): base for n in outcomes.names(settings)} if base else {})
 
 
 def has_service(settings: Settings, service: str) -> bool:
-    schema = read_feature_meta(settings.feature_dir).schema
-    return all(v in schema for v in services_of(settings)[service])
+    return service in services_of(settings)
 
 
 def view_features(settings: Settings, service: str) -> dict[str, list[str]]:

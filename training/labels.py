@@ -40,9 +40,11 @@ def checked(raw: pd.DataFrame, name: str, settings: Settings) -> pd.DataFrame:
             f"{name}: customer_id: {unknown.sum():,} of {len(rows):,} labels name customers that are not in "
             f"the customers table (first at row {int(unknown.argmax()) + 1}); import them first"
         )
-    end = read_feature_meta(settings.feature_dir).end
-    late = (rows["as_of"] > end).to_numpy(bool)
-    if late.any():
+    meta = read_feature_meta(settings.feature_dir)
+    late = (rows["as_of"] > meta.end).to_numpy(bool)
+    behaviour = set(meta.schema) - {"customer_profile"}  # static attributes do not go stale after the data ends
+    end = meta.end
+    if late.any() and behaviour:
         raise ValueError(
             f"{name}: as_of: {late.sum():,} of {len(rows):,} labels are dated after the data ends "
             f"({end:%Y-%m-%d}; first at row {int(late.argmax()) + 1}); features at that time would be empty"
