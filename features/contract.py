@@ -91,6 +91,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "randomized": "boolean",
     },
     "labels": {"customer_id": "id", "as_of": "timestamp", "label": "flag", "model": "text"},
+    # `train value --labels F`: the spend each customer made over the horizon after as_of (not a stored table)
+    "value_labels": {"customer_id": "id", "as_of": "timestamp", "label": "number"},
 }
 
 

@@ -35,6 +35,7 @@ KEYS = {
     "stages": ["event_id"],
     "campaigns": ["customer_id", "ts", "action_id"],
     "labels": ["customer_id", "as_of"],
+    "value_labels": ["customer_id", "as_of"],
 }
 ORDER = ("customers", "transactions", "events", "edges", "stages", "campaigns", "labels")
 
@@ -97,6 +98,7 @@ def schema(table: str) -> pa.DataFrameSchema:
         },
         "campaigns": {"customer_id": _id(), "ts": ts, "action_id": _id(), "treated": _flag(), "outcome": _flag()},
         "labels": {"customer_id": _id(), "as_of": ts, "label": _flag()},
+        "value_labels": {"customer_id": _id(), "as_of": ts, "label": pa.Column(float, pa.Check.ge(0))},
     }
     return pa.DataFrameSchema(cols[table], strict=False)
 

@@ -12,6 +12,15 @@ from leadscope.settings import Settings
 from leadscope.tables import has_table, read_feature_meta, read_table
 
 
+def own_value_labels(path: Path, settings: Settings) -> pd.DataFrame:
+    """A company's spend outcomes (customer_id, as_of, label = net spend over the horizon after as_of, ≥ 0), checked
+    like own_labels; a table where nobody spent anything is refused."""
+    from features import files
+
+    rows = checked(files.read(path, "labels"), path.name, settings, table="value_labels")
+    return rows.assign(label=rows["label"].astype(float))
+
+
 def own_labels(path: Path, settings: Settings) -> pd.DataFrame:
     """A company's outcome table (customer_id, as_of, label) as entity rows. The whole file is refused (ValueError
     naming the column and the count) when any row is invalid, names a customer leadscope does not know, is dated
@@ -22,11 +31,12 @@ def own_labels(path: Path, settings: Settings) -> pd.DataFrame:
     return checked(files.read(path, "labels"), path.name, settings)
 
 
-def checked(raw: pd.DataFrame, name: str, settings: Settings) -> pd.DataFrame:
+def checked(raw: pd.DataFrame, name: str, settings: Settings, table: str = "labels") -> pd.DataFrame:
     """The labels as entity rows, or ValueError naming the column and the count (see own_labels)."""
     from features import ingest
 
-    rows, rejects = ingest.validate("labels", raw, file=name, known_customers=set(raw["customer_id"].astype(str)))
+    raw = raw[[c for c in raw.columns if c in ("customer_id", "as_of", "label", "model")]]
+    rows, rejects = ingest.validate(table, raw, file=name, known_customers=set(raw["customer_id"].astype(str)))
     if not rejects.empty:
         first = rejects.iloc[0]
         raise ValueError(
@@ -49,6 +59,10 @@ def checked(raw: pd.DataFrame, name: str, settings: Settings) -> pd.DataFrame:
             f"{name}: as_of: {late.sum():,} of {len(rows):,} labels are dated after the data ends "
             f"({end:%Y-%m-%d}; first at row {int(late.argmax()) + 1}); features at that time would be empty"
         )
+    if table == "value_labels":
+        if not (rows["label"] > 0).any():
+            raise ValueError(f"{name}: label: all {len(rows):,} spend labels are 0; nothing to learn a value from")
+        return pd.DataFrame({ENTITY: rows["customer_id"].astype(str), TS: rows["as_of"], "label": rows["label"]})
     if rows["label"].nunique() < 2:
         raise ValueError(
             f"{name}: label: all {len(rows):,} labels are {int(rows['label'].iloc[0])}; a model needs both outcomes"

@@ -26,9 +26,26 @@ from training.uplift import FITS, SERVICE, UpliftBundle, fit_bundle, split_custo
 NAME = "uplift"
 
 
-def logged(settings: Settings, store: object | None = None) -> pd.DataFrame:
-    """Randomised campaign rows with the features each customer had at the time (point in time)."""
-    camp = read_table(settings.raw_dir, "campaigns")
+def campaign_log(path: Path, settings: Settings) -> pd.DataFrame:
+    """A campaign log file (`train nba --labels F`, the columns of the campaigns table), parsed and checked by
+    the data contract; ValueError naming the row and column when any row is invalid (nothing trains on it)."""
+    from features import files, ingest
+
+    known = set(read_table(settings.raw_dir, "customers", columns=[ENTITY])[ENTITY].astype(str))
+    rows, rejects = ingest.validate("campaigns", files.read(path, "campaigns"), file=path.name, known_customers=known)
+    if not rejects.empty:
+        first = rejects.iloc[0]
+        raise ValueError(
+            f"{path.name}: {len(rejects)} invalid campaign rows, e.g. row {first['row']} column {first['column']}: "
+            f"{first['reason']}"
+        )
+    return rows
+
+
+def logged(settings: Settings, store: object | None = None, camp: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Randomised campaign rows with the features each customer had at the time (point in time). `camp`: a
+    campaign log given for this training (default: the stored campaigns table)."""
+    camp = read_table(settings.raw_dir, "campaigns") if camp is None else camp
     if "randomized" in camp:
         camp = camp[camp["randomized"].fillna(False).astype(bool)]
     camp = camp.assign(
@@ -176,7 +193,10 @@ def check_log_matches(cat: catalogue_lib.Catalogue, frame: pd.DataFrame, name: s
 
 
 def train(
-    settings: Settings, progress: Callable[[str], None] = lambda _: None, frame: pd.DataFrame | None = None
+    settings: Settings,
+    progress: Callable[[str], None] = lambda _: None,
+    frame: pd.DataFrame | None = None,
+    log_path: Path | None = None,
 ) -> dict:
     """Fit, evaluate off-policy and register. The first model becomes `champion`; later ones `challenger`, which
     `leadscope promote uplift` compares with the champion before anything serves it. `frame`: the logged rows
@@ -184,7 +204,8 @@ def train(
     catalogue_path = settings.actions_catalogue or catalogue_lib.DEFAULT
     cat = catalogue_lib.load(catalogue_path)
     progress("point-in-time features of the campaign log")
-    frame = logged(settings) if frame is None else frame
+    if frame is None:
+        frame = logged(settings, camp=campaign_log(log_path, settings) if log_path else None)
     check_log_matches(cat, frame, catalogue_path.name)
     features = feature_store.feature_names(settings, SERVICE)
     is_train = split_customers(frame[ENTITY])

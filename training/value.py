@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 
 import lightgbm as lgb
 import mlflow
@@ -24,6 +25,7 @@ from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 from leadscope.tables import read_feature_meta, read_table
 from training import dataset, tracking
+from training.labels import own_value_labels
 from training.scorer import Encoder
 from training.value_model import BGNBD_GG, LIGHTGBM, RFM_FEATURES, Clv, rfm
 
@@ -121,10 +123,15 @@ def value_split(df: pd.DataFrame, horizon: int) -> tuple[tuple[pd.Series, pd.Ser
 
 
 def evaluate(
-    settings: Settings, horizon: int, oracle: ValueOracle | None = None, encoder: Encoder | None = None
+    settings: Settings,
+    horizon: int,
+    oracle: ValueOracle | None = None,
+    encoder: Encoder | None = None,
+    labels: pd.DataFrame | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Both methods on the holdout of `value_split`; returns metrics per method and what registering needs."""
-    labels = value_labels(settings, horizon)
+    """Both methods on the holdout of `value_split`; returns metrics per method and what registering needs.
+    `labels`: a company's own spend outcomes over `horizon` (default: computed from the transactions)."""
+    labels = value_labels(settings, horizon) if labels is None else labels
     df = dataset.historical_features(feature_store.open_store(settings), labels, service=SERVICE)
     feats = feature_store.feature_names(settings, SERVICE)
     (tr, va, te), how = value_split(df, horizon)
@@ -177,16 +184,24 @@ def train(
     progress: Callable[[str], None] = lambda _: None,
     oracle: ValueOracle | None = None,
     requested: tuple[int, ...] = (),
+    labels_path: Path | None = None,
 ) -> dict[str, dict]:
     """Evaluate both methods per horizon (`horizons`), log one MLflow run per (method, horizon), and register
-    model `value` serving each horizon with the method that won it (the model card's `methods` tag says which)."""
+    model `value` serving each horizon with the method that won it (the model card's `methods` tag says which).
+    `labels_path`: the company's own spend outcomes, over the one horizon `requested` names."""
+    own = None
+    if labels_path is not None:
+        if len(requested) != 1:
+            raise ValueError("--labels needs --horizons with one number: the days of spend each label covers")
+        own = own_value_labels(labels_path, settings)
+        oracle = None
     exp = tracking.experiment(settings, "value")
     results: dict[str, dict] = {}
     fitted: dict[int, dict] = {}
-    for h in horizons(settings, requested):
+    for h in requested if own is not None else horizons(settings, requested):
         progress(f"{h}-day horizon")
         first = next(iter(fitted.values()), None)
-        res, extra = evaluate(settings, h, oracle, encoder=first["encoder"] if first else None)
+        res, extra = evaluate(settings, h, oracle, encoder=first["encoder"] if first else None, labels=own)
         fitted[h] = extra
         best = min(res, key=lambda m: res[m]["mae"])
         for method, metrics in res.items():

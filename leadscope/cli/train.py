@@ -142,11 +142,11 @@ def train_churn_model(
     console.print(f"  split: {_split_line(m)}", soft_wrap=True)
 
 
-def train_value_model(s: Settings, horizons: tuple[int, ...] = ()) -> None:
+def train_value_model(s: Settings, horizons: tuple[int, ...] = (), labels: Path | None = None) -> None:
     from training import oracle, tracking, value
 
     with step("evaluating customer-value models") as update:
-        results = value.train(s, progress=update, oracle=oracle.for_value(s), requested=horizons)
+        results = value.train(s, progress=update, oracle=oracle.for_value(s), requested=horizons, labels_path=labels)
     registered = results.pop("registered")
     for horizon, res in results.items():
         for method, m in res.items():
@@ -171,17 +171,16 @@ def train_value_model(s: Settings, horizons: tuple[int, ...] = ()) -> None:
         console.print("  the champion still serves: `leadscope promote value` compares the two and promotes")
 
 
-def train_nba_model(s: Settings) -> None:
-    from leadscope.catalogue import CatalogueError
+def train_nba_model(s: Settings, log: Path | None = None) -> None:
     from leadscope.tables import has_table
     from training import nba
 
-    if not has_table(s.raw_dir, "campaigns"):
+    if log is None and not has_table(s.raw_dir, "campaigns"):
         fail("no campaigns table: next-best-action learns from a randomised campaign log (leadscope import)")
     try:
         with step("training next-best-action") as progress:
-            out = nba.train(s, progress)
-    except CatalogueError as exc:
+            out = nba.train(s, progress, log_path=log)
+    except ValueError as exc:  # CatalogueError included
         fail(str(exc))
     console.print(f"  registered uplift v{out['version']} as {out['alias']} (MLflow run {out['run_id']})")
     if out["alias"] != "champion":
@@ -295,6 +294,10 @@ def train_value(
         str | None,
         typer.Option(help="Horizons in days, e.g. 30,90 (default: 90 and 365, each where the history allows)."),
     ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="Your own spend outcomes (customer_id, as_of, label = spend over --horizons days)."),
+    ] = None,
 ) -> None:
     """Expected spend and repeat orders per horizon: LightGBM vs BG/NBD + Gamma-Gamma on the same split; the
     better serves each horizon."""
@@ -305,15 +308,22 @@ def train_value(
     except ValueError:
         fail(f"--horizons: {horizons!r} is not a comma-separated list of days")
     try:
-        train_value_model(settings(), days)
+        train_value_model(settings(), days, labels)
     except ValueError as exc:
         fail(str(exc))
 
 
 @train_app.command("nba")
-def train_nba() -> None:
+def train_nba(
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="A randomised campaign log to learn from (the campaigns table's columns) instead of the stored one."
+        ),
+    ] = None,
+) -> None:
     """Uplift models per catalogue action from the randomised campaign log, off-policy evaluation, registry."""
-    train_nba_model(settings())
+    train_nba_model(settings(), labels)
 
 
 def promote(

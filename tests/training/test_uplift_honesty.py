@@ -84,3 +84,16 @@ def test_a_real_effect_is_called_detected(company) -> None:
     # verdict rests on the policy's gain over doing nothing
     dr, se = map(float, re.search(r"ours .*?DR ([+-]\s*[\d.]+) ± ([\d.]+)", out).groups())
     assert dr > 2 * se
+
+
+def test_a_campaign_log_given_with_labels_trains_without_an_import_and_bad_rows_are_refused(company) -> None:
+    env = {"LEADSCOPE_HOME": str(company.home), "LEADSCOPE_ACTIONS_CATALOGUE": str(company.home / "actions.yaml")}
+    path = company.home / "log.csv"
+    frame = _experiment(company, effect=0.15, seed=13)
+    frame.to_csv(path, index=False)
+    (company.raw_dir / "campaigns.parquet").unlink(missing_ok=True)
+    res = CliRunner().invoke(app, ["train", "nba", "--labels", str(path)], env=env)
+    assert res.exit_code == 0 and "verdict: uplift detected" in " ".join(res.output.split()), res.output
+    frame.assign(treated=frame["treated"].where(frame.index != 4, "maybe")).to_csv(path, index=False)
+    res = CliRunner().invoke(app, ["train", "nba", "--labels", str(path)], env=env)
+    assert res.exit_code == 2 and "row 5 column treated: not 0/1" in " ".join(res.output.split()), res.output
