@@ -52,8 +52,14 @@ def logged(settings: Settings, store: object | None = None, camp: pd.DataFrame |
         ts=pd.to_datetime(camp["ts"], utc=True),
         value=camp["value"].fillna(0.0) if "value" in camp else 0.0,
     )
-    meta_start = read_feature_meta(settings.feature_dir).start
-    camp = camp[camp["ts"] >= meta_start]  # before the first feature cut there is nothing to join
+    meta = read_feature_meta(settings.feature_dir)
+    late = camp["ts"] > meta.end + pd.Timedelta(days=settings.feature_cadence_days)
+    if late.any():  # their behaviour features would be empty: refused, not trained into zeros
+        raise ValueError(
+            f"campaigns: ts: {int(late.sum()):,} of {len(camp):,} rows are dated after the data ends "
+            f"({meta.end:%Y-%m-%d}); import the events and orders up to then, or leave those rows out"
+        )
+    camp = camp[camp["ts"] >= meta.start]  # before the first feature cut there is nothing to join
     rows = camp.rename(columns={"ts": TS})[[ENTITY, TS, "action_id", "treated", "outcome", "value"]]
     store = store or feature_store.open_store(settings)
     return dataset.historical_features(store, rows, service=SERVICE)

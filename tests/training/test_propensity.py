@@ -122,6 +122,7 @@ def test_training_on_a_company_s_own_labels(prepared, tmp_path) -> None:
         ("unknown", "customer_id: 1,500 of 3,000 labels name customers that are not in the customers table"),
         ("future", "as_of: 3,000 of 3,000 labels are dated after the data ends"),
         ("one_class", "label: all 3,000 labels are 0; a model needs both outcomes"),
+        ("bad_value", "1 invalid label rows, e.g. row 8 column label: not 0/1"),
     ],
 )
 def test_labels_that_would_train_a_broken_model_are_refused_and_nothing_is_registered(
@@ -141,6 +142,9 @@ def test_labels_that_would_train_a_broken_model_are_refused_and_nothing_is_regis
         ids[::2] = [f"ghost-{i}" for i in range(1500)]
     elif change == "future":
         as_of = as_of + pd.Timedelta(days=400)
+    elif change == "bad_value":
+        label = label.astype(object)
+        label[7] = "maybe"
     else:
         label = np.zeros(3000, int)
     path = tmp_path / "labels.csv"

@@ -78,3 +78,36 @@ def test_excluded_features_are_not_used_and_get_a_fairness_summary(prepared, tmp
     assert table["rows"].sum() > 0 and table["mean_score"].between(0, 1).all()
     res = CliRunner().invoke(app, ["train", "churn", "--exclude-features", "shoe_size"], env=env)
     assert res.exit_code == 2 and "--exclude-features: shoe_size is not a feature of churn_v1" in res.output
+
+
+def test_a_propensity_export_with_6_percent_positives_trains_and_scores(prepared, tmp_path) -> None:
+    # the generator's real conversions at two export dates, thinned to 6 % positives as a CRM export has them
+    settings = prepared.settings
+    won = pd.read_parquet(settings.raw_dir / "stages.parquet").query("stage == 'won'").groupby("customer_id")["ts"]
+    first_won = won.min()
+    customers = pd.read_parquet(settings.raw_dir / "customers.parquet")
+    parts = []
+    for days in (200, 290):
+        as_of = pd.Timestamp(settings.world_end) - pd.Timedelta(days=days)
+        leads = customers[pd.to_datetime(customers["created_at"], utc=True) < as_of]["customer_id"]
+        leads = leads[~leads.map(first_won).le(as_of).fillna(False).astype(bool)]
+        label = leads.map(first_won).between(as_of, as_of + pd.Timedelta(days=180)).astype(int)
+        parts.append(pd.DataFrame({"customer_id": leads, "as_of": as_of.isoformat(), "label": label}))
+    frame = pd.concat(parts, ignore_index=True)
+    negatives = frame.index[frame["label"] == 0]
+    positives = frame.index[frame["label"] == 1][: int(0.06 / 0.94 * len(negatives))]
+    frame = frame.loc[np.r_[negatives, positives]].sample(frac=1.0, random_state=0)
+    path = tmp_path / "export.csv"
+    frame.to_csv(path, index=False)
+    env = _env(settings, tmp_path)
+    res = CliRunner().invoke(app, ["train", "propensity", "--labels", str(path)], env=env)
+    out = " ".join(res.output.split())
+    assert res.exit_code == 0, res.output
+    share = float(out.split("positives ")[1].split("(")[1].split("%")[0])
+    assert 5.5 <= share <= 6.5, out
+    assert float(out.split("holdout ROC-AUC ")[1].split(",")[0]) > 0.6, out  # 26 test positives: SE ≈ 0.05
+    ids = tmp_path / "ids.csv"
+    frame[["customer_id"]].head(100).to_csv(ids, index=False)
+    scored = tmp_path / "scored.csv"
+    res = CliRunner().invoke(app, ["score", "--input", str(ids), "--out", str(scored)], env=env)
+    assert res.exit_code == 0 and pd.read_csv(scored)["propensity_probability"].between(0, 1).all(), res.output

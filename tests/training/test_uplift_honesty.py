@@ -97,3 +97,14 @@ def test_a_campaign_log_given_with_labels_trains_without_an_import_and_bad_rows_
     frame.assign(treated=frame["treated"].where(frame.index != 4, "maybe")).to_csv(path, index=False)
     res = CliRunner().invoke(app, ["train", "nba", "--labels", str(path)], env=env)
     assert res.exit_code == 2 and "row 5 column treated: not 0/1" in " ".join(res.output.split()), res.output
+
+
+def test_campaign_rows_after_the_data_end_are_refused(company) -> None:
+    # broken: behaviour features went silently empty for campaign times more than ~15 days past the data end
+    env = {"LEADSCOPE_HOME": str(company.home), "LEADSCOPE_ACTIONS_CATALOGUE": str(company.home / "actions.yaml")}
+    path = company.home / "late.csv"
+    frame = _experiment(company, effect=0.15, seed=14)
+    frame.iloc[:10, frame.columns.get_loc("ts")] = "2027-03-01T00:00:00Z"
+    frame.to_csv(path, index=False)
+    res = CliRunner().invoke(app, ["train", "nba", "--labels", str(path)], env=env)
+    assert res.exit_code == 2 and "ts: 10 of" in res.output and "dated after the data ends" in res.output, res.output
