@@ -19,7 +19,7 @@ from leadscope.settings import Settings, get_settings, quiet_environment
 from serving import errors, scoring
 from serving.audiences.store import AudienceStore
 from serving.middleware import Limits, Observability
-from serving.routers import admin, audiences, conversions, health, nba, scores
+from serving.routers import admin, audiences, conversions, health, leads, nba, scores
 from serving.security import Guard
 from serving.signals.ingest import outbox_for
 from serving.signals.outbox import Outbox
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(scores.router)
+    app.include_router(leads.router)
     app.include_router(conversions.router)
     app.include_router(audiences.router)
     app.include_router(nba.router)

@@ -161,7 +161,7 @@ def train_value_model(s: Settings, horizons: tuple[int, ...] = (), labels: Path 
         how = (
             "out of time: trained on snapshots whose windows close before the test snapshot"
             if res["picked"]["split"] == "time"
-            else "by customer at the latest snapshot: the history is too short for an out-of-time holdout"
+            else "by customer (none on both sides): the history is too short for an out-of-time holdout"
         )
         console.print(f"  {horizon}: picked {res['picked']['method']} (lower holdout MAE); split {how}", soft_wrap=True)
     role = "champion" if tracking.alias_version(s, "value") == registered["version"] else "challenger"
