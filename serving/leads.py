@@ -8,12 +8,12 @@ is refused by name (it could never be a feature)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from features import contract, engineering
 from features.build import split_view
@@ -23,26 +23,37 @@ from leadscope.tables import FeatureMeta
 MAX_ITEMS = 1_000
 INLINE_ID = "__inline_lead__"
 Attribute = str | float | bool | None
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _in_range(t: datetime) -> datetime:
+    aware = t if t.tzinfo else t.replace(tzinfo=UTC)
+    if not EARLIEST <= aware <= LATEST:
+        raise ValueError("must be between 1900 and 2200")
+    return t
+
+
+Moment = Annotated[datetime, AfterValidator(_in_range)]
 
 
 class InlineEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ts: datetime = Field(description="When it happened (ISO 8601; naive times are UTC).")
+    ts: Moment = Field(description="When it happened (ISO 8601; naive times are UTC).")
     channel: Literal[CHANNELS]  # type: ignore[valid-type] - the event channels of leadscope/schema.py
     event_type: str = Field(min_length=1, max_length=64, description="e.g. pricing_view, form_submit, page_view.")
 
 
 class InlineOrder(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ts: datetime
-    amount: float = Field(ge=0, allow_inf_nan=False)
+    ts: Moment
+    amount: float = Field(ge=0, le=1e12, allow_inf_nan=False)
     category: str | None = Field(None, max_length=128)
     is_refund: bool = False
 
 
 class Lead(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    created_at: datetime = Field(description="When the lead was created (ISO 8601).")
+    created_at: Moment = Field(description="When the lead was created (ISO 8601).")
     attributes: dict[str, Attribute] = Field(
         default_factory=dict, max_length=200, description="Customer attributes by column name, as in your export."
     )
@@ -71,7 +82,7 @@ class LeadScoreRequest(BaseModel):
     lead: Lead
     events: list[InlineEvent] = Field(default_factory=list, max_length=MAX_ITEMS)
     orders: list[InlineOrder] = Field(default_factory=list, max_length=MAX_ITEMS)
-    as_of: datetime | None = Field(None, description="Score as of this time (default: now).")
+    as_of: Moment | None = Field(None, description="Score as of this time (default: now).")
     models: list[str] = Field(default=["propensity"], min_length=1, max_length=3)
 
 

@@ -14,6 +14,7 @@ from serving.keys import SCOPES, KeyStore
 SCOPED = {
     ("POST", "/v1/scores"): ("score", {"customer_ids": ["C1"]}),
     ("POST", "/v1/scores/batch"): ("score", {"customer_ids": ["C1"]}),
+    ("POST", "/v1/leads/score"): ("score", {"lead": {"created_at": "2026-01-01T00:00:00Z"}}),
     ("POST", "/v1/admin/reload"): ("admin", None),
     ("POST", "/v1/conversions"): ("conversions", {"events": []}),
     ("GET", "/v1/conversions/export"): ("conversions", None),
