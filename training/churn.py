@@ -61,15 +61,17 @@ def train(
     fairness_by: tuple[str, ...] = (),
     check_only: bool = False,
     cold_start: bool = False,
+    window_days: int | None = None,
 ) -> dict[str, float | str]:
     """Fit the churn model on churn_v1, log and register it (with the oracle's metrics when one is given). With
     `labels_path` (or labels imported for `churn`), the company's own churn outcomes replace the definition."""
     progress("labels")
     own = own_labels(labels_path, settings) if labels_path else stored_labels(settings, MODEL_NAME)
     labels = own if own is not None else churn_labels(settings)
+    horizon = window_days if own is not None else settings.churn_horizon_days  # own labels: the window the user names
     if check_only:
         progress(f"point-in-time features ({SERVICE})")
-        return pipeline.check(settings, labels, SERVICE, exclude=exclude)
+        return pipeline.check(settings, labels, SERVICE, exclude=exclude, horizon_days=horizon)
     progress(f"point-in-time features and fit ({SERVICE})")
     fitted = pipeline.fit(
         settings,
@@ -81,6 +83,7 @@ def train(
         fairness_by=fairness_by,
         name=MODEL_NAME,
         cold_start=cold_start,
+        horizon_days=horizon,
     )
     definition = "own labels" if own is not None else settings.churn_definition
     fitted.params |= {"horizon_days": settings.churn_horizon_days, "definition": definition}

@@ -25,6 +25,7 @@ def train(
     fairness_by: tuple[str, ...] = (),
     check_only: bool = False,
     cold_start: bool = False,
+    window_days: int | None = None,
 ) -> dict:
     """Validate the labels, declare the outcome's FeatureService, fit, log and register `name`. A refused fit (or
     a --check) leaves no new outcome behind."""
@@ -39,10 +40,17 @@ def train(
         service = outcomes.service(name)
         if check_only:
             progress(f"point-in-time features ({service})")
-            return pipeline.check(settings, labels, service, exclude=exclude)
+            return pipeline.check(settings, labels, service, exclude=exclude, horizon_days=window_days)
         progress(f"point-in-time features and fit ({service})")
         fitted = pipeline.fit(
-            settings, labels, service, exclude=exclude, fairness_by=fairness_by, name=name, cold_start=cold_start
+            settings,
+            labels,
+            service,
+            exclude=exclude,
+            fairness_by=fairness_by,
+            name=name,
+            cold_start=cold_start,
+            horizon_days=window_days,
         )
         fitted.params |= {"outcome": name}
         progress("logging to MLflow")

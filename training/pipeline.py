@@ -36,9 +36,13 @@ class Fitted:
     fairness: dict[str, pd.DataFrame] = field(default_factory=dict)  # attribute → per-group holdout summary
 
 
-def time_split(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+def time_split(df: pd.DataFrame, horizon_days: int | None = None) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Masks (train, valid, test): the latest snapshot is the test, the one before validates. Labels with
-    many distinct as_of times (a company's own) split by time quantile: last 15 % test, 15 % before valid."""
+    many distinct as_of times (a company's own) split by time quantile: last 15 % test, 15 % before valid.
+
+    With the labels' outcome window known (`horizon_days`: the built-in definitions), no outcome window of a
+    training or validation row reaches into the test window: the holdout is out of time, not a near-copy of the
+    last training labels. (Validation, used for early stopping and calibration, is the latest such snapshot.)"""
     snaps = np.sort(df[TS].unique())
     if len(snaps) < 3:
         raise ValueError(f"need at least 3 distinct snapshot times for a time split, have {len(snaps)}")
@@ -47,6 +51,13 @@ def time_split(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
     else:
         q70, q85 = df[TS].quantile(0.70), df[TS].quantile(0.85)
         test, valid = df[TS] > q85, (df[TS] > q70) & (df[TS] <= q85)
+    if horizon_days:
+        gap = pd.Timedelta(days=horizon_days)
+        times = pd.DatetimeIndex(df[TS].unique()).sort_values()
+        closed = times[times + gap <= df[TS][test].min()]
+        if len(closed) >= 2:
+            valid = df[TS] == closed[-1]
+            return df[TS] < closed[-1], valid, test
     return ~(test | valid), valid, test
 
 
@@ -65,10 +76,12 @@ def customer_split(df: pd.DataFrame, seed: int) -> tuple[pd.Series, pd.Series, p
     return ~(test | valid), valid, test
 
 
-def split(df: pd.DataFrame, seed: int) -> tuple[tuple[pd.Series, pd.Series, pd.Series], str]:
+def split(
+    df: pd.DataFrame, seed: int, horizon_days: int | None = None
+) -> tuple[tuple[pd.Series, pd.Series, pd.Series], str]:
     """The split that fits the labels: by time when they span 3 or more snapshots, else by customer."""
     if df[TS].nunique() >= 3:
-        return time_split(df), "time"
+        return time_split(df, horizon_days), "time"
     return customer_split(df, seed), "customer"
 
 
@@ -81,7 +94,14 @@ class Prepared:
     report: sufficiency.Report
 
 
-def prepare(settings: Settings, labels: pd.DataFrame, service: str, *, exclude: tuple[str, ...] = ()) -> Prepared:
+def prepare(
+    settings: Settings,
+    labels: pd.DataFrame,
+    service: str,
+    *,
+    exclude: tuple[str, ...] = (),
+    horizon_days: int | None = None,
+) -> Prepared:
     """PIT features of `service` for the labelled rows, the features left after `exclude`, the split and the data
     sufficiency report (nothing fitted: `train … --check`)."""
     if labels["label"].nunique() < 2:
@@ -97,16 +117,23 @@ def prepare(settings: Settings, labels: pd.DataFrame, service: str, *, exclude: 
         )
     features = [f for f in features if f not in set(exclude)]
     df = dataset.historical_features(feature_store.open_store(settings), labels, service=service)
-    masks, how = split(df, settings.seed)
+    masks, how = split(df, settings.seed, horizon_days)
     views = {
         v: [c for c in cols if c in features] for v, cols in feature_store.view_features(settings, service).items()
     }
     return Prepared(df, features, masks, how, sufficiency.assess(df, masks, how, views, tuple(exclude)))
 
 
-def check(settings: Settings, labels: pd.DataFrame, service: str, *, exclude: tuple[str, ...] = ()) -> dict:
+def check(
+    settings: Settings,
+    labels: pd.DataFrame,
+    service: str,
+    *,
+    exclude: tuple[str, ...] = (),
+    horizon_days: int | None = None,
+) -> dict:
     """The sufficiency report alone (`train … --check`): {"sufficiency": lines, "problems": how many}."""
-    report = prepare(settings, labels, service, exclude=exclude).report
+    report = prepare(settings, labels, service, exclude=exclude, horizon_days=horizon_days).report
     return {"sufficiency": report.lines(), "problems": len(report.problems), "checked": True}
 
 
@@ -121,11 +148,12 @@ def fit(
     fairness_by: tuple[str, ...] = (),
     name: str = "propensity",
     cold_start: bool = False,
+    horizon_days: int | None = None,
 ) -> Fitted:
     """PIT features of `service` for the labelled rows, split, fit, holdout metrics (and the oracle's); refused
     (InsufficientData) below the sufficiency minimums. A fairness summary per excluded or `fairness_by`
     attribute is computed on the holdout."""
-    prep = prepare(settings, labels, service, exclude=exclude)
+    prep = prepare(settings, labels, service, exclude=exclude, horizon_days=horizon_days)
     if prep.report.problems and not cold_start:
         raise sufficiency.refusal(prep.report, name)
     cold_start = cold_start and bool(prep.report.problems)  # with enough data the regular model is trained

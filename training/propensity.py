@@ -46,6 +46,7 @@ def train(
     fairness_by: tuple[str, ...] = (),
     check_only: bool = False,
     cold_start: bool = False,
+    window_days: int | None = None,
 ) -> dict[str, float | str]:
     """Fit on the richest available service, log and register it; when that is the graph service, also
     fit and log the same split without graph features, so the runs show what the graph adds. `oracle` (true
@@ -57,16 +58,26 @@ def train(
         labels = own
     else:
         labels = dataset.conversion_labels(settings, horizon_days=settings.propensity_horizon_days)
+    horizon = (
+        window_days if own is not None else settings.propensity_horizon_days
+    )  # own labels: the window the user names
     if check_only:
         progress(f"point-in-time features ({service})")
-        return pipeline.check(settings, labels, service, exclude=exclude)
+        return pipeline.check(settings, labels, service, exclude=exclude, horizon_days=horizon)
     progress(f"point-in-time features and fit ({service})")
-    options = {"exclude": exclude, "fairness_by": fairness_by, "cold_start": cold_start}
+    options = {"exclude": exclude, "fairness_by": fairness_by, "cold_start": cold_start, "horizon_days": horizon}
     main = fit(settings, labels, service, oracle=None if own is not None else oracle, **options)
     extra: dict[str, float] = {}
     if service == WITH_GRAPH and "cold_start_limits" not in main.params:
         progress(f"comparison fit ({WITHOUT_GRAPH})")
-        base = fit(settings, labels, WITHOUT_GRAPH, oracle=None if own is not None else oracle, exclude=exclude)
+        base = fit(
+            settings,
+            labels,
+            WITHOUT_GRAPH,
+            oracle=None if own is not None else oracle,
+            exclude=exclude,
+            horizon_days=horizon,
+        )
         pipeline.log_run(settings, MODEL_NAME, base, role="comparison")
         extra = {
             "roc_auc_without_graph": base.metrics["roc_auc"],

@@ -37,17 +37,27 @@ ColdStart = Annotated[
         help="Below the data minimums, train a simple regularised model tagged cold_start instead of refusing.",
     ),
 ]
+WindowDays = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Your labels' outcome window in days (label = within N days of as_of): the time split then keeps "
+        "training windows out of the test period.",
+    ),
+]
 FairnessBy = Annotated[
     str | None,
     typer.Option(help="More attributes to summarise score and calibration by (excluded ones always are)."),
 ]
 
 
-def _options(exclude: str | None, fairness_by: str | None, cold_start: bool = False) -> dict[str, object]:
+def _options(
+    exclude: str | None, fairness_by: str | None, cold_start: bool = False, window_days: int | None = None
+) -> dict[str, object]:
     from leadscope.cli.common import split_list
 
     out: dict[str, object] = {"exclude": tuple(split_list(exclude)), "fairness_by": tuple(split_list(fairness_by))}
-    return out | {"cold_start": cold_start}
+    return out | {"cold_start": cold_start, "window_days": window_days}
 
 
 def _report(m: dict) -> None:
@@ -212,6 +222,7 @@ def train_propensity(
     exclude_features: Exclude = None,
     fairness_by: FairnessBy = None,
     cold_start: ColdStart = False,
+    window_days: WindowDays = None,
 ) -> None:
     """Train the lead-propensity model, log it to MLflow and register it."""
     try:
@@ -220,7 +231,7 @@ def train_propensity(
             set_champion=False if no_champion else None,
             labels=labels,
             check=check,
-            **_options(exclude_features, fairness_by, cold_start),
+            **_options(exclude_features, fairness_by, cold_start, window_days),
         )
     except ValueError as exc:
         fail(str(exc))
@@ -236,6 +247,7 @@ def train_churn(
     exclude_features: Exclude = None,
     fairness_by: FairnessBy = None,
     cold_start: ColdStart = False,
+    window_days: WindowDays = None,
 ) -> None:
     """Train the churn model (definition and horizon from LEADSCOPE_CHURN_*, or your labels), log and register it."""
     try:
@@ -244,7 +256,7 @@ def train_churn(
             set_champion=False if no_champion else None,
             labels=labels,
             check=check,
-            **_options(exclude_features, fairness_by, cold_start),
+            **_options(exclude_features, fairness_by, cold_start, window_days),
         )
     except ValueError as exc:
         fail(str(exc))
@@ -259,6 +271,7 @@ def train_outcome(
     exclude_features: Exclude = None,
     fairness_by: FairnessBy = None,
     cold_start: ColdStart = False,
+    window_days: WindowDays = None,
 ) -> None:
     """Train a named custom binary outcome on your own labels: its own FeatureService, MLflow model and champion."""
     from training import outcome
@@ -272,7 +285,7 @@ def train_outcome(
                 progress=update,
                 set_champion=False if no_champion else None,
                 check_only=check,
-                **_options(exclude_features, fairness_by, cold_start),
+                **_options(exclude_features, fairness_by, cold_start, window_days),
             )
     except ValueError as exc:
         fail(str(exc))

@@ -49,7 +49,8 @@ def test_churn_on_its_own_labels_matches_the_built_in_churn_model(prepared, tmp_
     path = tmp_path / "churned.csv"
     labels.rename(columns={"event_timestamp": "as_of"}).to_csv(path, index=False)
     env = {"LEADSCOPE_HOME": str(settings.home), "LEADSCOPE_MLRUNS_DIR": str(tmp_path / "mlruns")}
-    res = CliRunner().invoke(app, ["train", "churn", "--labels", str(path)], env=env)
+    args = ["train", "churn", "--labels", str(path), "--window-days", str(settings.churn_horizon_days)]
+    res = CliRunner().invoke(app, args, env=env)
     assert res.exit_code == 0, res.output
     own = float(res.output.split("holdout ROC-AUC ")[1].split(",")[0])
     built_in = prepared.metrics["churn"]["roc_auc"]

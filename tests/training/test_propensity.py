@@ -194,3 +194,15 @@ def test_labels_with_one_as_of_split_by_customer_and_say_so(prepared, tmp_path) 
     tr, va, te = pipeline.customer_split(frame, seed=1)
     sides = [set(frame.loc[m, "customer_id"]) for m in (tr, va, te)]
     assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
+
+
+def test_a_time_split_with_a_known_window_keeps_training_windows_out_of_the_holdout() -> None:
+    # broken: with weekly snapshots and a 30-day outcome window, the last training labels covered most of the
+    # test window: the holdout was a near-copy of what the model trained on
+    snaps = pd.date_range("2026-01-05", periods=20, freq="7D", tz="UTC")
+    df = pd.DataFrame({"event_timestamp": np.repeat(snaps, 3)})
+    tr, va, te = time_split(df, horizon_days=30)
+    ts = df["event_timestamp"]
+    assert (ts[te] == snaps[-1]).all()
+    assert (ts[va] + pd.Timedelta(days=30) <= snaps[-1]).all() and va.any()
+    assert (ts[tr] + pd.Timedelta(days=30) <= snaps[-1]).all() and (ts[tr] < ts[va].min()).all() and tr.any()
