@@ -68,7 +68,8 @@ def train(
     progress("labels")
     own = own_labels(labels_path, settings) if labels_path else stored_labels(settings, MODEL_NAME)
     labels = own if own is not None else churn_labels(settings)
-    horizon = window_days if own is not None else settings.churn_horizon_days  # own labels: the window the user names
+    # the outcome window keeps training labels out of the test period; own labels: the window the user names
+    horizon = window_days if own is not None else settings.churn_horizon_days
     if check_only:
         progress(f"point-in-time features ({SERVICE})")
         return pipeline.check(settings, labels, SERVICE, exclude=exclude, horizon_days=horizon)

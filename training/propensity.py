@@ -58,9 +58,8 @@ def train(
         labels = own
     else:
         labels = dataset.conversion_labels(settings, horizon_days=settings.propensity_horizon_days)
-    horizon = (
-        window_days if own is not None else settings.propensity_horizon_days
-    )  # own labels: the window the user names
+    # the outcome window keeps training labels out of the test period; own labels: the window the user names
+    horizon = window_days if own is not None else settings.propensity_horizon_days
     if check_only:
         progress(f"point-in-time features ({service})")
         return pipeline.check(settings, labels, service, exclude=exclude, horizon_days=horizon)
