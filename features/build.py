@@ -3,6 +3,7 @@ included, computed by graphs/' pure functions) → metadata → Feast registry �
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from leadscope.settings import Settings
 from leadscope.tables import FeatureMeta, column_kinds, has_table, read_table, recover, write_feature_meta
 
 GRAPH_VIEW = "customer_graph"
+REFERENCE_FILE = "reference.json"
 Progress = Callable[[str], None]
 
 
@@ -36,6 +38,12 @@ def data_end(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
     stamps = [(tables["customers"], "created_at")] + [(tables[t], "ts") for t in ("events", "transactions")]
     newest = max(pd.to_datetime(df[c], utc=True).max() for df, c in stamps if len(df))
     return newest.floor("D") + pd.Timedelta(days=1)
+
+
+def read_reference(feature_dir: Path) -> dict | None:
+    """The population statistics of the newest cut (engineering.transaction_features' `reference`)."""
+    path = feature_dir / REFERENCE_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def split_view(name: str, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -102,9 +110,12 @@ def _steps(settings: Settings, tables: dict[str, pd.DataFrame], cuts: pd.Datetim
     return steps
 
 
-def write_sources(settings: Settings, progress: Progress = lambda _: None) -> BuildReport:
+def write_sources(
+    settings: Settings, progress: Progress = lambda _: None, *, end: pd.Timestamp | None = None
+) -> BuildReport:
     """Compute every feature view the tables support into a staging folder, then swap it in with the build's
-    metadata: a build that fails part-way leaves the previous features untouched."""
+    metadata: a build that fails part-way leaves the previous features untouched. `end`: the newest cut time
+    (default the day after the newest record, see data_end)."""
     tables = {"customers": read_table(settings.raw_dir, "customers")}
     if taken := sorted(set(tables["customers"].columns) & builtin_feature_columns()):
         raise ValueError(
@@ -113,7 +124,7 @@ def write_sources(settings: Settings, progress: Progress = lambda _: None) -> Bu
         )
     tables |= {t: _table(settings, t) for t in ("transactions", "events")}
     start = pd.to_datetime(tables["customers"]["created_at"], utc=True).min().floor("D")
-    end = data_end(tables)
+    end = data_end(tables) if end is None else end
     cuts = engineering.cut_times(start=start, end=end, cadence_days=settings.feature_cadence_days)
     report = BuildReport()
     steps = _steps(settings, tables, cuts, report)
@@ -124,7 +135,10 @@ def write_sources(settings: Settings, progress: Progress = lambda _: None) -> Bu
     schema: dict[str, dict[str, str]] = {}
     for name, step in steps.items():
         progress(name)
-        for view, df in split_view(name, step()).items():
+        whole = step()
+        if whole.attrs.get("reference") is not None:  # population statistics at the newest cut, for live recomputes
+            (staging / REFERENCE_FILE).write_text(json.dumps(whole.attrs["reference"]))
+        for view, df in split_view(name, whole).items():
             df.to_parquet(staging / f"{view}.parquet", index=False)
             schema[view] = column_kinds(df, skip=(ENTITY, TS))
             report.rows[view] = len(df)
@@ -146,8 +160,13 @@ def _swap(staging: Path, out: Path) -> None:
 def build(settings: Settings, progress: Progress = lambda _: None, *, online: bool = True) -> BuildReport:
     """The whole build: sources and metadata, the Feast registry, and (unless `online` is off) the online store.
     If registering or materialising fails, the previous features come back and are registered again, so the
-    offline features, the registry and the online store never disagree."""
+    offline features, the registry and the online store never disagree. Live records (POST /v1/events) are folded
+    into the canonical tables first (features/live.py), so the build reads them."""
+    from features import live
+
     recover(settings.raw_dir)
+    if folded := live.fold(settings.raw_dir, settings.database_url):
+        progress(f"folded {folded} live records into the tables")
     report = write_sources(settings, progress)
     previous = settings.feature_dir.with_name(settings.feature_dir.name + ".previous")
     try:

@@ -90,8 +90,12 @@ def profile_features(customers: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def transaction_features(transactions: pd.DataFrame, customers: pd.DataFrame, cuts: pd.DatetimeIndex) -> pd.DataFrame:
-    """RFM and windowed order counts/sums, average order value and refund rate at each cut."""
+def transaction_features(
+    transactions: pd.DataFrame, customers: pd.DataFrame, cuts: pd.DatetimeIndex, reference: dict | None = None
+) -> pd.DataFrame:
+    """RFM and windowed order counts/sums, average order value and refund rate at each cut. The population
+    statistics of the relative features (lifecycle.reference) are computed per cut over these customers, or taken
+    from `reference` (a live recompute of a few); those of the last cut are left in the result's attrs."""
     tx = transactions
     t, codes, idx = _by_time(tx, customers)
     refund = (tx["is_refund"].fillna(False).to_numpy(bool) if "is_refund" in tx else np.zeros(len(tx), bool))[idx]
@@ -104,7 +108,7 @@ def transaction_features(transactions: pd.DataFrame, customers: pd.DataFrame, cu
     n = len(customers)
     first = np.full(n, np.inf)
     seen = np.zeros(n * n_cat, dtype=bool)
-    frames, prev = [], 0
+    frames, prev, ref = [], 0, None
     for cut, alive, last, _ in _cuts(t, codes, customers, cuts, mask=~refund):
         hi = np.searchsorted(t, _seconds_one(cut), side="right")
         new = np.arange(prev, hi)[~refund[prev:hi]]
@@ -127,6 +131,9 @@ def transaction_features(transactions: pd.DataFrame, customers: pd.DataFrame, cu
             f[f"tx_amount_{w}d"] = np.bincount(codes[a:hi], weights=signed[a:hi], minlength=n)
         a120, a30 = (np.searchsorted(t, _seconds_one(cut) - w * DAY, side="right") for w in (120, 30))
         c = _seconds_one(cut)
+        ref = reference or lifecycle.reference(
+            count=cnt, amount_365=f["tx_amount_365d"], recency=f["tx_recency_days"], monetary=amt
+        )
         f |= lifecycle.derive(
             count=cnt,
             amount_365=f["tx_amount_365d"],
@@ -138,9 +145,12 @@ def transaction_features(transactions: pd.DataFrame, customers: pd.DataFrame, cu
             categories=seen.reshape(n, n_cat).sum(axis=1).astype(float),
             promo=np.bincount(codes[:hi], weights=promo[:hi].astype(float), minlength=n),
             monetary=amt,
+            ref=ref,
         )
         frames.append(_frame(customers, cut, alive, f))
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["reference"] = ref
+    return out
 
 
 def engagement_features(events: pd.DataFrame, customers: pd.DataFrame, cuts: pd.DatetimeIndex) -> pd.DataFrame:

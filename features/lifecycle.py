@@ -12,15 +12,37 @@ HIGH_VALUE_QUANTILE = 0.9
 PRICE_SENSITIVE_PROMO_SHARE = 0.5
 
 
-def quintile_score(x: np.ndarray, buyers: np.ndarray, *, higher_is_better: bool = True) -> np.ndarray:
-    """1–5 by quintile among buyers at this cut (5 = best); 0 for customers without orders."""
-    out = np.zeros(len(x))
+def quintile_edges(x: np.ndarray, buyers: np.ndarray, *, higher_is_better: bool = True) -> list[float] | None:
     if buyers.sum() == 0:
+        return None
+    v = x[buyers] if higher_is_better else -x[buyers]
+    return [float(e) for e in np.quantile(v, [0.2, 0.4, 0.6, 0.8])]
+
+
+def quintile_score(
+    x: np.ndarray, buyers: np.ndarray, *, higher_is_better: bool = True, edges: list[float] | None = None
+) -> np.ndarray:
+    """1–5 by quintile among buyers at this cut (5 = best); 0 for customers without orders. `edges`: the
+    population's quintiles, when `x` holds only some customers (a live recompute)."""
+    out = np.zeros(len(x))
+    edges = edges if edges is not None else quintile_edges(x, buyers, higher_is_better=higher_is_better)
+    if edges is None or buyers.sum() == 0:
         return out
     v = x[buyers] if higher_is_better else -x[buyers]
-    edges = np.quantile(v, [0.2, 0.4, 0.6, 0.8])
-    out[buyers] = 1 + np.searchsorted(edges, v, side="right")
+    out[buyers] = 1 + np.searchsorted(np.asarray(edges), v, side="right")
     return out
+
+
+def reference(*, count: np.ndarray, amount_365: np.ndarray, recency: np.ndarray, monetary: np.ndarray) -> dict:
+    """The population statistics the relative features need (quintile edges, the high-value cut): computed over
+    every customer by the batch build, reused by live recomputes of a few customers until the next build."""
+    buyers = count > 0
+    return {
+        "recency": quintile_edges(recency, buyers, higher_is_better=False),
+        "count": quintile_edges(count, buyers),
+        "monetary": quintile_edges(monetary, buyers),
+        "high_value_cut": float(np.quantile(amount_365[buyers], HIGH_VALUE_QUANTILE)) if buyers.any() else None,
+    }
 
 
 def derive(
@@ -35,19 +57,21 @@ def derive(
     categories: np.ndarray,
     promo: np.ndarray,
     monetary: np.ndarray,
+    ref: dict | None = None,
 ) -> dict[str, np.ndarray]:
     buyers = count > 0
+    ref = ref or reference(count=count, amount_365=amount_365, recency=recency, monetary=monetary)
     promo_share = np.divide(promo, count, out=np.zeros(len(count)), where=buyers)
-    high_value_cut = np.quantile(amount_365[buyers], HIGH_VALUE_QUANTILE) if buyers.any() else np.inf
+    high_value_cut = ref["high_value_cut"] if ref["high_value_cut"] is not None else np.inf
     stage = np.select(
         [~buyers, first_days_ago <= 30, recency <= 90, recency <= 180],
         ["prospect", "new", "active", "at_risk"],
         "lapsed",
     )
     return {
-        "tx_rfm_recency_score": quintile_score(recency, buyers, higher_is_better=False),
-        "tx_rfm_frequency_score": quintile_score(count, buyers),
-        "tx_rfm_monetary_score": quintile_score(monetary, buyers),
+        "tx_rfm_recency_score": quintile_score(recency, buyers, higher_is_better=False, edges=ref["recency"]),
+        "tx_rfm_frequency_score": quintile_score(count, buyers, edges=ref["count"]),
+        "tx_rfm_monetary_score": quintile_score(monetary, buyers, edges=ref["monetary"]),
         "tx_category_diversity": categories,
         "tx_spend_trend": (amount_30 + 1.0) / (amount_30_120 / 3.0 + 1.0),
         "tx_days_between_orders": np.divide(span_days, count - 1, out=np.full(len(count), np.nan), where=count > 1),

@@ -84,6 +84,24 @@ class Settings(BaseSettings):
     import_max_file_bytes: int = Field(
         8 * 1024**3, ge=1024, description="Largest imported file: CSV size, or a parquet file's uncompressed size."
     )
+    events_future_seconds: float = Field(
+        300.0, ge=0, description="POST /v1/events refuses records timed further than this in the future (clock skew)."
+    )
+    events_apply_wait_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How long POST /v1/events waits for the online features before answering (stored anyway).",
+    )
+    score_change_delta: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Score history records a move of at least this many points (a grade change always).",
+    )
+    webhooks_deliver_seconds: float = Field(
+        1.0, ge=0, description="The server sends due score-change webhooks this often (0: only `leadscope webhooks`)."
+    )
+    webhooks_max_attempts: int = Field(15, ge=1, description="Delivery attempts per webhook message.")
     host: str = Field("127.0.0.1", description="Address `leadscope serve` listens on.")
     port: int = Field(8000, description="Port `leadscope serve` listens on.")
     num_threads: int = Field(1, description="Threads per LightGBM fit or predict (1 under load).")

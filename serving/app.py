@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -18,12 +19,14 @@ from fastapi import FastAPI
 from leadscope.settings import Settings, get_settings, quiet_environment
 from serving import errors, scoring
 from serving.audiences.store import AudienceStore
+from serving.live import Live, deliver_forever_thread
 from serving.middleware import Limits, Observability
-from serving.routers import admin, audiences, conversions, health, leads, nba, scores
+from serving.routers import admin, audiences, conversions, events, health, leads, nba, scores, webhooks
 from serving.security import Guard
 from serving.signals.ingest import outbox_for
-from serving.signals.outbox import Outbox
+from serving.signals.outbox import Outbox, Policy
 from serving.state import ServingState
+from serving.webhooks import Webhooks
 
 
 def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -38,6 +41,13 @@ def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMana
         app.state.outbox = outbox_for(settings)
         app.state.audiences = AudienceStore(settings.database_url)
         app.state.audiences.orphans_failed()
+        app.state.webhooks = Webhooks(
+            settings.database_url,
+            Policy(max_attempts=settings.webhooks_max_attempts, backoff_cap=3600.0),
+            production=settings.profile == "production",
+        )
+        state.live = Live(settings, state, app.state.webhooks)
+        stop = threading.Event()
         # one audience build at a time: it uses the cores the requests need (2 here), so builds queue
         app.state.audience_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audience")
 
@@ -47,6 +57,7 @@ def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMana
         async def load_then_watch() -> None:
             if settings.background_load:
                 await asyncio.to_thread(load, state)
+            await asyncio.to_thread(replay, state)
             if warm is not None:
                 await asyncio.to_thread(warm)
             await state.watch(settings.model_poll_seconds, warm)
@@ -56,9 +67,18 @@ def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMana
             await asyncio.to_thread(load, state)
         task = asyncio.create_task(load_then_watch())
         tasks = [task]
+        if settings.webhooks_deliver_seconds:
+            threading.Thread(
+                target=deliver_forever_thread,
+                args=(state.live, settings.webhooks_deliver_seconds, stop),
+                name="webhooks",
+                daemon=True,
+            ).start()
         if settings.signals_deliver_seconds:
             tasks.append(asyncio.create_task(deliver_forever(app.state.outbox, settings.signals_deliver_seconds)))
         yield
+        stop.set()
+        state.live.sent.set()
         for t in tasks:
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -83,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(scores.router)
     app.include_router(leads.router)
+    app.include_router(events.router)
+    app.include_router(webhooks.router)
     app.include_router(conversions.router)
     app.include_router(audiences.router)
     app.include_router(nba.router)
@@ -106,6 +128,17 @@ def load(state: ServingState) -> None:
     finally:
         gc.collect()
         gc.freeze()
+
+
+def replay(state: ServingState) -> None:
+    """Apply stored live records whose features never reached the online store (a crash, an outage)."""
+    if state.live is None or state.online is None:
+        return
+    try:
+        if n := state.live.replay():
+            logging.getLogger("leadscope.live").info("replayed live records of %d customers", n)
+    except Exception as exc:  # noqa: BLE001 - records stay stored and are replayed at the next start
+        logging.getLogger("leadscope.live").warning("live replay failed: %s", type(exc).__name__)
 
 
 def prewarm(state: ServingState) -> None:

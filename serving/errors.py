@@ -65,8 +65,15 @@ def body(code: str, message: str, field: str | None = None, details: list | None
     return {"error": err}
 
 
+# Tags of discriminated unions in list items (POST /v1/events' record types): pydantic puts the tag in the error's
+# location (events.1.event.channel); the field the client wrote is events.1.channel.
+UNION_TAGS = frozenset({"event", "order", "stage", "customer"})
+
+
 def _field(loc: tuple) -> str | None:
-    parts = [str(p) for p in loc if p != "body"]
+    parts = [
+        str(p) for i, p in enumerate(loc) if p != "body" and not (i and isinstance(loc[i - 1], int) and p in UNION_TAGS)
+    ]
     return ".".join(parts) or None
 
 

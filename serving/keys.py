@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from limits import parse as parse_rate
 from sqlalchemy import Column, DateTime, MetaData, String, Table, select, update
 
-from serving.db import engine_for
+from leadscope.db import engine_for
 
-SCOPES = ("score", "audiences", "conversions", "admin")
+SCOPES = ("score", "events", "webhooks", "audiences", "conversions", "admin")
 PREFIX = "lsk"
 
 metadata = MetaData()

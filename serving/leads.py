@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from features import contract, engineering
+from features import engineering, live
 from features.build import split_view
 from leadscope.schema import CHANNELS, ENTITY, RESERVED_COLUMNS, TS
 from leadscope.tables import FeatureMeta
@@ -99,37 +99,24 @@ def _utc(t: datetime) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _yes_no(value: Attribute) -> bool:
-    return isinstance(value, str) and value.strip().lower() in contract.TRUE | contract.FALSE and not _numeric(value)
-
-
-def _numeric(value: str) -> bool:
-    return bool(contract._NUMBER.match(value.strip()))
-
-
 def customer_row(lead: Lead, meta: FeatureMeta) -> pd.DataFrame:
     """The lead as a one-row customers table, each attribute parsed by the kind the company's profile has."""
+    try:
+        attrs = {k: v for k, v in lead.attributes.items() if k not in (ENTITY, "created_at")}
+        parsed = live.parse_attributes(attrs, meta, "lead.attributes")
+    except live.RecordError as exc:
+        raise LeadInputError(exc.field, str(exc)) from exc
     profile = meta.schema.get("customer_profile", {})
-    row: dict[str, object] = {ENTITY: INLINE_ID, "created_at": _utc(lead.created_at)}
-    for name, value in lead.attributes.items():
-        field = f"lead.attributes.{name}"
-        if name in RESERVED_COLUMNS:
-            continue  # contact details and click ids are never features
-        if name not in profile:
-            raise LeadInputError(field, f"{field}: not a customer attribute of this company")
-        kind = "number" if profile[name] == "float" else "text"
-        if kind == "number" and (isinstance(value, bool) or _yes_no(value)):
-            kind = "boolean"  # a yes/no attribute is a 0/1 feature
-        parsed = contract.parse(kind, pd.Series([value], dtype=object))
-        if bool(parsed.bad.iloc[0]):
-            raise LeadInputError(field, f"{field}: {parsed.reason}")
-        row[name] = parsed.values.iloc[0]
-    frame = pd.DataFrame([row]).astype({k: float for k, v in row.items() if isinstance(v, bool)})
+    row = {ENTITY: INLINE_ID, "created_at": _utc(lead.created_at)}
+    row |= {k: v for k, v in parsed.items() if k not in RESERVED_COLUMNS}  # contact details are never features
+    frame = pd.DataFrame([row])
     for name, kind in profile.items():  # attributes not given are missing, in the profile's own type
-        if name not in frame:
+        if name not in frame or frame[name].isna().all():
             frame[name] = pd.Series(
                 [np.nan if kind == "float" else None], dtype="float64" if kind == "float" else object
             )
+        elif kind == "float":
+            frame[name] = frame[name].astype("float64")
     return frame
 
 

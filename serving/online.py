@@ -3,8 +3,8 @@ rows it returned, and each model's answers for those rows.
 
 Online values change only when the store is materialised, so rows read once are kept in an LRU cache until the
 registry shows a new materialisation (checked every model_poll_seconds) or a new champion loads. Feast's Python
-read path costs ~1 ms per call whatever the batch size; a cached row costs a dict lookup. A future push path
-(POST /v1/events → Feast push source) writes outside materialisation and must drop the ids it pushes.
+read path costs ~1 ms per call whatever the batch size; a cached row costs a dict lookup. Live records
+(serving/live.py) write outside materialisation: `forget` drops exactly the customers they changed.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class OnlineFeatures:
         self.services: dict[str, FeatureService] = {}  # model name → the FeatureService it is served from
         self.cache: LRUCache | None = LRUCache(maxsize=cache_size) if cache_size else None
         self.lock = threading.Lock()  # LRUCache is not thread-safe
+        self.prefixes: set[tuple] = set()  # every key prefix cached under: (service,) and (result, model, version)
         self.watermark = self._watermark()
 
     def serve(self, name: str, service: str) -> None:
@@ -51,6 +52,7 @@ class OnlineFeatures:
         if cache is None:
             return self.read(name, ids)
         service = self.services[name].name
+        self.prefixes.add((service,))
         found = self._cached(cache, [(service, i) for i in ids])
         missing = list(dict.fromkeys(i for i, r in zip(ids, found, strict=True) if r is _MISSING))
         if missing:
@@ -68,6 +70,7 @@ class OnlineFeatures:
         cache = self.cache
         if cache is None:
             return compute(ids)
+        self.prefixes.add(key)
         found = self._cached(cache, [(*key, cid) for cid in ids])
         missing = list(dict.fromkeys(cid for cid, f in zip(ids, found, strict=True) if f is _MISSING))
         if missing:
@@ -88,6 +91,16 @@ class OnlineFeatures:
         """Forget every cached row and answer (swap, not clear: readers keep a whole cache)."""
         if self.cache is not None:
             self.cache = LRUCache(maxsize=self.cache.maxsize)
+
+    def forget(self, ids: list[str]) -> None:
+        """Drop these customers' rows and answers (their features changed in the online store)."""
+        cache = self.cache
+        if cache is None:
+            return
+        with self.lock:
+            for prefix in list(self.prefixes):
+                for cid in ids:
+                    cache.pop((*prefix, cid), None)
 
     def _cached(self, cache: LRUCache, keys: list[tuple]) -> list:
         with self.lock:

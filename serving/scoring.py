@@ -43,6 +43,40 @@ def score_rows(scorer: Scorer, columns: dict[str, list]) -> list[Score | None]:
     return out
 
 
+def explain_rows(scorer: Scorer, columns: dict[str, list]) -> list[tuple[Score, dict] | None]:
+    """Like score_rows, with each row's whole explanation: contribution, value and label per feature (what the
+    score history compares to say which reasons moved)."""
+    feats = scorer.encoder.features
+    n, rows, sub = _known(feats, columns)
+    out: list[tuple[Score, dict] | None] = [None] * n
+    if not rows:
+        return out
+    X = scorer.encoder.transform_columns(sub)
+    p, contrib = scorer.explain(X)
+    score, grade = scorer.score(p), scorer.grade(scorer.score(p))
+    labels = {f: describe(f).label for f in feats}
+    for j, i in enumerate(rows):
+        detail = {
+            "impact": {f: float(contrib[j][k]) for k, f in enumerate(feats)},
+            "values": {f: _shown(sub[f][j]) for f in feats},
+            "labels": labels,
+        }
+        s = Score(
+            probability=round(float(p[j]), 6),
+            score=int(score[j]),
+            grade=grade[j],
+            reasons=reasons_for(feats, contrib[j], sub, j),
+        )
+        out[i] = (s, detail)
+    return out
+
+
+def _shown(v: object) -> object:
+    if isinstance(v, float):
+        return None if math.isnan(v) or v == NO_TOUCH else round(v, 4)
+    return v
+
+
 def value_rows(model: object, columns: dict[str, list]) -> list[ValueEstimate | None]:
     """Expected spend per row (LightGBM per horizon) with the 90-day model's top contributions."""
     feats = model.encoder.features
@@ -78,9 +112,7 @@ def reasons_for(feats: list[str], contrib: np.ndarray, sub: dict[str, list], j: 
     out = []
     for k in top:
         info = describe(feats[k])
-        v = sub[feats[k]][j]
-        if isinstance(v, float):
-            v = None if math.isnan(v) or v == NO_TOUCH else round(v, 4)  # NO_TOUCH: never happened
+        v = _shown(sub[feats[k]][j])  # NO_TOUCH: never happened
         out.append(Reason(feature=feats[k], label=info.label, value=v, impact=round(float(contrib[k]), 4)))
     return out
 
@@ -89,7 +121,10 @@ def score_items(state: ServingState, names: list[str], ids: list[str]) -> list[S
     """One ScoreItem per id, in order: each requested model's output, or an item error for unknown ids.
 
     A model's output is kept in the online cache with the feature rows and dropped with them (serving/online.py):
-    a CRM re-scoring its leads gets the stored answer instead of another TreeSHAP pass."""
+    a CRM re-scoring its leads gets the stored answer instead of another TreeSHAP pass. Customers that live
+    records changed (in any worker) are dropped from the cache first."""
+    if state.live is not None:
+        state.live.follow()
     scored = {m: _scored(state, m, ids) for m in names}
     items = []
     for i, cid in enumerate(ids):

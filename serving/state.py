@@ -31,6 +31,7 @@ class ServingState:
     nba: Champion | None = None  # the uplift champion (an UpliftBundle), when one is registered
     problems: list[str] = field(default_factory=list)
     loaded: bool = False  # set once load() has finished (whatever it found); until then /readyz says loading
+    live: object | None = None  # serving/live.Live once the app runs (the real-time loop)
     warming: bool = False  # the cache is being filled with every customer's features and scores (see prewarm)
 
     def load(self, names: tuple[str, ...] = ("propensity",), optional: tuple[str, ...] | None = None) -> None:

@@ -74,3 +74,16 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
     home = tmp_path_factory.mktemp("company")
     settings = small_settings(home)
     yield Prepared(settings=settings, metrics=prepare(settings))
+
+
+@pytest.fixture(scope="session")
+def live_company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
+    """A company whose history ends today (live records arrive now): 3,000 customers, propensity trained."""
+    from datetime import UTC, datetime
+
+    from training import oracle, propensity
+
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    settings = small_settings(tmp_path_factory.mktemp("live"), customers=3_000, world_end=today, prewarm=False)
+    prepare(settings, train=False)
+    yield Prepared(settings=settings, metrics=propensity.train(settings, oracle=oracle.for_propensity(settings)))

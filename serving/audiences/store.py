@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, Text, delete, insert, select, update
 
-from serving.db import engine_for
+from leadscope.db import engine_for
 from training import lookalike
 
 metadata = MetaData()

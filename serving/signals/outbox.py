@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from serving.db import engine_for
+from leadscope.db import engine_for
 from serving.signals.mapping import Mapping
 from serving.signals.platforms import EXPORTERS, Event, Exporter
 

@@ -1,4 +1,5 @@
-"""The service database (API keys, audiences, conversion outbox): one SQLAlchemy engine per URL per process.
+"""The service database (API keys, audiences, conversion outbox, the live event log, score history, webhooks): one
+SQLAlchemy engine per URL per process.
 
 SQLite embedded (WAL, a full fsync per commit, a busy timeout so the CLI and servers share the file), PostgreSQL
 in production. Every store asks here, so one process never holds two pools on the same database.

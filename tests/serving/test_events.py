@@ -1,0 +1,328 @@
+"""The real-time loop: live records in (POST /v1/events), features as of now online, scores that follow, the score
+history with the reasons that moved, and signed webhooks to a real receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sqlite3
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from features import live
+from features.build import read_reference, write_sources
+from features.lifecycle import quintile_score
+from features.store import open_store
+from leadscope.schema import ENTITY, TS
+from leadscope.settings import Settings
+from leadscope.tables import read_table
+from serving.webhooks import WebhookInputError, check_url
+from tests.conftest import api_client
+from tests.fakes.webhook_receiver import WebhookReceiver
+
+
+def _open_leads(settings: Settings) -> list[str]:
+    """Leads that have not converted (no won or lost stage) and were active at some point."""
+    stages = read_table(settings.raw_dir, "stages")
+    closed = set(stages.loc[stages["stage"].isin(["won", "lost", "churned"]), ENTITY])
+    active = set(read_table(settings.raw_dir, "events")[ENTITY])
+    return sorted(c for c in read_table(settings.raw_dir, "customers")[ENTITY] if c not in closed and c in active)
+
+
+def _hot(cid: str, now: datetime, tag: str) -> list[dict]:
+    """A warm lead turning hot in the last half hour: pricing pages, a form, a call."""
+    kinds = [("web", "pricing_view")] * 3 + [("form", "form_submit"), ("web", "pricing_view"), ("call", "inbound_call")]
+    return [
+        {
+            "id": f"{tag}-{i}",
+            "type": "event",
+            "customer_id": cid,
+            "ts": (now - timedelta(minutes=30 - 5 * i)).isoformat(),
+            "channel": ch,
+            "event_type": et,
+        }
+        for i, (ch, et) in enumerate(kinds)
+    ]
+
+
+def _score(client, cid: str) -> dict:  # noqa: ANN001
+    r = client.post("/v1/scores", json={"customer_ids": [cid]})
+    assert r.status_code == 200, r.text
+    return r.json()["results"][0]["propensity"]
+
+
+def test_event_raises_a_warm_leads_score_and_a_signed_webhook_reaches_the_crm(live_company) -> None:
+    # broken: a lead who just read the pricing page and filled a form keeps last week's score
+    settings = live_company.settings
+    with WebhookReceiver() as crm, api_client(settings) as client:
+        created = client.post(
+            "/v1/webhooks", json={"url": crm.url, "models": ["propensity"], "trigger": "delta", "delta": 1}
+        )
+        assert created.status_code == 201, created.text
+        crm.secret = created.json()["secret"]
+        assert "secret" not in client.get("/v1/webhooks").json()[0]
+        leads = _open_leads(settings)
+        scores = client.post("/v1/scores", json={"customer_ids": leads[:300]}).json()["results"]
+        warm = [r for r in scores if r.get("propensity") and 25 <= r["propensity"]["score"] <= 75]
+        assert warm, "no warm open lead in the generated company"
+        cid = warm[0]["customer_id"]
+        before = _score(client, cid)
+        now = datetime.now(UTC)
+        t0 = time.perf_counter()
+        r = client.post("/v1/events", json={"events": _hot(cid, now, f"hot-{uuid.uuid4().hex[:8]}")})
+        assert r.status_code == 202, r.text
+        assert r.json() | {} == {"accepted": 6, "duplicates": [], "customers": 1, "applied": True}
+        after = _score(client, cid)
+        took = time.perf_counter() - t0
+        assert after["probability"] > before["probability"] and after["score"] > before["score"], (before, after)
+        assert [x["value"] for x in after["reasons"]] != [x["value"] for x in before["reasons"]]
+        history = client.get(f"/v1/customers/{cid}/scores").json()["changes"]
+        assert history and history[0]["current"]["score"] == after["score"]
+        assert history[0]["previous"]["score"] == before["score"]
+        moved = {m["feature"] for m in history[0]["moved"]}
+        assert moved & {
+            "pricing_view_30d",
+            "pricing_view_total",
+            "form_submit_total",
+            "touches_7d",
+            "touches_30d",
+            "days_since_last_touch",
+            "days_since_pricing_view",
+            "inbound_call_total",
+            "pricing_share",
+            "touches_per_week",
+            "touch_trend",
+            "pricing_view_90d",
+            "page_view_90d",
+        }, moved
+        deadline = time.monotonic() + 30
+        while not crm.messages() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert crm.violations == []
+        msgs = [m for m in crm.messages() if m["data"]["customer_id"] == cid]
+        assert msgs and msgs[0]["data"]["current"]["score"] == after["score"]
+        assert msgs[0]["data"]["previous"]["score"] == before["score"]
+        print(f"\nwarm lead {before['score']} → {after['score']} ({took * 1000:.0f} ms from the post to the new score)")
+
+
+def test_a_new_lead_posted_as_a_record_is_scorable_at_once(live_company) -> None:
+    settings = live_company.settings
+    cid = f"NEW-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    with api_client(settings) as client:
+        assert client.post("/v1/scores", json={"customer_ids": [cid]}).json()["results"][0]["error"]["code"] == (
+            "unknown_customer"
+        )
+        body = {
+            "events": [
+                {
+                    "id": f"{cid}-c",
+                    "type": "customer",
+                    "customer_id": cid,
+                    "ts": now.isoformat(),
+                    "attributes": {"country": "US", "email": "new.lead@example.com"},
+                },
+                *_hot(cid, now + timedelta(seconds=1), f"{cid}-e")[:2],
+            ]
+        }
+        r = client.post("/v1/events", json=body)
+        assert r.status_code == 202 and r.json()["applied"], r.text
+        got = _score(client, cid)
+        assert 0 <= got["score"] <= 100 and got["reasons"]
+        assert client.get(f"/v1/customers/{cid}/scores").json()["changes"][0]["previous"] is None
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"type": "click"}, "events.1"),
+        ({"customer_id": "NOBODY-1"}, "events.1.customer_id"),
+        ({"event_type": "teleport"}, "events.1.event_type"),
+        ({"ts": (datetime.now(UTC) + timedelta(hours=2)).isoformat()}, "events.1.ts"),
+        ({"channel": "pigeon"}, "events.1.channel"),
+        ({"id": ""}, "events.1.id"),
+    ],
+)
+def test_bad_records_are_refused_naming_the_field_and_nothing_is_stored(live_company, change, field) -> None:
+    settings = live_company.settings
+    cid = _open_leads(settings)[-1]
+    good = _hot(cid, datetime.now(UTC), f"bad-{uuid.uuid4().hex[:8]}")
+    log = live.LiveLog(settings.database_url)
+    with api_client(settings, ("events",)) as client:
+        with log.engine.connect() as c:
+            stored = c.execute(select(func.count()).select_from(live.records)).scalar()
+        r = client.post("/v1/events", json={"events": [good[0], {**good[1], **change}]})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["field"] == field, r.json()
+        assert "NOBODY" not in r.text
+        with log.engine.connect() as c:
+            assert c.execute(select(func.count()).select_from(live.records)).scalar() == stored
+
+
+def test_bad_attributes_and_webhook_urls_are_refused(live_company) -> None:
+    settings = live_company.settings
+    now = datetime.now(UTC).isoformat()
+    with api_client(settings) as client:
+        r = client.post(
+            "/v1/events",
+            json={
+                "events": [
+                    {"id": "a-1", "type": "customer", "customer_id": "N-1", "ts": now, "attributes": {"shoe_size": 9}}
+                ]
+            },
+        )
+        assert r.status_code == 422 and r.json()["error"]["field"] == "events.0.attributes.shoe_size"
+        r = client.post(
+            "/v1/events",
+            json={
+                "events": [
+                    {"id": "a-2", "type": "customer", "customer_id": "N-1", "ts": now, "attributes": {"age": "old"}}
+                ]
+            },
+        )
+        assert r.status_code == 422 and r.json()["error"]["field"] == "events.0.attributes.age"
+        r = client.post("/v1/webhooks", json={"url": "ftp://crm.example.com/hook"})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "url"
+        r = client.post("/v1/webhooks", json={"url": "https://crm.example.com/h", "models": ["nope"]})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "models.0"
+        r = client.post("/v1/webhooks", json={"url": "https://crm.example.com/h", "trigger": "threshold"})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "threshold"
+    for url in (
+        "http://crm.example.com/h",
+        "https://127.0.0.1/h",
+        "https://10.1.2.3/h",
+        "https://[::1]/h",
+        "https://169.254.169.254/latest",
+        "https://localhost/h",
+    ):
+        with pytest.raises(WebhookInputError):
+            check_url(url, production=True)
+    assert check_url("http://127.0.0.1:9/h", production=False)
+
+
+def _online(settings: Settings, view: str, names: list[str], ids: list[str]) -> pd.DataFrame:
+    store = open_store(settings)
+    got = store.get_online_features(features=[f"{view}:{n}" for n in names], entity_rows=[{ENTITY: i} for i in ids])
+    return pd.DataFrame(got.to_dict()).set_index(ENTITY)
+
+
+def test_out_of_order_and_duplicate_records_equal_a_batch_rebuild(live_company, tmp_path) -> None:
+    # broken: a late event overwrites newer features, or a retried one is counted twice
+    settings = live_company.settings
+    rng = random.Random(5)
+    ids = rng.sample(_open_leads(settings), 25)
+    now = datetime.now(UTC)
+    tag = uuid.uuid4().hex[:8]
+    recs = []
+    for k, cid in enumerate(ids):
+        for j in range(4):
+            ts = now - timedelta(days=rng.uniform(0, 20), minutes=j)
+            et = rng.choice(["page_view", "pricing_view", "email_open", "form_submit"])
+            ch = {"page_view": "web", "pricing_view": "web", "email_open": "email", "form_submit": "form"}[et]
+            recs.append(
+                {
+                    "id": f"ooo-{tag}-{k}-{j}",
+                    "type": "event",
+                    "customer_id": cid,
+                    "ts": ts.isoformat(),
+                    "channel": ch,
+                    "event_type": et,
+                }
+            )
+        if k % 3 == 0:
+            recs.append(
+                {
+                    "id": f"ooo-{tag}-{k}-o",
+                    "type": "order",
+                    "customer_id": cid,
+                    "ts": (now - timedelta(days=rng.uniform(0, 40))).isoformat(),
+                    "amount": 120.5,
+                    "category": "software",
+                }
+            )
+    new = f"OOO-{tag}"
+    recs.append(
+        {
+            "id": f"ooo-{tag}-new",
+            "type": "customer",
+            "customer_id": new,
+            "ts": (now - timedelta(days=3)).isoformat(),
+            "attributes": {"country": "DE"},
+        }
+    )
+    recs.append(
+        {
+            "id": f"ooo-{tag}-new-e",
+            "type": "event",
+            "customer_id": new,
+            "ts": now.isoformat(),
+            "channel": "web",
+            "event_type": "pricing_view",
+        }
+    )
+    rng.shuffle(recs[:-2])  # out of order: newest first, oldest last, mixed customers
+    recs = sorted(recs[:-2], key=lambda r: r["ts"], reverse=True) + recs[-2:]
+    with api_client(settings) as client:
+        for start in range(0, len(recs), 17):
+            chunk = recs[start : start + 17]
+            assert client.post("/v1/events", json={"events": chunk}).status_code == 202
+            assert client.post("/v1/events", json={"events": chunk[:5]}).json()["accepted"] == 0  # retried
+        state = client.app.state.serving
+        everyone = [*ids, new]
+        at = state.live.apply(everyone)  # one pass at one cut for all of them, as a batch build has
+        # the same data as a batch build sees it: the tables as imported plus the live records folded in
+        copy = Settings(
+            home=tmp_path,
+            customers=settings.customers,
+            seed=settings.seed,
+            feature_cadence_days=settings.feature_cadence_days,
+        )
+        shutil.copytree(settings.raw_dir, copy.raw_dir)
+        with sqlite3.connect(settings.database_url.removeprefix("sqlite:///")) as src:
+            with sqlite3.connect(copy.database_url.removeprefix("sqlite:///")) as dst:
+                src.backup(dst)  # the WAL included
+        assert live.fold(copy.raw_dir, copy.database_url) > 0
+        write_sources(copy, end=at)
+        meta = state.live.meta()
+        compared = 0
+        rebuilt = {}
+        for view in live.LIVE_VIEWS:
+            batch = pd.read_parquet(copy.feature_dir / f"{view}.parquet")
+            if view != "customer_profile":
+                batch = batch[batch[TS] == at]
+            rebuilt[view] = batch.drop_duplicates(ENTITY, keep="last").set_index(ENTITY).loc[everyone]
+        # relative features rank against the population of the last build (documented): the same rule on the
+        # rebuild's own absolute columns
+        ref = read_reference(settings.feature_dir)
+        tx = rebuilt["customer_transactions"].join(rebuilt["customer_transactions_detail"], rsuffix="_")
+        buyers = tx["tx_count_total"].to_numpy() > 0
+        detail = rebuilt["customer_transactions_detail"]
+        for col, x, edges, high in (
+            ("tx_rfm_recency_score", tx["tx_recency_days"], ref["recency"], False),
+            ("tx_rfm_frequency_score", tx["tx_count_total"], ref["count"], True),
+            ("tx_rfm_monetary_score", tx["tx_amount_total"], ref["monetary"], True),
+        ):
+            detail[col] = quintile_score(x.to_numpy(), buyers, higher_is_better=high, edges=edges)
+        detail["tag_high_value"] = (buyers & (tx["tx_amount_365d"].to_numpy() >= ref["high_value_cut"])).astype(float)
+        for view in live.LIVE_VIEWS:
+            batch = rebuilt[view]
+            names = list(meta.schema[view])
+            online = _online(settings, view, names, everyone)
+            for n in names:
+                a, b = online[n].to_numpy(), batch[n].to_numpy()
+                if meta.schema[view][n] == "float":
+                    assert np.allclose(a.astype(float), b.astype(float), equal_nan=True, rtol=1e-9), (view, n, a, b)
+                else:
+                    assert [None if pd.isna(x) else x for x in a] == [None if pd.isna(x) else x for x in b], (view, n)
+                compared += 1
+        assert compared > 80
+    stored = live.LiveLog(settings.database_url)
+    with stored.engine.connect() as c:
+        n = c.execute(select(func.count()).where(live.records.c.record_id.like(f"ooo-{tag}-%"))).scalar()
+    assert n == len(recs)
