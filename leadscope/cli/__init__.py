@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from leadscope.cli import audience, data, features, keys, nba, score, serve, signals, train
+from leadscope.cli import audience, data, events, features, keys, nba, score, serve, signals, train
 from leadscope.cli.common import console
 
 app = typer.Typer(
@@ -27,6 +27,8 @@ app.add_typer(train.train_app, name="train")
 app.add_typer(data.identities_app, name="identities")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(signals.signals_app, name="signals")
+app.add_typer(events.events_app, name="events")
+app.add_typer(events.webhooks_app, name="webhooks")
 app.add_typer(nba.nba_app, name="nba")
 app.add_typer(audience.audience_app, name="audience")
 
