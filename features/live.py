@@ -237,6 +237,12 @@ class LiveLog:
             ).where(records.c.folded_at.is_(None))
             return [(r[0], Record(r[1], r[2], r[3], _utc(r[4]), json.loads(r[5]))) for r in c.execute(q)]
 
+    def unfolded_customers(self) -> list[str]:
+        """Customers with live records the canonical tables do not hold yet (a build overwrote their online rows)."""
+        with self.engine.connect() as c:
+            q = select(records.c.customer_id).where(records.c.folded_at.is_(None)).distinct()
+            return [r[0] for r in c.execute(q)]
+
     def mark_folded(self, seqs: list[int], at: datetime) -> None:
         with self.engine.begin() as c:
             for start in range(0, len(seqs), 500):

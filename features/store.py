@@ -89,7 +89,10 @@ def write_repo_config(settings: Settings) -> Path:
     if settings.online_store == "redis":
         if not settings.redis_url:
             raise ValueError("online_store=redis needs LEADSCOPE_REDIS_URL")
-        online = f'  type: redis\n  connection_string: "{_redis_conn(settings.redis_url)}"'
+        # skip_dedup: Feast's Redis store would drop a write older than the stored row's timestamp, and batch rows
+        # are stamped at the build's end (the next midnight), so live rows written now would be dropped until then.
+        # Live passes keep their own order (a Redis lock, serving/live.py); a new materialisation re-applies them.
+        online = f'  type: redis\n  connection_string: "{_redis_conn(settings.redis_url)}"\n  skip_dedup: true'
     else:
         online = f"  type: sqlite\n  path: {repo / 'online.db'}"
     (repo / "feature_store.yaml").write_text(

@@ -212,10 +212,14 @@ class Live:
                 known = self.history.last(m, ids)
                 missing = {cid: p for cid, p in before[m][0].items() if cid not in known}
                 self.history.baseline(m, state.models[m].version, missing, at.to_pydatetime())
-                before[m] = ({**before[m][0], **known}, before[m][1])
+                before[m] = ({**before[m][0], **known}, before[m][1], before[m][2])
             self.write(frames, at)
             online.forget(ids)
-            after = {m: _points(state.models[m].model, ids, _overlay(served[m], frames, ids)) for m in models}
+            now_served = {m: _overlay(served[m], frames, ids) for m in models}
+            after = {m: _points(state.models[m].model, ids, now_served[m]) for m in models}
+            for m in models:  # this worker's next score of them is a cache hit (other workers drop them)
+                champ = state.models[m]
+                online.put(m, ids, now_served[m], ("result", m, champ.version), after[m][2])
             found = []
             by_customer: dict[str, list[str]] = {}
             for _, cid, rid in pending:
@@ -286,16 +290,17 @@ class Live:
             provider.online_write_batch(store.config, fv, data, None)
 
 
-def _points(scorer: object, ids: list[str], cols: dict[str, list]) -> tuple[dict, dict]:
-    """Points and whole explanations per customer of the online columns `cols` (rows in `ids` order)."""
+def _points(scorer: object, ids: list[str], cols: dict[str, list]) -> tuple[dict, dict, dict]:
+    """Points, whole explanations and the served answers per customer of the online columns `cols` (rows in
+    `ids` order)."""
     from serving.scoring import explain_rows
 
-    points, contribs = {}, {}
+    points, contribs, answers = {}, {}, {}
     for cid, out in zip(ids, explain_rows(scorer, cols), strict=True):
         if out is not None:
             points[cid] = Point(out[0].score, out[0].grade, out[0].probability)
-            contribs[cid] = out[1]
-    return points, contribs
+            contribs[cid], answers[cid] = out[1], out[0]
+    return points, contribs, answers
 
 
 def _overlay(cols: dict[str, list], frames: dict[str, pd.DataFrame], ids: list[str]) -> dict[str, list]:

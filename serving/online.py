@@ -102,6 +102,20 @@ class OnlineFeatures:
                 for cid in ids:
                     cache.pop((*prefix, cid), None)
 
+    def put(self, name: str, ids: list[str], cols: dict[str, list], key: tuple, answers: dict[str, object]) -> None:
+        """Rewrite these customers' cached rows (model `name`'s service) and answers (computation `key`) with
+        what was just written online, so their next score is a cache hit (serving/live.py)."""
+        cache = self.cache
+        if cache is None:
+            return
+        service, names = self.services[name].name, list(cols)
+        with self.lock:
+            for j, cid in enumerate(ids):
+                cache[(service, cid)] = (names, tuple(cols[n][j] for n in names))
+                if cid in answers:
+                    cache[(*key, cid)] = answers[cid]
+        self.prefixes |= {(service,), key}
+
     def _cached(self, cache: LRUCache, keys: list[tuple]) -> list:
         with self.lock:
             return [cache.get(k, _MISSING) for k in keys]

@@ -24,6 +24,14 @@ SCOPED = {
     ("GET", "/v1/audiences/{audience_id}/insight"): ("audiences", None),
     ("GET", "/v1/audiences/{audience_id}/export"): ("audiences", None),
     ("POST", "/v1/next-best-action"): ("score", {"customer_ids": ["C1"]}),
+    ("POST", "/v1/events"): ("events", {"events": []}),
+    ("GET", "/v1/customers/{customer_id}/scores"): ("score", None),
+    ("POST", "/v1/webhooks"): ("webhooks", {"url": "ftp://x"}),
+    ("GET", "/v1/webhooks"): ("webhooks", None),
+    ("DELETE", "/v1/webhooks/{endpoint_id}"): ("webhooks", None),
+    ("POST", "/v1/webhooks/{endpoint_id}/test"): ("webhooks", None),
+    ("GET", "/v1/webhooks/{endpoint_id}/deliveries"): ("webhooks", None),
+    ("POST", "/v1/webhooks/deliveries/{message_id}/replay"): ("webhooks", None),
 }
 OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
