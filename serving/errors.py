@@ -66,14 +66,17 @@ def body(code: str, message: str, field: str | None = None, details: list | None
 
 
 # Tags of discriminated unions in list items (POST /v1/events' record types): pydantic puts the tag in the error's
-# location (events.1.event.channel); the field the client wrote is events.1.channel.
+# location (events.1.event.channel); the field the client wrote is events.1.channel. A tag is only ever between
+# an item's index and a field inside it: a last element (a conversion's events.0.stage) is the field itself.
 UNION_TAGS = frozenset({"event", "order", "stage", "customer"})
 
 
+def _is_tag(loc: tuple, i: int) -> bool:
+    return 0 < i < len(loc) - 1 and isinstance(loc[i - 1], int) and loc[i] in UNION_TAGS
+
+
 def _field(loc: tuple) -> str | None:
-    parts = [
-        str(p) for i, p in enumerate(loc) if p != "body" and not (i and isinstance(loc[i - 1], int) and p in UNION_TAGS)
-    ]
+    parts = [str(p) for i, p in enumerate(loc) if p != "body" and not _is_tag(loc, i)]
     return ".".join(parts) or None
 
 
