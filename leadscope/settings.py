@@ -92,6 +92,9 @@ class Settings(BaseSettings):
         ge=0,
         description="How long POST /v1/events waits for the online features before answering (stored anyway).",
     )
+    live_apply_process: bool = Field(
+        True, description="Apply live records in a child process of each server (off: in a thread of the server)."
+    )
     score_change_delta: int = Field(
         5,
         ge=1,

@@ -46,7 +46,7 @@ def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMana
             Policy(max_attempts=settings.webhooks_max_attempts, backoff_cap=3600.0),
             production=settings.profile == "production",
         )
-        state.live = Live(settings, state, app.state.webhooks)
+        state.live = Live(settings, state, app.state.webhooks, process=settings.live_apply_process)
         stop = threading.Event()
         # one audience build at a time: it uses the cores the requests need (2 here), so builds queue
         app.state.audience_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audience")
@@ -79,6 +79,7 @@ def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMana
         yield
         stop.set()
         state.live.sent.set()
+        state.live.close()
         for t in tasks:
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -25,6 +25,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -74,8 +75,9 @@ class Hint:
 
 
 class Live:
-    def __init__(self, settings: Settings, state: object, hooks: Webhooks) -> None:
+    def __init__(self, settings: Settings, state: object, hooks: Webhooks, *, process: bool = False) -> None:
         self.settings, self.state, self.hooks = settings, state, hooks
+        self.child: Child | None = Child(settings) if process else None
         self.log = live.LiveLog(settings.database_url)
         self.history = ScoreHistory(settings.database_url)
         self.base = live.Base(settings.raw_dir)
@@ -133,6 +135,19 @@ class Live:
             self.apply(ids[start : start + 1_000])
         return len(ids)
 
+    def reapply_unfolded(self) -> None:
+        """After a materialisation (batch rows written over live ones): apply again the customers whose records the
+        build did not fold. The applier process does it itself when there is one."""
+        if self.child is not None:
+            return
+        ids = self.log.unfolded_customers()
+        for start in range(0, len(ids), 1_000):
+            self.apply(ids[start : start + 1_000])
+
+    def close(self) -> None:
+        if self.child is not None:
+            self.child.close()
+
     def follow(self) -> None:
         """Drop the customers other workers pushed since the last look (one hint read when nothing changed)."""
         hint = self.hint.read()
@@ -157,8 +172,13 @@ class Live:
                 ids, waiters = list(self.todo), self.waiters
                 self.todo, self.waiters = {}, []
             try:
+                child = self.child if self.child is not None and self.child.ready.is_set() else None
                 for start in range(0, len(ids), 2_000):
-                    self.apply(ids[start : start + 2_000])
+                    if child is not None:
+                        if child.apply(ids[start : start + 2_000]):
+                            self.sent.set()
+                    else:
+                        self.apply(ids[start : start + 2_000])
             except Exception as exc:  # noqa: BLE001 - stored records are replayed; requests are told not applied
                 log.warning("live apply failed (records stay stored, replayed later): %s", type(exc).__name__)
                 for w in waiters:
@@ -349,6 +369,88 @@ def _moved(before: dict | None, after: dict | None) -> list[dict]:
             }
         )
     return out
+
+
+class Child:
+    """The applier in its own process (live_apply_process): a pass is CPU-bound Python (pandas, Feast's write,
+    TreeSHAP) and would hold the server's interpreter lock while requests wait; in a child it runs on the other
+    core. The child loads its own champions and store, follows new champions and materialisations, and exits when
+    the server's end of the pipe closes (also when the server is killed). Until it is ready, passes run in the
+    server's applier thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        import multiprocessing as mp
+
+        self.ready = threading.Event()
+        self.lock = threading.Lock()
+        ctx = mp.get_context("spawn")
+        self.conn, theirs = ctx.Pipe()
+        self.proc = ctx.Process(target=_child_main, args=(settings.model_dump(), theirs), daemon=True, name="live")
+        self.proc.start()
+        theirs.close()
+        threading.Thread(target=self._wait_ready, name="live-child", daemon=True).start()
+
+    def _wait_ready(self) -> None:
+        try:
+            if self.conn.recv() == ("ready", None):
+                self.ready.set()
+        except (EOFError, OSError):
+            log.warning("live applier process did not start; passes run in the server")
+
+    def apply(self, ids: list[str]) -> bool:
+        """One pass in the child; True when it stored webhook messages. Raises what the pass raised."""
+        with self.lock:
+            self.conn.send(ids)
+            kind, value = self.conn.recv()
+        if kind == "error":
+            raise RuntimeError(f"live pass failed in the applier process: {value}")
+        return bool(value)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        self.proc.join(timeout=10)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+def _child_main(settings_data: dict, conn: object) -> None:
+    from leadscope.settings import quiet_environment
+    from serving.app import load
+    from serving.signals.outbox import Policy
+    from serving.state import ServingState
+
+    quiet_environment()
+    settings = Settings.model_validate(settings_data)
+    state = ServingState(settings)
+    load(state)
+    hooks = Webhooks(
+        settings.database_url,
+        Policy(max_attempts=settings.webhooks_max_attempts, backoff_cap=3600.0),
+        production=settings.profile == "production",
+    )
+    state.live = Live(settings, state, hooks)
+    conn.send(("ready", None))
+    last = time.monotonic()
+    while True:
+        try:
+            if not conn.poll(settings.model_poll_seconds):
+                state.refresh()  # new champions; after a materialisation, unfolded records again
+                last = time.monotonic()
+                continue
+            ids = conn.recv()
+        except (EOFError, OSError):
+            return  # the server is gone
+        try:
+            state.live.sent.clear()
+            state.live.apply(ids)
+            conn.send(("ok", state.live.sent.is_set()))
+        except Exception as exc:  # noqa: BLE001 - reported to the server, whose request says not applied
+            conn.send(("error", type(exc).__name__))
+        if time.monotonic() - last > settings.model_poll_seconds:
+            with contextlib.suppress(Exception):
+                state.refresh()
+            last = time.monotonic()
 
 
 def deliver_forever_thread(live_: Live, every_seconds: float, stop: threading.Event) -> None:

@@ -99,10 +99,7 @@ class ServingState:
             self.snapshots.drop()
             self.online.drop()
         if changed and changed[0].startswith("features") and self.live is not None:
-            # the materialisation wrote batch rows over live ones: records not folded into that build go again
-            ids = self.live.log.unfolded_customers()
-            for start in range(0, len(ids), 1_000):
-                self.live.apply(ids[start : start + 1_000])
+            self.live.reapply_unfolded()  # batch rows were written over live ones
         return changed
 
     async def watch(self, every_seconds: float, on_change: Callable[[], object] | None = None) -> None:

@@ -23,6 +23,7 @@ class Prepared:
 
 
 def small_settings(home: Path, **kw: object) -> Settings:
+    kw.setdefault("live_apply_process", False)  # in-process tests: the applier thread (served apps test the child)
     return Settings(home=home, customers=kw.pop("customers", SMALL), seed=kw.pop("seed", 7), **kw)
 
 
