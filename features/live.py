@@ -64,6 +64,7 @@ pushes = Table(  # the change feed: every worker drops these customers' cached r
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("customer_id", String(128), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
+    Column("origin", String(36), nullable=False),  # the process that pushed (it keeps its own cache up to date)
 )
 
 
@@ -165,18 +166,21 @@ class LiveLog:
             stored = {row[0] for row in c.execute(stmt, rows)}
         return [r for r in items if r.record_id in stored and first[r.record_id] is r]
 
-    def for_customers(self, ids: list[str]) -> list[Record]:
-        """Every live record of these customers, oldest first."""
-        out: list[Record] = []
+    def for_customers(self, ids: list[str], after: int = 0) -> list[tuple[int, Record]]:
+        """(seq, record) of these customers' live records stored after position `after`, in storage order."""
+        out: list[tuple[int, Record]] = []
         with self.engine.connect() as c:
             for start in range(0, len(ids), 500):
-                q = (
-                    select(records.c.record_id, records.c.kind, records.c.customer_id, records.c.ts, records.c.row)
-                    .where(records.c.customer_id.in_(ids[start : start + 500]))
-                    .order_by(records.c.seq)
-                )
-                out += [Record(r[0], r[1], r[2], _utc(r[3]), json.loads(r[4])) for r in c.execute(q)]
-        return sorted(out, key=lambda r: (r.ts, r.record_id)) if len(ids) > 500 else out
+                q = select(
+                    records.c.seq,
+                    records.c.record_id,
+                    records.c.kind,
+                    records.c.customer_id,
+                    records.c.ts,
+                    records.c.row,
+                ).where(records.c.customer_id.in_(ids[start : start + 500]), records.c.seq > after)
+                out += [(r[0], Record(r[1], r[2], r[3], _utc(r[4]), json.loads(r[5]))) for r in c.execute(q)]
+        return sorted(out, key=lambda sr: sr[0])
 
     def created(self, ids: list[str]) -> set[str]:
         """The customers a live customer record created (or updated)."""
@@ -212,15 +216,17 @@ class LiveLog:
 
     # --- the change feed ------------------------------------------------------------------------------------------
 
-    def announce(self, c: Connection, ids: list[str], at: datetime) -> None:
+    def announce(self, c: Connection, ids: list[str], at: datetime, origin: str) -> None:
         if ids:
-            c.execute(pushes.insert(), [{"customer_id": i, "at": at} for i in ids])
+            c.execute(pushes.insert(), [{"customer_id": i, "at": at, "origin": origin} for i in ids])
 
-    def pushed_since(self, seq: int) -> tuple[int, list[str]]:
-        """(newest feed position, customers pushed after `seq`)."""
+    def pushed_since(self, seq: int, origin: str = "") -> tuple[int, list[str]]:
+        """(newest feed position, customers pushed after `seq` by others than `origin`)."""
         with self.engine.connect() as c:
-            rows = c.execute(select(pushes.c.seq, pushes.c.customer_id).where(pushes.c.seq > seq)).all()
-        return (max(r[0] for r in rows), [r[1] for r in rows]) if rows else (seq, [])
+            rows = c.execute(
+                select(pushes.c.seq, pushes.c.customer_id, pushes.c.origin).where(pushes.c.seq > seq)
+            ).all()
+        return (max(r[0] for r in rows), [r[1] for r in rows if r[2] != origin]) if rows else (seq, [])
 
     def feed_position(self) -> int:
         from sqlalchemy import func
@@ -358,32 +364,54 @@ class Base:
 
 
 def features_at(
-    tables: dict[str, pd.DataFrame], at: pd.Timestamp, meta: FeatureMeta, reference: dict | None = None
+    tables: dict[str, pd.DataFrame],
+    at: pd.Timestamp,
+    meta: FeatureMeta,
+    reference: dict | None = None,
+    profile_of: set[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every live view of these customers at cut time `at` (one row each), by the batch build's functions, in the
     columns and kinds the last build registered. Every row is stamped `at` (the write order of the online store).
     Relative features (RFM quintiles, the high-value tag) rank against `reference`, the population statistics of
-    the last build's newest cut, refreshed at each build."""
+    the last build's newest cut, refreshed at each build. The profile does not depend on time: `profile_of` limits
+    it to the customers whose attributes changed (None: all)."""
     cust = tables["customers"]
     cuts = pd.DatetimeIndex([at])
-    views = {"customer_profile": engineering.profile_features(cust)}
+    views = {}
+    if profile_of is None or profile_of:
+        views["customer_profile"] = engineering.profile_features(
+            cust if profile_of is None else cust[cust[ENTITY].isin(profile_of)]
+        )
     if "customer_engagement" in meta.schema:
         views |= split_view("customer_engagement", engineering.engagement_features(tables["events"], cust, cuts))
     if "customer_transactions" in meta.schema:
         views |= split_view(
             "customer_transactions", engineering.transaction_features(tables["transactions"], cust, cuts, reference)
         )
-    out = {}
-    for view, df in views.items():
-        if view not in meta.schema:
-            continue
+    return {view: _typed(df, at, meta.schema[view]) for view, df in views.items() if view in meta.schema}
+
+
+def _typed(df: pd.DataFrame, at: pd.Timestamp, kinds: dict[str, str]) -> pd.DataFrame:
+    """The view's rows in its registered columns and kinds (float or text), stamped `at`: one conversion of the
+    whole frame, then a column slice each (per-column pandas casts cost more than the features on a few rows)."""
+    if df[ENTITY].duplicated().any():
         df = df.drop_duplicates(ENTITY, keep="last")
-        cols = {ENTITY: df[ENTITY].astype(str).to_numpy(), TS: np.full(len(df), at)}
-        for name, kind in meta.schema[view].items():
-            s = df[name] if name in df else pd.Series([None] * len(df), index=df.index)
-            cols[name] = s.astype("float64").to_numpy() if kind == "float" else s.astype(object).to_numpy()
-        out[view] = pd.DataFrame(cols)
-    return out
+    block, where = df.to_numpy(dtype=object), {c: j for j, c in enumerate(df.columns)}
+    cols: dict[str, np.ndarray] = {ENTITY: block[:, where[ENTITY]].astype(str), TS: np.full(len(df), at)}
+    for name, kind in kinds.items():
+        if name not in where:
+            cols[name] = np.full(
+                len(df), np.nan if kind == "float" else None, dtype=float if kind == "float" else object
+            )
+            continue
+        arr = block[:, where[name]]
+        if kind == "float":
+            try:
+                arr = arr.astype(float)
+            except (TypeError, ValueError):  # pd.NA and friends: pandas knows them
+                arr = df[name].astype("float64").to_numpy()
+        cols[name] = arr
+    return pd.DataFrame(cols)
 
 
 # --- fold ---------------------------------------------------------------------------------------------------------

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     live_apply_process: bool = Field(
         True, description="Apply live records in a child process of each server (off: in a thread of the server)."
     )
+    live_apply_interval_seconds: float = Field(
+        0.05, ge=0, description="Under load, live passes start at most this often (records arriving meanwhile join)."
+    )
     score_change_delta: int = Field(
         5,
         ge=1,

@@ -19,6 +19,7 @@ from serving.security import require
 
 router = APIRouter(prefix="/v1", tags=["events"])
 ERRORS = documented(400, 401, 403, 413, 422, 429, 503, 504)
+INLINE_MAX = 16
 
 
 @router.post(
@@ -44,30 +45,28 @@ async def take(
         raise ApiError(503, "features_unavailable", "the real-time loop is not running; see /readyz")
     settings = state.settings
 
-    def store() -> tuple[list, list[str]]:
+    def check() -> list:
         ids = [r.customer_id for r in body.events]
-        base = live.base.fresh()
         try:
-            recs = events.records(
+            return events.records(
                 body,
                 meta=live.meta(),
                 known=live.known(ids),
-                event_types=base.event_types,
+                event_types=live.base.fresh().event_types,
                 future_seconds=settings.events_future_seconds,
             )
         except RecordError as exc:
             raise ApiError(422, "invalid_record", str(exc), exc.field) from None
-        stored = live.log.add(recs)
-        fresh = {r.record_id for r in stored}
-        seen: set[str] = set()
-        dups = []
-        for r in recs:
-            if r.record_id not in fresh or r.record_id in seen:
-                dups.append(r.record_id)
-            seen.add(r.record_id)
-        return stored, dups
 
-    stored, dups = await run_in_threadpool(store)
+    # the checks of a small request run on the event loop (a thread hop would wait for the interpreter lock behind
+    # the scoring requests); storing goes to the intake's writer thread, which commits concurrent requests together
+    recs = check() if len(body.events) <= INLINE_MAX else await run_in_threadpool(check)
+    try:
+        stored = await asyncio.wrap_future(live.intake.add(recs))
+    except Exception as exc:  # noqa: BLE001 - nothing was stored: the client may retry the same ids
+        raise ApiError(503, "storage_unavailable", f"records not stored ({type(exc).__name__}); retry") from None
+    fresh = {id(r) for r in stored}
+    dups = [r.record_id for r in recs if id(r) not in fresh]
     customers = list(dict.fromkeys(r.customer_id for r in stored))
     applied = not customers
     if customers:

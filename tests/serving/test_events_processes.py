@@ -221,7 +221,7 @@ def test_sigkill_while_streaming_records_loses_nothing_acknowledged(live_company
                 if pd.Timestamp(at_of[last[cid]]).tzinfo is None
                 else pd.Timestamp(at_of[last[cid]])
             )
-            tables = live.merge(base_tables.frames([cid]), log.for_customers([cid]))
+            tables = live.merge(base_tables.frames([cid]), [r for _, r in log.for_customers([cid])])
             want = live.features_at(tables, at, meta, read_reference(mine.feature_dir))["customer_engagement"]
             got = online.loc[cid, names].to_numpy(dtype=float)
             assert np.allclose(got, want[names].to_numpy(dtype=float)[0], equal_nan=True), cid
