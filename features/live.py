@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from features import contract, engineering
 from features.build import split_view
-from leadscope.db import engine_for
+from leadscope.db import engine_for, upsert_insert
 from leadscope.schema import ENTITY, RESERVED_COLUMNS, TS
 from leadscope.tables import FeatureMeta, commit_tables, has_table, read_table
 
@@ -133,13 +133,6 @@ class LiveLog:
         self.engine = engine_for(url)
         metadata.create_all(self.engine)
 
-    def _insert(self):  # noqa: ANN202 - the dialect's insert construct
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert
-
     def add(self, items: list[Record], now: datetime | None = None) -> list[Record]:
         """Store the records whose id is new, in one transaction (insert-or-ignore: a retried or raced id is a
         duplicate and changes nothing). Returns the records stored now."""
@@ -160,7 +153,9 @@ class LiveLog:
             if first[r.record_id] is r
         ]
         stmt = (
-            self._insert()(records).on_conflict_do_nothing(index_elements=["record_id"]).returning(records.c.record_id)
+            upsert_insert(self.engine)(records)
+            .on_conflict_do_nothing(index_elements=["record_id"])
+            .returning(records.c.record_id)
         )
         with self.engine.begin() as c:
             stored = {row[0] for row in c.execute(stmt, rows)}

@@ -29,3 +29,12 @@ def engine_for(url: str) -> Engine:
 
         return eng
     return create_engine(url, pool_pre_ping=True)
+
+
+def upsert_insert(engine: Engine):  # noqa: ANN201 - the dialect's insert construct (on_conflict_* differ in type)
+    """The dialect's INSERT with ON CONFLICT (PostgreSQL or SQLite): insert-or-ignore and upserts everywhere."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, Text, and_, select
 from sqlalchemy.engine import Connection
 
-from leadscope.db import engine_for
+from leadscope.db import engine_for, upsert_insert
 
 metadata = MetaData()
 state = Table(
@@ -86,6 +86,10 @@ def _utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
+def _rows(model: str, version: str, points: dict[str, Point], at: datetime) -> list[dict]:
+    return [{"customer_id": cid, "model": model, "version": version, "at": at, **vars(p)} for cid, p in points.items()]
+
+
 class ScoreHistory:
     def __init__(self, url: str) -> None:
         self.engine = engine_for(url)
@@ -104,34 +108,21 @@ class ScoreHistory:
         """Upsert the last served point of these customers (the baseline the next change is measured from)."""
         if not points:
             return
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        rows = [
-            {"customer_id": cid, "model": model, "version": version, "at": at, **vars(p)} for cid, p in points.items()
-        ]
-        stmt = insert(state)
+        stmt = upsert_insert(self.engine)(state)
         stmt = stmt.on_conflict_do_update(
             index_elements=["customer_id", "model"],
             set_={k: stmt.excluded[k] for k in ("version", "score", "grade", "probability", "at")},
         )
-        c.execute(stmt, rows)
+        c.execute(stmt, _rows(model, version, points, at))
 
     def baseline(self, model: str, version: str, points: dict[str, Point], at: datetime) -> None:
         """Store the points of customers without one yet (insert-or-ignore), before their features change: a
         crash after the online write still measures the change from what was served before it."""
         if not points:
             return
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        rows = [
-            {"customer_id": cid, "model": model, "version": version, "at": at, **vars(p)} for cid, p in points.items()
-        ]
+        stmt = upsert_insert(self.engine)(state).on_conflict_do_nothing(index_elements=["customer_id", "model"])
         with self.engine.begin() as c:
-            c.execute(insert(state).on_conflict_do_nothing(index_elements=["customer_id", "model"]), rows)
+            c.execute(stmt, _rows(model, version, points, at))
 
     def record(self, c: Connection, found: list[Change]) -> None:
         if found:

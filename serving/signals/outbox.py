@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from leadscope.db import engine_for
+from leadscope.db import engine_for, upsert_insert
 from serving.signals.mapping import Mapping
 from serving.signals.platforms import EXPORTERS, Event, Exporter
 
@@ -132,11 +132,11 @@ class Outbox:
         Starting the transaction with the write also keeps SQLite from failing a read lock's upgrade."""
         if not rows:
             return set()
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(events).on_conflict_do_nothing(index_elements=["event_id"]).returning(events.c.event_id)
+        stmt = (
+            upsert_insert(self.engine)(events)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(events.c.event_id)
+        )
         return {r[0] for r in c.execute(stmt, rows)}
 
     def add(self, items: list[Event], value_kinds: list[str], now: datetime | None = None) -> dict:
