@@ -134,7 +134,9 @@ def start_server(port: int, *, cwd: Path, env: dict[str, str] | None = None, wor
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                if r.status == 200 and not json.loads(r.read()).get("warming"):  # measure after the prewarm
+                body = json.loads(r.read())
+                # measure after the prewarm, and once the live applier process has loaded (its start-up is CPU)
+                if r.status == 200 and not body.get("warming") and body.get("live_applier") != "starting":
                     return Server(proc, port, token)
             time.sleep(0.2)
         except OSError:

@@ -187,6 +187,11 @@ class Live:
             self.apply(ids[start : start + 1_000])
         return len(ids)
 
+    def applier(self) -> str:
+        if self.child is None:
+            return "thread"
+        return "process" if self.child.ready.is_set() else "starting"
+
     def reapply_unfolded(self) -> None:
         """After a materialisation (batch rows written over live ones): apply again the customers whose records the
         build did not fold. The applier process does it itself when there is one."""

@@ -115,3 +115,8 @@ class Readiness(BaseModel):
     warming: bool = Field(False, description="True while every customer's score is being cached (serving meanwhile).")
     models: list[ModelInfo]
     feature_store: str
+    live_applier: str = Field(
+        "thread",
+        description="Where live records are applied: process (a child process), starting (the child is loading; "
+        "the server applies meanwhile) or thread (in the server).",
+    )

@@ -39,7 +39,11 @@ async def readyz(state: State) -> Readiness | JSONResponse:
         for m in state.models.values()
     ]
     body = Readiness(
-        ready=store_ok == "ok" and not state.problems, warming=state.warming, models=models, feature_store=store_ok
+        ready=store_ok == "ok" and not state.problems,
+        warming=state.warming,
+        models=models,
+        feature_store=store_ok,
+        live_applier=state.live.applier() if state.live is not None else "thread",
     )
     return body if body.ready else JSONResponse(status_code=503, content=body.model_dump())
 
