@@ -51,6 +51,11 @@ def company() -> Settings:
         build(settings)
         propensity.train(settings, oracle=oracle.for_propensity(settings))
         (home / "ready").touch()
+    # every run starts from a clean service database (live records, history, keys): earlier runs' records would
+    # make each customer's history, and so each pass, longer
+    db = Path(settings.database_url.removeprefix("sqlite:///"))
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        path.unlink(missing_ok=True)
     return settings
 
 

@@ -122,6 +122,15 @@ def _utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
+def _parsed(text: str) -> dict:
+    """A stored row, its times as datetimes again (parsed once, when read)."""
+    row = json.loads(text)
+    for col in ("ts", "created_at"):
+        if isinstance(row.get(col), str):
+            row[col] = datetime.fromisoformat(row[col])
+    return row
+
+
 def _json(row: dict) -> str:
     return json.dumps(
         {k: (_utc(v).isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}, separators=(",", ":")
@@ -174,8 +183,32 @@ class LiveLog:
                     records.c.ts,
                     records.c.row,
                 ).where(records.c.customer_id.in_(ids[start : start + 500]), records.c.seq > after)
-                out += [(r[0], Record(r[1], r[2], r[3], _utc(r[4]), json.loads(r[5]))) for r in c.execute(q)]
+                out += [(r[0], Record(r[1], r[2], r[3], _utc(r[4]), _parsed(r[5]))) for r in c.execute(q)]
         return sorted(out, key=lambda sr: sr[0])
+
+    def since(self, seq: int, limit: int) -> list[tuple[int, Record]]:
+        """(seq, record) of every customer's records stored after position `seq` (at most `limit`, oldest first)."""
+        with self.engine.connect() as c:
+            q = (
+                select(
+                    records.c.seq,
+                    records.c.record_id,
+                    records.c.kind,
+                    records.c.customer_id,
+                    records.c.ts,
+                    records.c.row,
+                )
+                .where(records.c.seq > seq)
+                .order_by(records.c.seq)
+                .limit(limit)
+            )
+            return [(r[0], Record(r[1], r[2], r[3], _utc(r[4]), _parsed(r[5]))) for r in c.execute(q)]
+
+    def newest(self) -> int:
+        from sqlalchemy import func
+
+        with self.engine.connect() as c:
+            return c.execute(select(func.max(records.c.seq))).scalar() or 0
 
     def created(self, ids: list[str]) -> set[str]:
         """The customers a live customer record created (or updated)."""
@@ -236,7 +269,7 @@ class LiveLog:
             q = select(
                 records.c.seq, records.c.record_id, records.c.kind, records.c.customer_id, records.c.ts, records.c.row
             ).where(records.c.folded_at.is_(None))
-            return [(r[0], Record(r[1], r[2], r[3], _utc(r[4]), json.loads(r[5]))) for r in c.execute(q)]
+            return [(r[0], Record(r[1], r[2], r[3], _utc(r[4]), _parsed(r[5]))) for r in c.execute(q)]
 
     def unfolded_customers(self) -> list[str]:
         """Customers with live records the canonical tables do not hold yet (a build overwrote their online rows)."""

@@ -134,7 +134,9 @@ class Live:
         self.hint = Hint(settings)
         self.seen_hint = self.hint.read()
         self.seen_seq = self.log.feed_position()
-        self.kept: LRUCache = LRUCache(maxsize=100_000)  # customer → (newest seq read, its live records)
+        self.kept: LRUCache = LRUCache(maxsize=100_000)  # customer → (its record ids, its live records)
+        self.margin = 1_000 if self.log.engine.dialect.name == "postgresql" else 0
+        self.kept_seq = self.log.newest()  # every record up to here is in `kept` for the customers it holds
         self.follow_lock = threading.Lock()
         self.cv = threading.Condition()
         self.todo: dict[str, None] = {}
@@ -351,17 +353,32 @@ class Live:
         return at
 
     def _history(self, ids: list[str]) -> list[live.Record]:
-        """These customers' live records, oldest first: read once, then only what was stored since (a customer's
-        history only grows)."""
-        have = {cid: self.kept.get(cid, (0, [])) for cid in ids}
-        after = min(seq for seq, _ in have.values())
-        for seq, rec in self.log.for_customers(ids, after):
-            top, recs = have[rec.customer_id]
-            if seq > top:
-                have[rec.customer_id] = (seq, [*recs, rec])
-        for cid, kept in have.items():
-            self.kept[cid] = kept
-        return [r for cid in ids for r in have[cid][1]]
+        """These customers' live records, oldest first, kept per customer in this process: each pass reads only
+        what anyone stored since the last one (a customer's history only grows), plus the whole history of
+        customers it holds nothing of yet. On PostgreSQL, where sequence numbers are taken before commit, the read
+        reaches back a margin and records are kept once by id."""
+        news = self.log.since(max(self.kept_seq - self.margin, 0), 50_000)
+        if len(news) == 50_000:  # a long gap (a bulk load elsewhere): start over rather than hold it all
+            self.kept.clear()
+            self.kept_seq = self.log.newest()
+        else:
+            for seq, rec in news:
+                kept = self.kept.get(rec.customer_id)
+                if kept is not None and rec.record_id not in kept[0]:
+                    kept[0].add(rec.record_id)
+                    kept[1].append(rec)
+                self.kept_seq = max(self.kept_seq, seq)
+        missing = [cid for cid in ids if cid not in self.kept]
+        if missing:
+            fresh: dict[str, tuple[set, list]] = {cid: (set(), []) for cid in missing}
+            for _, rec in self.log.for_customers(missing):
+                seen, recs = fresh[rec.customer_id]
+                if rec.record_id not in seen:
+                    seen.add(rec.record_id)
+                    recs.append(rec)
+            for cid, kept in fresh.items():
+                self.kept[cid] = kept
+        return [r for cid in ids for r in self.kept[cid][1]]
 
     def _view(self, name: str) -> object:
         """The Feast view object, parsed from the registry once per materialisation (parsing costs ~4 ms)."""
