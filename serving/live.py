@@ -589,6 +589,8 @@ def _child_main(settings_data: dict, conn: object, origin: str) -> None:
     from serving.state import ServingState
 
     quiet_environment()
+    with contextlib.suppress(OSError):
+        os.nice(10)  # background work: the server's requests get the cores first, passes take what is left
     settings = Settings.model_validate(settings_data)
     state = ServingState(settings)
     load(state)
