@@ -144,6 +144,7 @@ class Live:
         self.thread: threading.Thread | None = None
         self.sent = threading.Event()  # set after a pass that stored webhook messages
         self._meta: tuple[int, FeatureMeta] | None = None
+        self._reference: dict | None = None
         self._views: tuple[object, dict] = (None, {})
         self._wal = False
         self._redis_lock = None
@@ -157,11 +158,17 @@ class Live:
     # --- what requests call ---------------------------------------------------------------------------------------
 
     def meta(self) -> FeatureMeta:
+        """The last build's metadata, and with it its population statistics: read again when a build wrote them."""
         path = self.settings.feature_dir / "schema.json"
         stamp = path.stat().st_mtime_ns
         if self._meta is None or self._meta[0] != stamp:
             self._meta = (stamp, read_feature_meta(self.settings.feature_dir))
+            self._reference = read_reference(self.settings.feature_dir)
         return self._meta[1]
+
+    def reference(self) -> dict | None:
+        self.meta()
+        return self._reference
 
     def known(self, ids: list[str]) -> set[str]:
         base = self.base.fresh()
@@ -298,7 +305,7 @@ class Live:
             if "customers" not in tables or not len(tables["customers"]):
                 return at
             changed = {cid for _, cid, rid in pending if kinds.get(rid) == "customer"}
-            reference = read_reference(self.settings.feature_dir)
+            reference = self.reference()
             frames = live.features_at(_with_empty(tables), at, meta, reference, profile_of=changed)
             models = [m for m, c in state.models.items() if m != "value" and hasattr(c.model, "grade")]
             self.follow()  # the cache must hold what is online now: another worker may have pushed these
