@@ -19,7 +19,7 @@ from features import engineering, live
 from features.live import Record, RecordError
 from leadscope.schema import CHANNELS, STAGES
 from leadscope.tables import FeatureMeta
-from serving.leads import Attribute, Moment
+from serving.leads import Attributes, Moment
 
 MAX_RECORDS = 1_000
 RecordId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
@@ -54,7 +54,7 @@ class StageChange(_Record):
 class CustomerRecord(_Record):
     type: Literal["customer"]
     created_at: Moment | None = Field(None, description="When the lead was created (default: ts, for a new one).")
-    attributes: dict[str, Attribute] = Field(default_factory=dict, max_length=200)
+    attributes: Attributes = Field(default_factory=dict, max_length=200)
 
 
 LiveRecord = Annotated[EngagementEvent | Order | StageChange | CustomerRecord, Field(discriminator="type")]

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from features import engineering, live
 from features.build import split_view
@@ -36,6 +36,19 @@ def _in_range(t: datetime) -> datetime:
 Moment = Annotated[datetime, AfterValidator(_in_range)]
 
 
+def _cells(v: dict[str, Attribute]) -> dict[str, Attribute]:
+    for k, cell in v.items():
+        if len(k) > 128:
+            raise ValueError("an attribute name is longer than 128 characters")
+        if isinstance(cell, str) and len(cell) > 4_096:
+            raise ValueError(f"{k}: longer than 4,096 characters")
+    return v
+
+
+# Customer attributes by column name, as in the company's export (an inline lead's, a live customer record's).
+Attributes = Annotated[dict[str, Attribute], AfterValidator(_cells)]
+
+
 class InlineEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ts: Moment = Field(description="When it happened (ISO 8601; naive times are UTC).")
@@ -54,17 +67,9 @@ class InlineOrder(BaseModel):
 class Lead(BaseModel):
     model_config = ConfigDict(extra="forbid")
     created_at: Moment = Field(description="When the lead was created (ISO 8601).")
-    attributes: dict[str, Attribute] = Field(
+    attributes: Attributes = Field(
         default_factory=dict, max_length=200, description="Customer attributes by column name, as in your export."
     )
-
-    @field_validator("attributes")
-    @classmethod
-    def _cells(cls, v: dict[str, Attribute]) -> dict[str, Attribute]:
-        for k, cell in v.items():
-            if isinstance(cell, str) and len(cell) > 4_096:
-                raise ValueError(f"{k}: longer than 4,096 characters")
-        return v
 
 
 class LeadScoreRequest(BaseModel):

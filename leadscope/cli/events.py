@@ -73,6 +73,8 @@ def post(
     from serving.webhooks import Webhooks
 
     s = settings()
+    if file.exists() and file.stat().st_size > s.import_max_file_bytes:
+        fail(f"FILE: {file.name} is larger than LEADSCOPE_IMPORT_MAX_FILE_BYTES ({s.import_max_file_bytes:,} bytes)")
     rows = _rows(file)
     if not rows:
         fail(f"FILE: {file.name} holds no records")

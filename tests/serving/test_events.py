@@ -187,6 +187,10 @@ def test_bad_attributes_and_webhook_urls_are_refused(live_company) -> None:
             },
         )
         assert r.status_code == 422 and r.json()["error"]["field"] == "events.0.attributes.age"
+        long = {"id": "a-3", "type": "customer", "customer_id": "N-1", "ts": now, "attributes": {"country": "x" * 5000}}
+        r = client.post("/v1/events", json={"events": [long]})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "events.0.attributes", r.text
+        assert "xxxx" not in r.text
         r = client.post("/v1/webhooks", json={"url": "ftp://crm.example.com/hook"})
         assert r.status_code == 422 and r.json()["error"]["field"] == "url"
         r = client.post("/v1/webhooks", json={"url": "https://crm.example.com/h", "models": ["nope"]})
