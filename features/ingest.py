@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,9 @@ from features import contract
 from features.files import ARROW_TEXT, NOT_UTF8, FileRefused, Limits, not_utf8, read
 from leadscope.schema import CHANNELS, EDGE_KINDS, ENTITY, RESERVED_COLUMNS, STAGES, TS
 from leadscope.tables import commit_tables, has_table, read_table, recover
+
+if TYPE_CHECKING:
+    import pyarrow
 
 KEYS = {
     "customers": ["customer_id"],
@@ -126,7 +130,7 @@ def validate(
     df: pd.DataFrame,
     *,
     file: str,
-    known_customers: set[str],
+    known_customers: set[str] | Sequence[str] | pyarrow.Array | pyarrow.ChunkedArray,
     kinds: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(accepted rows in their stored types, rejection report). Row numbers are 1-based data rows (the header is
@@ -156,46 +160,78 @@ def validate(
     return accepted.reset_index(drop=True), report.sort_values(["row", "column"], ignore_index=True)
 
 
-def _reference_issues(table: str, work: pd.DataFrame, known_customers: set[str]) -> list[tuple[int, str, str]]:
-    """Rows naming a customer that is neither stored nor in this import's customers file."""
+def _reference_issues(
+    table: str, work: pd.DataFrame, known_customers: set[str] | Sequence[str] | pyarrow.Array | pyarrow.ChunkedArray
+) -> list[tuple[int, str, str]]:
+    """Rows naming a customer that is neither stored nor in this import's customers file: one anti-join per column
+    in DuckDB (multi-threaded; measured on 10 M references to 1 M customers, 0.8 s against 2.8 s for Arrow's
+    single-threaded is_in, which also wanted the known ids as one more 1 M-value array)."""
     refs = [c for c in ("customer_id", "src_customer_id", "dst_customer_id") if c in work and table != "customers"]
-    known = _value_set(known_customers) if refs else None
+    if not refs:
+        return []
+    import pyarrow
+
+    con = _duckdb()
+    con.register("known", pyarrow.table({"c": _text_array(known_customers)}))
     issues = []
     for col in refs:
-        unknown = work[col].notna().to_numpy(bool) & ~_isin(work[col], known)
-        issues += [(i, col, "unknown customer_id (not in customers)") for i in work.index[unknown]]
+        con.register("refs", pyarrow.table({"i": np.arange(len(work)), "c": _text_array(work[col])}))
+        unknown = con.execute(
+            "SELECT i FROM refs WHERE c IS NOT NULL AND NOT EXISTS (SELECT 1 FROM known k WHERE k.c = refs.c) "
+            "ORDER BY i"
+        ).fetchnumpy()["i"]
+        issues += [(int(i), col, "unknown customer_id (not in customers)") for i in unknown]
     return issues
 
 
 def _duplicated(work: pd.DataFrame, keys: list[str]) -> pd.Series:
-    """Rows whose key repeats later in the file (complete keys only). One distinct count first, in DuckDB (a
-    multi-threaded hash aggregate over the Arrow column, 5× Arrow's own count_distinct on 10 M ids): most files
-    have no duplicate, and then the per-row search is skipped."""
+    """Rows whose key repeats later in the file (complete keys only). One distinct count of the key's hashes
+    first, in DuckDB (a multi-threaded hash aggregate, 5× Arrow's own count_distinct on 10 M ids): most files have
+    no duplicate, and then the per-row search is skipped. Two keys sharing a hash only send the file to the
+    exact search, so the answer never depends on the hash."""
     complete = work[keys].notna().all(axis=1)
     if len(keys) == 1 and work[keys[0]].dtype == ARROW_TEXT:
-        import duckdb
-        import pyarrow as pa
+        import pyarrow
 
-        con = duckdb.connect()
-        con.register("k", pa.table({"k": work[keys[0]].array.__arrow_array__()}))
-        if con.execute("SELECT count(DISTINCT k) FROM k").fetchone()[0] == int(complete.sum()):
+        con = _duckdb()
+        con.register("k", pyarrow.table({"k": _text_array(work[keys[0]])}))
+        if con.execute("SELECT count(DISTINCT hash(k)) FROM k WHERE k IS NOT NULL").fetchone()[0] == int(
+            complete.sum()
+        ):
             return pd.Series(False, index=work.index)
     return work.duplicated(keys, keep="last") & complete
 
 
-def _value_set(values: set[str]):  # noqa: ANN202 - pyarrow Array
-    import pyarrow as pa
+def _duckdb():  # noqa: ANN202 - duckdb connection
+    import duckdb
 
-    return pa.array(list(values), type=pa.large_string())
+    return duckdb.connect(config={"threads": os.cpu_count() or 1})
 
 
-def _isin(s: pd.Series, value_set) -> np.ndarray:  # noqa: ANN001 - pyarrow Array
-    """Membership as one Arrow kernel (pandas' isin builds a Python scalar per value of a large set)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+def _text_array(
+    values: pd.Series | set[str] | Sequence[str] | pyarrow.Array | pyarrow.ChunkedArray,
+) -> pyarrow.ChunkedArray:
+    """Values as one Arrow large_string array, without a Python object per value where they are Arrow already."""
+    import pyarrow
 
-    arr = pa.array(s.array) if s.dtype == ARROW_TEXT else pa.array(s.astype(str).to_numpy(object))
-    return pc.is_in(arr.cast(pa.large_string()), value_set=value_set).to_numpy(zero_copy_only=False)
+    if isinstance(values, pyarrow.Array | pyarrow.ChunkedArray):
+        arr = values
+    elif isinstance(values, pd.Series) and values.dtype == ARROW_TEXT:
+        arr = values.array.__arrow_array__()
+    elif isinstance(values, pd.Series):
+        text = values.astype(object).where(values.notna(), None)
+        try:
+            arr = pyarrow.array(text.to_numpy(object), pyarrow.large_string(), from_pandas=True)
+        except (UnicodeEncodeError, pyarrow.ArrowTypeError, pyarrow.ArrowInvalid):
+            # text that was not UTF-8 (kept as surrogates) or not text: its rows are reported as such anyway
+            text = text.map(
+                lambda v: str(v).encode("utf-8", "surrogateescape").decode("utf-8", "replace"), na_action="ignore"
+            )
+            arr = pyarrow.array(text.to_numpy(object), pyarrow.large_string(), from_pandas=True)
+    else:
+        arr = pyarrow.array(list(values), pyarrow.large_string())
+    arr = arr.cast(pyarrow.large_string())
+    return arr if isinstance(arr, pyarrow.ChunkedArray) else pyarrow.chunked_array([arr])
 
 
 def _schema_issues(table: str, work: pd.DataFrame) -> list[tuple[int, str, str]]:
@@ -218,9 +254,9 @@ def _schema_issues(table: str, work: pd.DataFrame) -> list[tuple[int, str, str]]
 
 def reserved_names() -> frozenset[str]:
     """Column names a custom attribute may not take: every built-in feature, the entity and timestamp columns."""
-    from features.names import builtin_feature_columns
+    from features.names import BUILTIN_FEATURE_COLUMNS
 
-    return builtin_feature_columns() | {ENTITY, TS}
+    return BUILTIN_FEATURE_COLUMNS | {ENTITY, TS}
 
 
 def _check_custom_names(name: str, df: pd.DataFrame, reserved: frozenset[str]) -> None:
@@ -260,12 +296,10 @@ def import_files(
     """Read and validate every file (any refusal stops before anything is written), then commit them together."""
     limits = limits or Limits()
     recover(raw_dir)
-    with _arrow_pool(), ThreadPoolExecutor(max_workers=1) as pool:
-        # the reserved names come from running the feature functions once: done while Arrow reads the files
-        reserved = pool.submit(reserved_names) if "customers" in files else None
+    with _arrow_pool():
         frames = {t: read(files[t], t, limits) for t in ORDER if t in files}
-        if reserved is not None:
-            _check_custom_names(files["customers"].name, frames["customers"], reserved.result())
+        if "customers" in frames:
+            _check_custom_names(files["customers"].name, frames["customers"], reserved_names())
         return _validate_and_commit(raw_dir, files, frames, pinned)
 
 
@@ -286,14 +320,21 @@ def _arrow_pool() -> Iterator[None]:
 def _validate_and_commit(
     raw_dir: Path, files: dict[str, Path], frames: dict[str, pd.DataFrame], pinned: dict[str, dict[str, str]] | None
 ) -> list[Outcome]:
-    known: set[str] = set()
-    if has_table(raw_dir, "customers"):
-        known |= set(read_table(raw_dir, "customers", columns=[ENTITY])[ENTITY].astype(str))
+    import pyarrow
+
+    # the known customer ids as Arrow arrays (stored, then this import's accepted ones), never a Python set:
+    # a million ids as Python strings cost a second to build and another to hand to the reference check
+    known = (
+        [_text_array(read_table(raw_dir, "customers", columns=[ENTITY])[ENTITY])]
+        if has_table(raw_dir, "customers")
+        else []
+    )
     results, tables = [], {}
     for table, df in frames.items():
         stored = read_table(raw_dir, table) if has_table(raw_dir, table) else None
         kinds = kinds_for(table, df, (pinned or {}).get(table), stored)
-        accepted, rejects = validate(table, df, file=files[table].name, known_customers=known, kinds=kinds)
+        ids = pyarrow.chunked_array([c for k in known for c in k.chunks], pyarrow.large_string())
+        accepted, rejects = validate(table, df, file=files[table].name, known_customers=ids, kinds=kinds)
         if len(df) and accepted.empty:
             first = rejects.iloc[0]
             raise FileRefused(
@@ -301,7 +342,7 @@ def _validate_and_commit(
                 f"{first['reason']}"
             )
         if table == "customers":
-            known |= set(accepted[ENTITY].astype(str))
+            known.append(_text_array(accepted[ENTITY]))
         tables[table] = upsert(stored, accepted, table)
         results.append(Outcome(table, len(df), len(accepted), rejects, kinds))
     commit_tables(raw_dir, tables)
