@@ -178,6 +178,13 @@ def parse_number(s: pd.Series) -> Parsed:
         t = _text(s)
         ok = t.str.fullmatch(_NUMBER.pattern).fillna(False).astype(bool)
         return Parsed(t.where(ok).astype("float64"), t.notna() & ~ok, reason)
+    try:  # a clean column: Arrow's cast alone. Every finite value it reads is one the pattern accepts (its extra
+        # spellings, inf and nan, are not finite), so the answer is the pattern's; a third of the parse of 10 M values
+        values = pc.cast(arr, pa.float64())
+        if pc.all(pc.is_finite(values)).as_py() is not False:
+            return Parsed(pd.Series(values.to_numpy(zero_copy_only=False), index=s.index), _no(s.index), reason)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
     ok_arrow = pc.fill_null(pc.match_substring_regex(arr, _NUMBER.pattern), False)
     ok, given = _mask(ok_arrow), _mask(pc.is_valid(arr))
     numbers = arr if ok.all() else pc.if_else(ok_arrow, arr, pa.scalar(None, arr.type))  # cast only numbers

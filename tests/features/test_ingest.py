@@ -45,6 +45,8 @@ def test_each_kind_of_bad_row_is_reported_and_the_rest_accepted(tmp_path, row, c
     assert tx.rejects[["file", "row", "column", "reason"]].values.tolist() == [["t.csv", 2, column, reason]]
     stored = pd.read_parquet(tmp_path / "raw" / "transactions.parquet")
     assert stored["transaction_id"].tolist() == ["t1"]
+    # the file staged while the rules were checked held the rejected row: it is gone, not left beside the store
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["customers.parquet", "transactions.parquet"]
 
 
 def test_one_percent_corrupted_file(tmp_path) -> None:
