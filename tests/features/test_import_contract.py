@@ -277,3 +277,15 @@ def test_a_build_that_cannot_reach_the_online_store_puts_the_previous_features_b
     assert res.exit_code != 0
     assert checksum(settings.feature_dir) == before
     assert not settings.feature_dir.with_name("features.previous").exists()
+
+
+def test_a_quoted_value_holding_line_breaks_is_one_value(tmp_path) -> None:
+    # files without a quote character are split into blocks without tracking quotes; a file with them keeps a
+    # multi-line note (a CRM's free-text field) in its row, over more than one of Arrow's blocks
+    note = "first line\nsecond line, with a comma\r\nthird"
+    rows = [f'c{i},2026-01-01,"{note}"' for i in range(300_000)]  # 20 MB: more than one 16 MB block
+    cust = write(tmp_path, "c.csv", "customer_id,created_at,notes\n" + "\n".join(rows) + "\n")
+    res = run(tmp_path, "--customers", str(cust))
+    assert res.exit_code == 0, res.output
+    stored = pd.read_parquet(tmp_path / "data" / "raw" / "customers.parquet")
+    assert len(stored) == 300_000 and set(stored["notes"]) == {note}
