@@ -76,6 +76,7 @@ async def freshness(base: str, headers: dict, ids: list[str], n: int) -> tuple[n
 
         async def score(cid: str) -> str:
             async with s.post(f"{base}/v1/scores", json={"customer_ids": [cid]}) as r:
+                assert r.status == 200, f"/v1/scores answered {r.status}: {await r.text()}"
                 return json.dumps((await r.json())["results"][0].get("propensity"))
 
         for k in range(n):

@@ -22,7 +22,7 @@ from serving.audiences.store import AudienceStore
 from serving.live import Live, deliver_forever_thread
 from serving.middleware import Limits, Observability
 from serving.routers import admin, audiences, conversions, events, health, leads, nba, scores, webhooks
-from serving.security import Guard
+from serving.security import Guard, document_security
 from serving.signals.ingest import outbox_for
 from serving.signals.outbox import Outbox, Policy
 from serving.state import ServingState
@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout=settings.request_timeout_seconds,
     )
     app.add_middleware(Observability)
+    document_security(app)
     return app
 
 

@@ -19,8 +19,10 @@ async def get_state(request: Request) -> ServingState:
     return request.app.state.serving
 
 
-async def ready_state(state: Annotated[ServingState, Depends(get_state)]) -> ServingState:
-    """The state once loading has finished (503 `loading` before)."""
+async def ready_state(request: Request) -> ServingState:
+    """The state once loading has finished (503 `loading` before). Reads the app's state itself rather than
+    through get_state: each dependency FastAPI solves costs every request (the scoring path counts them)."""
+    state: ServingState = request.app.state.serving
     if not state.loaded:
         raise ApiError(503, "loading", "models and features are still loading; see /readyz")
     return state

@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from leadscope.schema import SCORED_MODELS
+from serving.batches import ScoreBatches
 from serving.deps import ReadyState
 from serving.errors import ApiError, documented
 from serving.schemas import BatchScoreRequest, ModelInfo, ScoreRequest, ScoreResponse
@@ -18,7 +19,7 @@ from serving.state import ServingState
 
 router = APIRouter(prefix="/v1", tags=["scores"], dependencies=[require("score")])
 BATCH_PATH = "/v1/scores/batch"
-INLINE_MAX = 64  # small requests run on the event loop: sub-millisecond CPU work, no thread hop
+INLINE_MAX = 64  # small requests run on the event loop (serving/batches.py): sub-millisecond work, no thread hop
 BATCH_CHUNK = 2_000  # ids per online read in a batch: bounded memory, a flush every few hundred ms
 ERRORS = documented(400, 401, 403, 413, 422, 429, 503, 504)
 
@@ -50,11 +51,20 @@ async def scores(body: ScoreRequest, state: ReadyState) -> ScoreResponse:
     """Propensity (default), churn and/or value for each id, with the top reasons; unknown ids get an item error."""
     names = _models(state, body.models)
     ids = body.customer_ids
+    if len(ids) <= INLINE_MAX:  # scored on the event loop, in one pass with the requests that came with it
+        infos, items = await _batches(state).submit(names, ids)
+        return ScoreResponse(models=infos, results=items)
 
     def run() -> ScoreResponse:
         return ScoreResponse(models=_infos(state, names), results=score_items(state, names, ids))
 
-    return run() if len(ids) <= INLINE_MAX else await run_in_threadpool(run)
+    return await run_in_threadpool(run)
+
+
+def _batches(state: ServingState) -> ScoreBatches:
+    if state.score_batches is None:
+        state.score_batches = ScoreBatches(lambda names, ids: (_infos(state, names), score_items(state, names, ids)))
+    return state.score_batches
 
 
 @router.post(
