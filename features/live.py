@@ -358,10 +358,17 @@ class Base:
         self.tables: dict[str, pd.DataFrame] = {}
         self.index: dict[str, dict[str, np.ndarray]] = {}
         self.event_types: frozenset[str] = frozenset()
+        self.paths = [raw_dir / f"{t}.parquet" for t in self.TABLES]
 
     def _stamp(self) -> tuple:
-        paths = [self.raw_dir / f"{t}.parquet" for t in self.TABLES]
-        return tuple(os.stat(p).st_mtime_ns if p.exists() else 0 for p in paths)
+        """The tables' modification times (0 for a table not imported): one stat each, on every live request."""
+        out = []
+        for p in self.paths:
+            try:
+                out.append(os.stat(p).st_mtime_ns)
+            except FileNotFoundError:
+                out.append(0)
+        return tuple(out)
 
     def fresh(self) -> Base:
         stamp = self._stamp()

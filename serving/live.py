@@ -144,6 +144,7 @@ class Live:
         self.thread: threading.Thread | None = None
         self.sent = threading.Event()  # set after a pass that stored webhook messages
         self._meta: tuple[int, FeatureMeta] | None = None
+        self.schema_path = settings.feature_dir / "schema.json"  # resolved once: each request stats it
         self._reference: dict | None = None
         self._views: tuple[object, dict] = (None, {})
         self._wal = False
@@ -159,7 +160,7 @@ class Live:
 
     def meta(self) -> FeatureMeta:
         """The last build's metadata, and with it its population statistics: read again when a build wrote them."""
-        path = self.settings.feature_dir / "schema.json"
+        path = self.schema_path
         stamp = path.stat().st_mtime_ns
         if self._meta is None or self._meta[0] != stamp:
             self._meta = (stamp, read_feature_meta(self.settings.feature_dir))

@@ -47,12 +47,13 @@ async def take(
 
     def check() -> list:
         ids = [r.customer_id for r in body.events]
+        known = live.known(ids)  # brings the imported tables up to date first (one stat per table)
         try:
             return events.records(
                 body,
                 meta=live.meta(),
-                known=live.known(ids),
-                event_types=live.base.fresh().event_types,
+                known=known,
+                event_types=live.base.event_types,
                 future_seconds=settings.events_future_seconds,
             )
         except RecordError as exc:
