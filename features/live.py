@@ -131,6 +131,21 @@ def _parsed(text: str) -> dict:
     return row
 
 
+_RECORD_COLUMNS = (
+    records.c.seq,
+    records.c.record_id,
+    records.c.kind,
+    records.c.customer_id,
+    records.c.ts,
+    records.c.row,
+)
+
+
+def _record(r: tuple) -> tuple[int, Record]:
+    """(seq, record) of a row selected as _RECORD_COLUMNS."""
+    return r[0], Record(r[1], r[2], r[3], _utc(r[4]), _parsed(r[5]))
+
+
 def _json(row: dict) -> str:
     return json.dumps(
         {k: (_utc(v).isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}, separators=(",", ":")
@@ -175,34 +190,17 @@ class LiveLog:
         out: list[tuple[int, Record]] = []
         with self.engine.connect() as c:
             for start in range(0, len(ids), 500):
-                q = select(
-                    records.c.seq,
-                    records.c.record_id,
-                    records.c.kind,
-                    records.c.customer_id,
-                    records.c.ts,
-                    records.c.row,
-                ).where(records.c.customer_id.in_(ids[start : start + 500]), records.c.seq > after)
-                out += [(r[0], Record(r[1], r[2], r[3], _utc(r[4]), _parsed(r[5]))) for r in c.execute(q)]
+                q = select(*_RECORD_COLUMNS).where(
+                    records.c.customer_id.in_(ids[start : start + 500]), records.c.seq > after
+                )
+                out += [_record(r) for r in c.execute(q)]
         return sorted(out, key=lambda sr: sr[0])
 
     def since(self, seq: int, limit: int) -> list[tuple[int, Record]]:
         """(seq, record) of every customer's records stored after position `seq` (at most `limit`, oldest first)."""
         with self.engine.connect() as c:
-            q = (
-                select(
-                    records.c.seq,
-                    records.c.record_id,
-                    records.c.kind,
-                    records.c.customer_id,
-                    records.c.ts,
-                    records.c.row,
-                )
-                .where(records.c.seq > seq)
-                .order_by(records.c.seq)
-                .limit(limit)
-            )
-            return [(r[0], Record(r[1], r[2], r[3], _utc(r[4]), _parsed(r[5]))) for r in c.execute(q)]
+            q = select(*_RECORD_COLUMNS).where(records.c.seq > seq).order_by(records.c.seq).limit(limit)
+            return [_record(r) for r in c.execute(q)]
 
     def newest(self) -> int:
         from sqlalchemy import func
@@ -266,10 +264,8 @@ class LiveLog:
 
     def unfolded(self) -> list[tuple[int, Record]]:
         with self.engine.connect() as c:
-            q = select(
-                records.c.seq, records.c.record_id, records.c.kind, records.c.customer_id, records.c.ts, records.c.row
-            ).where(records.c.folded_at.is_(None))
-            return [(r[0], Record(r[1], r[2], r[3], _utc(r[4]), _parsed(r[5]))) for r in c.execute(q)]
+            q = select(*_RECORD_COLUMNS).where(records.c.folded_at.is_(None))
+            return [_record(r) for r in c.execute(q)]
 
     def unfolded_customers(self) -> list[str]:
         """Customers with live records the canonical tables do not hold yet (a build overwrote their online rows)."""
