@@ -156,6 +156,12 @@ class LiveLog:
     def __init__(self, url: str) -> None:
         self.engine = engine_for(url)
         metadata.create_all(self.engine)
+        self._sqlite_binds: tuple[list[str], list] | None = None
+        if self.engine.dialect.name == "sqlite":
+            names = ["record_id", "kind", "customer_id", "ts", "row", "received_at"]
+            d = self.engine.dialect
+            binds = [records.c[n].type.dialect_impl(d).bind_processor(d) for n in names]
+            self._sqlite_binds = (names, binds)
 
     def add(self, items: list[Record], now: datetime | None = None) -> list[Record]:
         """Store the records whose id is new, in one transaction (insert-or-ignore: a retried or raced id is a
@@ -176,14 +182,47 @@ class LiveLog:
             for r in items
             if first[r.record_id] is r
         ]
-        stmt = (
-            upsert_insert(self.engine)(records)
-            .on_conflict_do_nothing(index_elements=["record_id"])
-            .returning(records.c.record_id)
-        )
-        with self.engine.begin() as c:
-            stored = {row[0] for row in c.execute(stmt, rows)}
+        if self._sqlite_binds is not None:
+            stored = self._add_sqlite(rows)
+        else:
+            stmt = (
+                upsert_insert(self.engine)(records)
+                .on_conflict_do_nothing(index_elements=["record_id"])
+                .returning(records.c.record_id)
+            )
+            with self.engine.begin() as c:
+                stored = {row[0] for row in c.execute(stmt, rows)}
         return [r for r in items if r.record_id in stored and first[r.record_id] is r]
+
+    def _add_sqlite(self, rows: list[dict]) -> set[str]:
+        """The embedded intake's hot path: one multi-row INSERT … ON CONFLICT DO NOTHING RETURNING per 500 rows on
+        the pool's DB-API connection, in one transaction. SQLAlchemy compiles the dialect's insert-or-ignore anew on
+        every call (measured 0.6 ms of 0.9 ms per one-record request); values go through the columns' own bind
+        processors, so what is stored is byte-identical to the SQLAlchemy path's (PostgreSQL keeps that path)."""
+        names, binds = self._sqlite_binds
+        stored: set[str] = set()
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            try:
+                for start in range(0, len(rows), 500):
+                    chunk = rows[start : start + 500]
+                    sql = (
+                        f"INSERT INTO live_records ({', '.join(names)}) VALUES "
+                        + ", ".join([f"({', '.join('?' * len(names))})"] * len(chunk))
+                        + " ON CONFLICT (record_id) DO NOTHING RETURNING record_id"
+                    )
+                    params = [b(row[n]) if b else row[n] for row in chunk for n, b in zip(names, binds, strict=True)]
+                    stored.update(r[0] for r in cur.execute(sql, params).fetchall())
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                cur.close()
+        finally:
+            raw.close()  # back to the pool
+        return stored
 
     def for_customers(self, ids: list[str], after: int = 0) -> list[tuple[int, Record]]:
         """(seq, record) of these customers' live records stored after position `after`, in storage order."""

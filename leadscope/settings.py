@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     live_apply_interval_seconds: float = Field(
         0.05, ge=0, description="Under load, live passes start at most this often (records arriving meanwhile join)."
     )
+    live_apply_share: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Under load, the live applier's share of the time (a pass of t seconds waits t/share before the "
+        "next, at most 0.5 s more): the rest of the core scores.",
+    )
     score_change_delta: int = Field(
         5,
         ge=1,

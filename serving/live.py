@@ -230,11 +230,15 @@ class Live:
     # --- the applier ----------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        started = 0.0
+        started, took = 0.0, 0.0
+        share = self.settings.live_apply_share
         while True:
-            # under load, passes start at most every live_apply_interval_seconds: what arrives meanwhile joins the
-            # next pass, so a stream of single events costs a few passes a second, not one each
-            pause = self.settings.live_apply_interval_seconds - (time.monotonic() - started)
+            # under load, passes start at most every live_apply_interval_seconds, and the applier keeps to its
+            # share of a core (a pass of 30 ms waits 70 ms after it at 0.3, at most 0.5 s): what arrives meanwhile
+            # joins the next pass, so a stream of events costs a few passes a second and leaves the scoring its
+            # core. After a quiet spell the pass starts at once.
+            cycle = max(self.settings.live_apply_interval_seconds, min(took / share, took + 0.5))
+            pause = cycle - (time.monotonic() - started)
             if pause > 0:
                 time.sleep(pause)
             with self.cv:
@@ -264,6 +268,7 @@ class Live:
                 for w in waiters:
                     w.set_exception(exc)
                 continue
+            took = time.monotonic() - started
             for w in waiters:
                 w.set_result(True)
 
@@ -311,12 +316,15 @@ class Live:
             models = [m for m, c in state.models.items() if m != "value" and hasattr(c.model, "grade")]
             self.follow()  # the cache must hold what is online now: another worker may have pushed these
             served = {m: online.rows(m, ids) for m in models}
-            before = {m: _points(state.models[m].model, ids, served[m]) for m in models}
+            # the points before: the score history's last ones, and a plain predict for customers it has none of
+            # (their baseline); whole explanations only for the few changes that get recorded (below)
+            before: dict[str, dict[str, Point]] = {}
             for m in models:
                 known = self.history.last(m, ids)
-                missing = {cid: p for cid, p in before[m][0].items() if cid not in known}
+                rest = [j for j, cid in enumerate(ids) if cid not in known]
+                missing = _plain_points(state.models[m].model, [ids[j] for j in rest], _rows(served[m], rest))
                 self.history.baseline(m, state.models[m].version, missing, at.to_pydatetime())
-                before[m] = ({**before[m][0], **known}, before[m][1], before[m][2])
+                before[m] = {**missing, **known}
             self.write(frames, at)
             online.forget(ids)
             now_served = {m: _overlay(served[m], frames, ids) for m in models}
@@ -330,23 +338,23 @@ class Live:
             by_customer: dict[str, list[str]] = {}
             for _, cid, rid in pending:
                 by_customer.setdefault(cid, []).append(rid)
+            pos = {cid: j for j, cid in enumerate(ids)}
             for m in models:
-                for cid, new in after[m][0].items():
-                    old = before[m][0].get(cid, Point(None, None, None))
-                    if worth_recording(old, new, self.settings.score_change_delta):
-                        moved = _moved(before[m][1].get(cid), after[m][1].get(cid))
-                        found.append(
-                            Change(
-                                cid,
-                                m,
-                                state.models[m].version,
-                                at.to_pydatetime(),
-                                old,
-                                new,
-                                moved,
-                                by_customer.get(cid, []),
-                            )
-                        )
+                changes = [
+                    (cid, before[m].get(cid, Point(None, None, None)), new)
+                    for cid, new in after[m][0].items()
+                    if worth_recording(
+                        before[m].get(cid, Point(None, None, None)), new, self.settings.score_change_delta
+                    )
+                ]
+                was = _points(state.models[m].model, [c for c, _, _ in changes],
+                              _rows(served[m], [pos[c] for c, _, _ in changes]))[1] if changes else {}  # fmt: skip
+                for cid, old, new in changes:
+                    moved = _moved(was.get(cid), after[m][1].get(cid))
+                    found.append(
+                        Change(cid, m, state.models[m].version, at.to_pydatetime(), old, new, moved,
+                               by_customer.get(cid, []))
+                    )  # fmt: skip
             now = at.to_pydatetime()
             with self.log.engine.begin() as c:
                 self.log.mark_applied(c, seqs, now)
@@ -494,6 +502,19 @@ def _points(scorer: object, ids: list[str], cols: dict[str, list]) -> tuple[dict
             points[cid] = Point(out[0].score, out[0].grade, out[0].probability)
             contribs[cid], answers[cid] = out[1], out[0]
     return points, contribs, answers
+
+
+def _plain_points(scorer: object, ids: list[str], cols: dict[str, list]) -> dict[str, Point]:
+    """Points per customer of the online columns `cols` from a plain predict (no TreeSHAP: what a baseline needs)."""
+    from serving.scoring import point_rows
+
+    if not ids:
+        return {}
+    return {cid: Point(p[1], p[2], p[0]) for cid, p in zip(ids, point_rows(scorer, cols), strict=True) if p is not None}
+
+
+def _rows(cols: dict[str, list], rows: list[int]) -> dict[str, list]:
+    return {name: [col[j] for j in rows] for name, col in cols.items()}
 
 
 def _overlay(cols: dict[str, list], frames: dict[str, pd.DataFrame], ids: list[str]) -> dict[str, list]:

@@ -71,6 +71,20 @@ def explain_rows(scorer: Scorer, columns: dict[str, list]) -> list[tuple[Score, 
     return out
 
 
+def point_rows(scorer: Scorer, columns: dict[str, list]) -> list[tuple[float, int, str] | None]:
+    """(probability, score, grade) per row from a plain predict, as score_rows rounds them; None for unknown ids."""
+    feats = scorer.encoder.features
+    n, rows, sub = _known(feats, columns)
+    out: list[tuple[float, int, str] | None] = [None] * n
+    if not rows:
+        return out
+    p = scorer.probability(scorer.encoder.transform_columns(sub))
+    score = scorer.score(p)
+    for j, (i, g) in enumerate(zip(rows, scorer.grade(score), strict=True)):
+        out[i] = (round(float(p[j]), 6), int(score[j]), g)
+    return out
+
+
 def _shown(v: object) -> object:
     if isinstance(v, float):
         return None if math.isnan(v) or v == NO_TOUCH else round(v, 4)

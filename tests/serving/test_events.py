@@ -348,3 +348,35 @@ def test_the_direct_sqlite_read_returns_what_feast_returns(live_company) -> None
         for name in feast:
             assert fast[name] == feast[name], (service, name)
         assert all(fast[n][-2] is None for n in fast if n != ENTITY)  # the unknown id
+
+
+def test_the_embedded_intake_stores_what_the_sqlalchemy_path_stores(tmp_path) -> None:
+    # broken: the hot path's hand-written INSERT stores times in another format (reads and folds would differ),
+    # stores a duplicate, or keeps half of a batch whose transaction failed
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    log = live.LiveLog(url)
+    t = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+    recs = [
+        live.Record(f"r{i}", "event", f"C{i % 3}", t + timedelta(seconds=i), {"n": i, "at": t}) for i in range(1_200)
+    ]
+    again = [live.Record(r.record_id, r.kind, r.customer_id, r.ts, {"other": 1}) for r in recs[:5]]
+    stored = log.add(recs[:700] + again)  # repeated ids in one batch: the first wins
+    assert [r.record_id for r in stored] == [f"r{i}" for i in range(700)]
+    assert log.add(recs[690:710]) == recs[700:710]  # the known ten are duplicates
+    fast = log._sqlite_binds
+    log._sqlite_binds = None  # the SQLAlchemy path, as PostgreSQL takes it
+    assert log.add(recs[705:1_200]) == recs[710:1_200]
+    log._sqlite_binds = fast
+    with sqlite3.connect(tmp_path / "live.db") as c:
+        rows = c.execute("SELECT record_id, kind, customer_id, ts, row FROM live_records ORDER BY seq").fetchall()
+        formats = c.execute("SELECT DISTINCT length(ts), length(received_at) FROM live_records").fetchall()
+    assert [r[0] for r in rows] == [f"r{i}" for i in range(1_200)]
+    assert formats == [(26, 26)]  # one storage format for both paths: '2026-03-04 05:06:07.890123'
+    assert rows[3][3] == "2026-03-04 05:06:10.890123"
+    assert [(s, r.record_id, r.ts, r.row) for s, r in log.since(0, 2_000)] == [
+        (i + 1, f"r{i}", t + timedelta(seconds=i), {"n": i, "at": t.isoformat()}) for i in range(1_200)
+    ]
+    bad = [live.Record("new-1", "event", "C0", t, {}), live.Record("new-2", "event", None, t, {})]  # NOT NULL
+    with pytest.raises(Exception, match="NOT NULL"):
+        log.add(bad)
+    assert log.newest() == 1_200  # nothing of the refused batch stored
