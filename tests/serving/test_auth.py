@@ -142,3 +142,23 @@ def test_keys_list_in_a_folder_without_a_database_creates_none(tmp_path) -> None
     res = CliRunner().invoke(cli, ["keys", "list"], env={"LEADSCOPE_HOME": str(tmp_path)})
     assert res.exit_code == 2 and "no key database" in res.output
     assert not (tmp_path / "data").exists()
+
+
+def test_the_in_process_rate_counter_sweeps_once_a_second_and_still_limits() -> None:
+    # broken: a limits upgrade renamed MemoryStorage's private hook, and every hit starts a thread again (or the
+    # override stopped counting)
+    from limits import parse
+    from limits.strategies import SlidingWindowCounterRateLimiter
+
+    from serving.security import _Memory
+
+    storage = _Memory()
+    storage.timer.join()  # the constructor's first sweep (MemoryStorage.__init__, 10 ms)
+    limiter = SlidingWindowCounterRateLimiter(storage)
+    item = parse("5/minute")
+    assert [limiter.hit(item, "k1") for _ in range(7)] == [True] * 5 + [False] * 2
+    assert limiter.hit(item, "k2")  # another key has its own count
+    assert storage.timer.is_alive() and storage.timer.interval == _Memory.SWEEP_SECONDS
+    started = storage.timer
+    limiter.hit(item, "k2")
+    assert storage.timer is started  # no new thread per hit
