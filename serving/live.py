@@ -230,14 +230,14 @@ class Live:
     # --- the applier ----------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        started, took = 0.0, 0.0
+        started, took, backlog = 0.0, 0.0, False
         share = self.settings.live_apply_share
         while True:
-            # under load, passes start at most every live_apply_interval_seconds, and the applier keeps to its
-            # share of a core (a pass of 30 ms waits 70 ms after it at 0.3, at most 0.5 s): what arrives meanwhile
-            # joins the next pass, so a stream of events costs a few passes a second and leaves the scoring its
-            # core. After a quiet spell the pass starts at once.
-            cycle = max(self.settings.live_apply_interval_seconds, min(took / share, took + 0.5))
+            # under load, passes start at most every live_apply_interval_seconds; and while records keep arriving
+            # during passes (a stream, not one CRM call after another), the applier keeps to its share of the time
+            # (a pass of 30 ms waits 70 ms after it at 0.3, at most 0.5 s): what arrives meanwhile joins the next
+            # pass, so the stream costs a few passes a second and leaves the scoring its core
+            cycle = max(self.settings.live_apply_interval_seconds, min(took / share, took + 0.5) if backlog else 0)
             pause = cycle - (time.monotonic() - started)
             if pause > 0:
                 time.sleep(pause)
@@ -269,6 +269,8 @@ class Live:
                     w.set_exception(exc)
                 continue
             took = time.monotonic() - started
+            with self.cv:
+                backlog = bool(self.todo)
             for w in waiters:
                 w.set_result(True)
 
