@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, computed_field, model_validator
+from pydantic import Field, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     postgres_url: str | None = Field(None, description="postgresql://…: MLflow and the service database (production).")
     auth: bool = Field(True, description="Require an API key on /v1 routes (health, readiness, metrics stay open).")
     key_cache_seconds: float = Field(2.0, ge=0, description="How long a server trusts its copy of the key table.")
+    console_secret: SecretStr | None = Field(
+        None,
+        description="Signs console session cookies (set one value for all servers; unset: a random secret kept in "
+        "the data directory).",
+    )
+    console_session_seconds: int = Field(8 * 3600, ge=60, description="Console sessions expire after this long.")
+    console_max_upload_bytes: int = Field(
+        1024 * 1024, ge=1024, le=2 * 1024 * 1024, description="Largest seed CSV the console takes (413 above)."
+    )
     rate_limit: str = Field("6000/minute", description="Default per-key rate limit (limits notation, e.g. 100/second).")
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
     max_batch_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest body of a batch request.")

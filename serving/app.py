@@ -17,7 +17,7 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from leadscope.settings import Settings, get_settings, quiet_environment
-from serving import errors, scoring
+from serving import console, errors, scoring
 from serving.audiences.store import AudienceStore
 from serving.live import Live, deliver_forever_thread
 from serving.middleware import Limits, Observability
@@ -110,10 +110,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audiences.router)
     app.include_router(nba.router)
     app.include_router(admin.router)
+    console.install(app)
     app.add_middleware(
         Limits,
         max_body=settings.max_body_bytes,
-        large_bodies={scores.BATCH_PATH: settings.max_batch_body_bytes},
+        large_bodies={
+            scores.BATCH_PATH: settings.max_batch_body_bytes,
+            "/console/audiences": settings.console_max_upload_bytes + 65536,
+        },
         timeout=settings.request_timeout_seconds,
     )
     app.add_middleware(Observability)

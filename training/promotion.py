@@ -3,7 +3,10 @@ health gates (enough positives, a sane AUC band, no drifted feature). Every deci
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -254,8 +257,25 @@ def promote(settings: Settings, name: str, **kw: object) -> Decision:
     """Move `champion` to the challenger when every check passes; the old champion keeps `previous`."""
     evaluators = {"uplift": evaluate_uplift, "value": evaluate_value}
     decision = evaluators[name](settings, **kw) if name in evaluators else evaluate(settings, name, **kw)
-    if all(c.passed for c in decision.checks):
-        client = tracking.configure(settings)
+    client = tracking.configure(settings)
+    passed = all(c.passed for c in decision.checks)
+    try:  # the decision stays readable in the registry (the console's model card)
+        client.set_model_version_tag(
+            name,
+            decision.challenger,
+            "promotion_decision",
+            json.dumps(
+                {
+                    "promoted": passed,
+                    "champion": decision.champion,
+                    "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "checks": [{"name": c.name, "passed": bool(c.passed), "detail": c.detail} for c in decision.checks],
+                }
+            ),
+        )
+    except Exception as exc:  # noqa: BLE001 - the decision itself stands; only its record is missing
+        logging.getLogger("leadscope.training").warning("promotion decision not recorded: %s", type(exc).__name__)
+    if passed:
         client.set_registered_model_alias(name, "previous", decision.champion)
         client.set_registered_model_alias(name, tracking.CHAMPION, decision.challenger)
         client.delete_registered_model_alias(name, tracking.CHALLENGER)

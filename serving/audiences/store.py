@@ -147,6 +147,16 @@ class AudienceStore:
             "finished_at": _iso(row["finished_at"]),
         }
 
+    def recent(self, limit: int = 20) -> list[dict]:
+        """The newest audiences (id, name, status, size, created), newest first: the console's list."""
+        q = (
+            select(audiences.c.audience_id, audiences.c.name, audiences.c.status, audiences.c.size)
+            .order_by(audiences.c.created_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
     def page(self, audience_id: str, offset: int, limit: int) -> list[dict]:
         q = (
             select(members.c.customer_id, members.c.rank, members.c.similarity)

@@ -319,6 +319,17 @@ class Outbox:
             out.setdefault(platform, {})[state] = n
         return out
 
+    def failures(self, limit: int = 20) -> list[dict]:
+        """The newest failed deliveries: platform, event id, attempts and the reason (what the console lists)."""
+        q = (
+            select(deliveries.c.platform, deliveries.c.event_id, deliveries.c.attempts, deliveries.c.reason)
+            .where(deliveries.c.status == "failed")
+            .order_by(deliveries.c.next_attempt_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
     def event_status(self, event_id: str) -> dict | None:
         with self.engine.connect() as c:
             ev = c.execute(
