@@ -8,7 +8,7 @@ export DO_NOT_TRACK := true
 export FEAST_USAGE := False
 export PYTHONHASHSEED := 0
 
-.PHONY: run test venv lock lint bench clean
+.PHONY: run test venv lock lint bench clean browser
 
 venv: $(STAMP)
 
@@ -22,10 +22,17 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(BIN)/leadscope run
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check leadscope features graphs training serving tests benchmarks
 	$(BIN)/ruff format --check -q leadscope features graphs training serving tests benchmarks
 	$(BIN)/python -m pytest --nbmake tests notebooks
+
+# The console's browser tests drive Debian's chromium (Playwright with executable_path; never `playwright install`).
+browser:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || \
+		  { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }; } || \
+		echo "chromium not installed (needs root and apt-get: apt-get install chromium); the console's browser tests will skip"
 
 lint: $(STAMP)
 	$(BIN)/ruff check leadscope features graphs training serving tests benchmarks

@@ -269,6 +269,31 @@ async def logout(s: Auth) -> Response:
 # --- lead lookup ----------------------------------------------------------------------------------------------------
 
 
+@router.post("/leads")
+async def search(request: Request, s: Auth, q: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """The search form: an id, e-mail or phone in the body (never in an address or a log), answered with a
+    redirect to the customer's page by id, or the page saying what matched."""
+    need(s, "score")
+    q = q.strip()
+    if not q:
+        return RedirectResponse("/console/leads", status_code=303)
+    ids = await run_in_threadpool(_find, request.app.state.serving, q)
+    if len(ids) == 1:
+        return RedirectResponse(f"/console/leads?{query(q=ids[0])}", status_code=303)
+    if not ids:
+        return page(request, "leads.html", s, status=404, q="", lead=None, missing=f"no customer with this {_kind(q)}")
+    return page(request, "leads.html", s, q="", lead=None, matches=ids[:20])
+
+
+def _kind(q: str) -> str:
+    return "e-mail" if "@" in q else ("phone" if _phone_like(q) else "id")
+
+
+def _phone_like(q: str) -> bool:
+    digits = q.lstrip("+").replace(" ", "").replace("-", "").replace("(", "").replace(")", "")
+    return digits.isdigit() and len(digits) >= 7
+
+
 @router.get("/leads")
 async def leads(request: Request, s: Auth, q: Annotated[str, Query(max_length=200)] = "") -> HTMLResponse:
     need(s, "score")
@@ -276,12 +301,13 @@ async def leads(request: Request, s: Auth, q: Annotated[str, Query(max_length=20
     if not q:
         return page(request, "leads.html", s, q="", lead=None)
     state = request.app.state.serving
+    if "@" in q:  # personal data stays out of addresses (history, proxies, logs): the form posts it
+        raise Refused(422, "search by e-mail or phone with the search form, not in the address", "q")
     ids = await run_in_threadpool(_find, state, q)
     if not ids:
-        how = "e-mail" if "@" in q else ("phone" if q.lstrip("+").replace(" ", "").isdigit() else "id")
-        return page(request, "leads.html", s, status=404, q=q, lead=None, missing=f"no customer with this {how}")
+        return page(request, "leads.html", s, status=404, q=q, lead=None, missing=f"no customer with this {_kind(q)}")
     if len(ids) > 1:
-        return page(request, "leads.html", s, q=q, lead=None, matches=ids[:20])
+        return page(request, "leads.html", s, q="", lead=None, matches=ids[:20])
     cid = ids[0]
     models = [m for m in ("propensity", "churn", "value") if m in state.models]
     r = await api(request, s, "POST", "/v1/scores", json={"customer_ids": [cid], "models": models})
@@ -295,7 +321,7 @@ async def leads(request: Request, s: Auth, q: Annotated[str, Query(max_length=20
         request,
         "leads.html",
         s,
-        q=q,
+        q=cid,
         lead=cid,
         item=item,
         scores=[(m, item.get(m)) for m in ("propensity", "churn") if item.get(m)],
@@ -316,8 +342,8 @@ def _find(state: Any, q: str) -> list[str]:
     if "@" in q:
         h = hashing.meta_email(q)
         return index.get(h, []) if h else []
-    digits = q.lstrip("+").replace(" ", "").replace("-", "")
-    if digits.isdigit() and len(digits) >= 7 and q not in index.get("ids", set()):
+    if _phone_like(q) and q not in index["ids"]:
+        digits = "".join(ch for ch in q if ch.isdigit())
         h = hashing.meta_phone(q if q.startswith("+") else "+" + digits)
         return index.get(h, []) if h else []
     return [q] if q in index["ids"] else []
@@ -332,9 +358,8 @@ def _identity_index(state: Any) -> dict:
         from serving.signals import hashing
 
         contacts = snapshots.contacts()
-        index: dict = {"ids": set(contacts.index.astype(str)) if "customer_id" not in contacts else set()}
-        frame = contacts.reset_index() if "customer_id" not in contacts else contacts
-        index["ids"] = set(frame["customer_id"].astype(str))
+        frame = contacts if "customer_id" in contacts else contacts.reset_index()
+        index: dict = {"ids": set(frame["customer_id"].astype(str))}
         for row in frame.to_dict("records"):
             cid = str(row["customer_id"])
             for h in (
@@ -416,7 +441,7 @@ async def _estimate(request: Request, percent: float) -> dict | None:
         import numpy as np
 
         rate = expected_conversion(
-            state.models.get("propensity"), pop, np.arange(0), state.settings.propensity_horizon_days
+            state.models.get("propensity"), pop, np.arange(len(pop)), state.settings.propensity_horizon_days
         )
         base = rate.get("population_rate") if rate else None
         return {
