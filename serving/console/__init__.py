@@ -35,6 +35,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import httpx
+import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -331,6 +332,7 @@ async def leads(request: Request, s: Auth, q: Annotated[str, Query(max_length=20
         history=history.json() if history.status_code == 200 else None,
         graph=graph,
         bar=_bar,
+        waterfall=_waterfall,
     )
 
 
@@ -403,6 +405,21 @@ def _graph(state: Any, cid: str) -> list[tuple[str, str, object]]:
     return out
 
 
+def _waterfall(reasons: list[dict]) -> list[dict]:
+    """The reasons as waterfall steps: each bar starts where the previous one ended (the running sum of the
+    contributions, log-odds), positions in percent of the span the sums cover (0 included)."""
+    sums = [0.0]
+    for r in reasons:
+        sums.append(sums[-1] + float(r["impact"]))
+    lo, hi = min(sums), max(sums)
+    span = (hi - lo) or 1.0
+    out = []
+    for r, a, b in zip(reasons, sums, sums[1:], strict=False):
+        x = 100 * (min(a, b) - lo) / span
+        out.append({**r, "x": round(x, 2), "w": round(max(100 * abs(b - a) / span, 1.0), 2), "up": b >= a})
+    return out
+
+
 def _bar(value: float, scale: float) -> int:
     """Width in percent of a bar for `value` against the largest magnitude `scale`."""
     return 0 if not scale else max(1, round(100 * abs(value) / scale))
@@ -416,7 +433,66 @@ async def audiences(request: Request, s: Auth) -> HTMLResponse:
     need(s, "audiences")
     recent = await run_in_threadpool(request.app.state.audiences.recent, 20)
     estimate = await _estimate(request, 1.0)
-    return page(request, "audiences.html", s, recent=recent, estimate=estimate, percent=1.0)
+    segments = await run_in_threadpool(_segments, request.app.state.serving)
+    return page(request, "audiences.html", s, recent=recent, estimate=estimate, percent=1.0, segments=segments)
+
+
+MAX_VALUES = 30  # an attribute with more distinct values than this is not offered as a segment filter
+
+
+def _segments(state: Any) -> dict[str, list[str]]:
+    """attribute → its values (the insight's attributes of the newest snapshot): the segment filters."""
+    from serving.audiences.insight import attributes_of
+
+    if state.snapshots is None:
+        return {}
+    try:
+        attrs = attributes_of(state.snapshots.population())
+    except Exception:  # noqa: BLE001 - no snapshot yet: the page offers only the upload
+        return {}
+    out = {}
+    for col in attrs.columns:
+        values = sorted(attrs[col].dropna().astype(str).unique())
+        if 1 < len(values) <= MAX_VALUES:
+            out[col] = values
+    return out
+
+
+@router.post("/audiences/segment")
+async def build_from_segment(
+    request: Request,
+    s: Auth,
+    filter: Annotated[list[str], Form(max_length=4)],
+    percent: Annotated[float, Form(ge=0.1, le=10)] = 1.0,
+    name: Annotated[str, Form(min_length=1, max_length=100)] = "segment lookalike",
+) -> Response:
+    """A lookalike of a segment: everyone whose attributes match every chosen `attribute=value` filter."""
+    need(s, "audiences")
+    state = request.app.state.serving
+    segments = await run_in_threadpool(_segments, state)
+    chosen: dict[str, set[str]] = {}
+    for i, f in enumerate(x for x in filter if x):
+        attr, _, value = f.partition("=")
+        if value not in segments.get(attr, ()):
+            raise Refused(422, f"filter.{i}: not an attribute=value of the newest snapshot", f"filter.{i}")
+        chosen.setdefault(attr, set()).add(value)
+    if not chosen:
+        raise Refused(422, "choose at least one attribute=value filter", "filter")
+
+    def members() -> list[str]:
+        from serving.audiences.insight import attributes_of
+
+        pop = state.snapshots.population()
+        attrs = attributes_of(pop)
+        mask = pd.Series(True, index=attrs.index)
+        for attr, values in chosen.items():  # values of one attribute: any of them; attributes: all of them
+            mask &= attrs[attr].astype(str).isin(values)
+        return [str(i) for i in pop.ids[mask.to_numpy()]][:200_000]
+
+    ids = await run_in_threadpool(members)
+    if not ids:
+        raise Refused(422, "no customer matches these filters", "filter")
+    return await _lookalike(request, s, ids, percent, name, "filter")
 
 
 @router.get("/audiences/estimate")
@@ -468,15 +544,19 @@ async def build(
     need(s, "audiences")
     settings: Settings = request.app.state.serving.settings
     ids = _seed_ids(await seed_file.read(settings.console_max_upload_bytes + 1), settings.console_max_upload_bytes)
-    exclude = ["seed"]
+    return await _lookalike(request, s, ids, percent, name, "seed_file")
+
+
+async def _lookalike(request: Request, s: Session, ids: list[str], percent: float, name: str, field: str) -> Response:
+    """POST /v1/audiences/lookalike with the session's key; its refusals name the console's field."""
     r = await api(
         request, s, "POST", "/v1/audiences/lookalike",
-        json={"seed_customer_ids": ids, "percent": percent, "exclude": exclude, "name": name},
+        json={"seed_customer_ids": ids, "percent": percent, "exclude": ["seed"], "name": name},
     )  # fmt: skip
     if r.status_code not in (201, 202):
         err = _error_of(r)
         if err.field and err.field.startswith("seed_customer_ids"):
-            err.field = "seed_file"
+            err.field = field
         raise err
     return RedirectResponse(f"/console/audiences/{r.json()['audience_id']}", status_code=303)
 
@@ -615,7 +695,7 @@ def _card(settings: Settings, name: str) -> dict:
             decision = {"version": v.version, **json.loads(v.tags["promotion_decision"])}
         rows.append({"version": v.version, "aliases": aliases.get(str(v.version), []), "metrics": metrics,
                      "plots": plots, "run_id": v.run_id, "created": v.creation_timestamp})  # fmt: skip
-    shown = [m for m in KEY_METRICS if m in names] + sorted(n for n in names if n not in KEY_METRICS)[:12]
+    shown = [m for m in KEY_METRICS if m in names] + sorted(n for n in names if n not in KEY_METRICS)[:8]
     return {"versions": rows, "aliases": aliases, "metric_names": shown, "drift": _drift(client, settings, name),
             "decision": decision}  # fmt: skip
 

@@ -55,6 +55,11 @@ def test_worse_challenger_refused_equal_one_promoted_live(tmp_path) -> None:
     res = CliRunner().invoke(app, ["promote", "propensity"], env=env)
     assert res.exit_code == 1 and "refused" in res.output and "FAIL  not worse than champion" in res.output
     assert tracking.alias_version(settings, "propensity") == "1"
+    from serving.console import _card
+
+    decision = _card(settings, "propensity")["decision"]  # the model card reads the recorded decision
+    assert decision["version"] == "2" and decision["promoted"] is False and decision["champion"] == "1"
+    assert any(c["name"] == "not worse than champion" and not c["passed"] for c in decision["checks"])
 
     port = free_port()
     server = start_server(port, cwd=ROOT, env=env)
@@ -86,3 +91,6 @@ def test_worse_challenger_refused_equal_one_promoted_live(tmp_path) -> None:
     assert len(seen) > 20 and set(statuses) == {200}, f"{len(seen)} requests, statuses {set(statuses)}"
     assert versions[0] == "1" and versions[-1] == new_version
     assert tracking.alias_version(settings, "propensity", "previous") == "1"
+    card = _card(settings, "propensity")
+    assert card["decision"]["version"] == new_version and card["decision"]["promoted"] is True
+    assert [v["aliases"] for v in card["versions"] if v["version"] == new_version] == [["champion"]]
