@@ -237,3 +237,23 @@ def test_a_lookalike_of_a_segment_seeds_with_everyone_who_matches(app, prepared)
         r = c.post("/console/audiences/segment", data={"csrf": csrf, "filter": ["', 'x"]})
         assert r.status_code == 422
         assert len(app.state.audiences.recent(1000)) == before
+
+
+def test_the_signals_page_counts_deliveries_per_platform_without_personal_data(app, prepared) -> None:
+    # broken: a marketer cannot tell whether conversions reached the ad platforms
+    from datetime import UTC, datetime
+
+    customers = pd.read_parquet(prepared.settings.raw_dir / "customers.parquet")
+    cid = str(customers[ENTITY].iloc[5])
+    with logged_in(app, prepared, ["admin"]) as (c, token, _):
+        event = {"event_id": "console-signal-1", "customer_id": cid, "ts": datetime.now(UTC).isoformat(),
+                 "stage": "won", "value": 120, "currency": "USD", "email": "Console.Person@Example.com",
+                 "country": "US"}  # fmt: skip
+        r = c.post("/v1/conversions", json={"events": [event]}, headers={"authorization": f"Bearer {token}"})
+        assert r.status_code == 202, r.text
+        page = c.get("/console/signals").text
+        rows = dict(re.findall(r'<th scope="row">(\w+)</th><td class="num">(\d+)</td>', page))  # platform → pending
+        status = app.state.outbox.status()
+        assert rows and all(int(rows[p]) == status[p].get("pending", 0) for p in rows)
+        assert sum(int(v) for v in rows.values()) >= 1
+        assert "console.person@example.com" not in page.lower()
