@@ -222,7 +222,7 @@ def test_a_lookalike_of_a_segment_seeds_with_everyone_who_matches(app, prepared)
     col = next(c for c in attrs.columns if 2 <= attrs[c].nunique() <= 10)
     value = attrs[col].value_counts().index[0]
     expected = int((attrs[col].astype(str) == str(value)).sum())
-    with logged_in(app, prepared, ["audiences"]) as (c, _, csrf):
+    with logged_in(app, prepared, ["audiences"]) as (c, token, csrf):
         page = c.get("/console/audiences").text
         assert f'value="{col}={value}"' in page
         r = c.post("/console/audiences/segment", data={"csrf": csrf, "filter": [f"{col}={value}", ""], "percent": "2"},
@@ -231,6 +231,14 @@ def test_a_lookalike_of_a_segment_seeds_with_everyone_who_matches(app, prepared)
         audience_id = r.headers["location"].rsplit("/", 1)[1]
         seed = app.state.audiences.get(audience_id)["seed"]
         assert seed["given"] == seed["resolved"] == expected
+        r = c.post("/console/audiences/segment", data={"csrf": csrf, "filter": [f"{col}={value}"], "percent": "4"},
+                   follow_redirects=False)  # fmt: skip
+        bigger = r.headers["location"].rsplit("/", 1)[1]
+        page = c.get(f"/console/audiences/{audience_id}", params={"compare": bigger}).text
+        both = int(re.search(r"Overlap: (\d+) people are in both", page).group(1))
+        api = c.get(f"/v1/audiences/{audience_id}/insight", params={"compare": bigger},
+                    headers={"authorization": f"Bearer {token}"}).json()["overlap"]  # fmt: skip
+        assert both == api["intersection"] > 0  # the page shows the API's overlap
         before = len(app.state.audiences.recent(1000))
         r = c.post("/console/audiences/segment", data={"csrf": csrf, "filter": [f"{col}=no such value"]})
         assert r.status_code == 422 and "filter.0" in r.text

@@ -240,20 +240,21 @@ def test_pages_read_without_javascript_and_the_search_works_from_the_keyboard(br
     pg.goto("/console/login")
     pg.keyboard.press("Tab")
     assert pg.locator(":focus").inner_text() == "Skip to content"
-    for _ in range(3):
-        if pg.locator("#api_key:focus").count():
-            break
-        pg.keyboard.press("Tab")
-    assert pg.locator("#api_key:focus").count() == 1
+    _tab_to(pg, "#api_key", 3)
     pg.keyboard.type(token)
     pg.keyboard.press("Enter")
     pg.wait_for_url("**/console/leads")
-    for _ in range(12):
-        if pg.locator("#q:focus").count():
-            break
-        pg.keyboard.press("Tab")
-    assert pg.locator("#q:focus").count() == 1
+    _tab_to(pg, "#q", 12)
     pg.keyboard.type(cid)
     pg.keyboard.press("Enter")
     pg.wait_for_selector(f"text=Customer {cid}")
     context.close()
+
+
+def _tab_to(pg, selector: str, most: int) -> None:  # noqa: ANN001
+    """Press Tab until `selector` has the focus (at most `most` times)."""
+    for _ in range(most):
+        if pg.locator(f"{selector}:focus").count():
+            break
+        pg.keyboard.press("Tab")
+    assert pg.locator(f"{selector}:focus").count() == 1, f"{selector} not reached with Tab"
