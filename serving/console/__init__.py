@@ -22,10 +22,12 @@ want their own cookie schemes around JSON APIs; this is ten lines over the sessi
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hmac
 import io
 import json
+import logging
 import math
 import os
 import secrets
@@ -47,6 +49,7 @@ from leadscope.settings import Settings
 from serving.keys import ApiKey
 
 HERE = Path(__file__).parent
+log = logging.getLogger("leadscope.console")
 COOKIE = "leadscope_session"
 LOGIN_COOKIE = "leadscope_login"
 HTMX = "htmx-2.0.11.min.js"  # htmx.org 2.0.11 from the npm registry (0BSD), unmodified
@@ -252,6 +255,9 @@ async def login(
         response = page(request, "login.html", None, status=401, login_csrf=token, error="unknown or revoked API key")
         sessions.set_cookie(response, LOGIN_COOKIE, sessions.login_signer.dumps(token), max_age=3600)
         return response
+    if key.allows("score") and request.app.state.serving.snapshots is not None:
+        # the hashed e-mail/phone index is built once per snapshot (seconds on a large company): start it now
+        asyncio.get_running_loop().run_in_executor(None, _warm_identity, request.app.state.serving)
     cookie, _ = sessions.issue(api_key.strip())
     first = next((p for p, _, scope in PAGES if key.allows(scope)), "/console/leads")
     response = RedirectResponse(first, status_code=303)
@@ -373,6 +379,13 @@ def _identity_index(state: Any) -> dict:
         return index
 
     return snapshots.memo("console_identity", build)
+
+
+def _warm_identity(state: Any) -> None:
+    try:
+        _identity_index(state)
+    except Exception:  # noqa: BLE001 - the first search builds it again and says what failed
+        log.warning("identity index not built at login", exc_info=False)
 
 
 def _text(v: object) -> str | None:
