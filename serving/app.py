@@ -152,6 +152,7 @@ def prewarm(state: ServingState) -> None:
     registry watch."""
     try:
         scoring.prewarm(state)
+        console.warm(state)  # the console's first lead search and audience page
     except Exception as exc:  # noqa: BLE001 - logged; /readyz reports the store's state
         logging.getLogger("leadscope.serving").warning("cache prewarm failed: %s", exc)
     finally:

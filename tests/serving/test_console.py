@@ -122,6 +122,10 @@ def test_every_post_needs_the_csrf_token(app, prepared, tmp_path) -> None:
         assert c.post("/console/logout", data={}).status_code == 403
         assert c.post("/console/logout", headers={"x-csrf-token": "nope"}).status_code == 403
         assert len(app.state.audiences.recent(1000)) == before  # nothing built
+        for method, path in _console_routes(app):  # every POST the console has
+            if method == "POST":
+                r = c.post(path, data={"q": "x", "filter": "a=b"}, follow_redirects=False)
+                assert r.status_code == 403 and "csrf" in r.text.lower(), path
         r = c.post("/console/logout", data={"csrf": csrf}, follow_redirects=False)
         assert r.status_code == 303
         assert c.get("/console/leads", follow_redirects=False).status_code == 303  # logged out
