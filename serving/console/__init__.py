@@ -495,6 +495,7 @@ async def build_from_segment(
     s: Auth,
     filter: Annotated[list[str], Form(max_length=4)],
     percent: Annotated[float, Form(ge=0.1, le=10)] = 1.0,
+    size: Annotated[str, Form(max_length=12)] = "",
     name: Annotated[str, Form(min_length=1, max_length=100)] = "segment lookalike",
 ) -> Response:
     """A lookalike of a segment: everyone whose attributes match every chosen `attribute=value` filter."""
@@ -523,7 +524,7 @@ async def build_from_segment(
     ids = await run_in_threadpool(members)
     if not ids:
         raise Refused(422, "no customer matches these filters", "filter")
-    return await _lookalike(request, s, ids, percent, name, "filter")
+    return await _lookalike(request, s, ids, _size(size, percent), name, "filter")
 
 
 @router.get("/audiences/estimate")
@@ -570,19 +571,31 @@ async def build(
     s: Auth,
     seed_file: Annotated[UploadFile, File()],
     percent: Annotated[float, Form(ge=0.1, le=10)] = 1.0,
+    size: Annotated[str, Form(max_length=12)] = "",
     name: Annotated[str, Form(min_length=1, max_length=100)] = "lookalike",
 ) -> Response:
     need(s, "audiences")
     settings: Settings = request.app.state.serving.settings
     ids = _seed_ids(await seed_file.read(settings.console_max_upload_bytes + 1), settings.console_max_upload_bytes)
-    return await _lookalike(request, s, ids, percent, name, "seed_file")
+    return await _lookalike(request, s, ids, _size(size, percent), name, "seed_file")
 
 
-async def _lookalike(request: Request, s: Session, ids: list[str], percent: float, name: str, field: str) -> Response:
+def _size(size: str, percent: float) -> dict:
+    """The API's size rule: an exact member count when one is given, else the percent."""
+    if not size.strip():
+        return {"percent": percent}
+    if not size.strip().isdigit() or int(size) < 1:
+        raise Refused(
+            422, "size: a whole number of members, at least 1 (or leave it empty and use the percent)", "size"
+        )
+    return {"size": int(size)}
+
+
+async def _lookalike(request: Request, s: Session, ids: list[str], rule: dict, name: str, field: str) -> Response:
     """POST /v1/audiences/lookalike with the session's key; its refusals name the console's field."""
     r = await api(
         request, s, "POST", "/v1/audiences/lookalike",
-        json={"seed_customer_ids": ids, "percent": percent, "exclude": ["seed"], "name": name},
+        json={"seed_customer_ids": ids, **rule, "exclude": ["seed"], "name": name},
     )  # fmt: skip
     if r.status_code not in (201, 202):
         err = _error_of(r)

@@ -235,9 +235,12 @@ def test_a_lookalike_of_a_segment_seeds_with_everyone_who_matches(app, prepared)
         audience_id = r.headers["location"].rsplit("/", 1)[1]
         seed = app.state.audiences.get(audience_id)["seed"]
         assert seed["given"] == seed["resolved"] == expected
-        r = c.post("/console/audiences/segment", data={"csrf": csrf, "filter": [f"{col}={value}"], "percent": "4"},
+        r = c.post("/console/audiences/segment", data={"csrf": csrf, "filter": [f"{col}={value}"], "size": "150"},
                    follow_redirects=False)  # fmt: skip
         bigger = r.headers["location"].rsplit("/", 1)[1]
+        assert app.state.audiences.get(bigger)["size"] == 150  # an exact size instead of the percent
+        r = c.post("/console/audiences/segment", data={"csrf": csrf, "filter": [f"{col}={value}"], "size": "-3"})
+        assert r.status_code == 422 and "size" in r.text
         page = c.get(f"/console/audiences/{audience_id}", params={"compare": bigger}).text
         both = int(re.search(r"Overlap: (\d+) people are in both", page).group(1))
         api = c.get(f"/v1/audiences/{audience_id}/insight", params={"compare": bigger},
