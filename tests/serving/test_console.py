@@ -272,3 +272,33 @@ def test_the_signals_page_counts_deliveries_per_platform_without_personal_data(a
         assert rows and all(int(rows[p]) == status[p].get("pending", 0) for p in rows)
         assert sum(int(v) for v in rows.values()) >= 1
         assert "console.person@example.com" not in page.lower()
+
+
+def test_the_lead_page_shows_the_score_history_with_what_moved(live_company) -> None:
+    # broken: a sales manager sees a new score but not that it changed, or why
+    import uuid
+    from datetime import UTC, datetime
+
+    from serving.app import create_app
+    from tests.serving.test_events import _hot, _open_leads
+
+    settings = live_company.settings
+    with TestClient(create_app(settings)) as base:
+        deadline = time.monotonic() + 120
+        while not base.app.state.serving.loaded and time.monotonic() < deadline:
+            time.sleep(0.02)
+        app = base.app
+        with logged_in(app, live_company, ["score", "events"]) as (c, token, _):
+            auth = {"authorization": f"Bearer {token}"}
+            leads = _open_leads(settings)
+            scores = c.post("/v1/scores", json={"customer_ids": leads[:300]}, headers=auth).json()["results"]
+            cid = next(r["customer_id"] for r in scores if r.get("propensity") and 25 <= r["propensity"]["score"] <= 75)
+            events = _hot(cid, datetime.now(UTC), f"console-{uuid.uuid4().hex[:8]}")
+            r = c.post("/v1/events", json={"events": events}, headers=auth)
+            assert r.status_code == 202 and r.json()["applied"], r.text
+            change = c.get(f"/v1/customers/{cid}/scores", headers=auth).json()["changes"][0]
+            page = c.get(f"/console/leads?q={cid}").text
+            history = page[page.index("<h3>Score history</h3>") :]
+            assert "No recorded score changes" not in history
+            row = f"<td>{change['current']['grade']} {change['current']['score']}</td>"
+            assert row in history and change["moved"][0]["label"] in history
