@@ -39,6 +39,7 @@ from urllib.parse import urlencode
 import httpx
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -212,6 +213,18 @@ def install(app: FastAPI) -> None:
         key = request.app.state.guard.keys.verify(data["k"]) if data else None
         s = Session(data["k"], data["c"], key) if key is not None else None
         return page(request, "error.html", s, status=exc.status, message=exc.message, field=exc.field)
+
+    api_validation = app.exception_handlers[RequestValidationError]
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        """A console form with a bad field gets the console's error page naming it; the API keeps its JSON."""
+        if not request.url.path.startswith("/console"):
+            return await api_validation(request, exc)
+        first = (exc.errors() or [{}])[0]
+        loc = [str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path")]
+        field = ".".join(loc) or None
+        return await refused(request, Refused(422, f"{field or 'request'}: {first.get('msg', 'invalid')}", field))
 
     @app.exception_handler(_ToLogin)
     async def to_login(request: Request, exc: _ToLogin) -> Response:
