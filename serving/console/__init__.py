@@ -121,14 +121,21 @@ class Sessions:
 
 
 def _local_secret(settings: Settings) -> str:
+    """The data directory's console secret, created once (mode 0600). Written to a temporary file and linked into
+    place, so workers starting together all read the same whole secret."""
     path = settings.resolve(settings.data_dir) / "console.secret"
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_urlsafe(48))
+    if not path.exists():
+        tmp = path.with_name(f".console.secret.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)  # fails if another worker was first: its secret stands
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 

@@ -302,3 +302,20 @@ def test_the_lead_page_shows_the_score_history_with_what_moved(live_company) -> 
             assert "No recorded score changes" not in history
             row = f"<td>{change['current']['grade']} {change['current']['score']}</td>"
             assert row in history and change["moved"][0]["label"] in history
+
+
+def test_workers_starting_together_share_one_session_secret(tmp_path) -> None:
+    # broken: two workers make different secrets (or one reads a half-written file) and logins bounce between them
+    from concurrent.futures import ThreadPoolExecutor
+
+    from leadscope.settings import Settings
+    from serving.console import Sessions, _local_secret
+
+    settings = Settings(home=tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        found = set(pool.map(lambda _: _local_secret(settings), range(32)))
+    assert len(found) == 1 and len(next(iter(found))) >= 40
+    cookie, csrf = Sessions(settings).issue("lsk_a_b")
+    assert Sessions(settings).read(cookie) == {"k": "lsk_a_b", "c": csrf}  # another worker reads it
+    other = Settings(home=tmp_path, console_secret="set-for-all-servers")
+    assert Sessions(other).read(cookie) is None  # a cookie signed under another secret is no session
