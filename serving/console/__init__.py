@@ -368,13 +368,20 @@ def _find(state: Any, q: str) -> list[str]:
 
     index = _identity_index(state)
     if "@" in q:
-        h = hashing.meta_email(q)
-        return index.get(h, []) if h else []
+        return index.get(_hashed(hashing.meta_email, q), [])
     if _phone_like(q) and q not in index["ids"]:
         digits = "".join(ch for ch in q if ch.isdigit())
-        h = hashing.meta_phone(q if q.startswith("+") else "+" + digits)
-        return index.get(h, []) if h else []
+        return index.get(_hashed(hashing.meta_phone, q if q.startswith("+") else "+" + digits), [])
     return [q] if q in index["ids"] else []
+
+
+def _hashed(rule: Any, *values: str | None) -> str | None:
+    """The platform rule's hash of a value, or None where the rule cannot read it (not an e-mail, not a number):
+    a customer's unreadable identifier is simply not in the index, a searched one matches nobody."""
+    try:
+        return rule(*values)
+    except ValueError:
+        return None
 
 
 def _identity_index(state: Any) -> dict:
@@ -391,8 +398,8 @@ def _identity_index(state: Any) -> dict:
         for row in frame.to_dict("records"):
             cid = str(row["customer_id"])
             for h in (
-                hashing.meta_email(_text(row.get("email"))),
-                hashing.meta_phone(_text(row.get("phone")), _text(row.get("country"))),
+                _hashed(hashing.meta_email, _text(row.get("email"))),
+                _hashed(hashing.meta_phone, _text(row.get("phone")), _text(row.get("country"))),
             ):
                 if h:
                     index.setdefault(h, []).append(cid)

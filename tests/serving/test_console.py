@@ -319,3 +319,28 @@ def test_workers_starting_together_share_one_session_secret(tmp_path) -> None:
     assert Sessions(settings).read(cookie) == {"k": "lsk_a_b", "c": csrf}  # another worker reads it
     other = Settings(home=tmp_path, console_secret="set-for-all-servers")
     assert Sessions(other).read(cookie) is None  # a cookie signed under another secret is no session
+
+
+def test_unreadable_identifiers_neither_break_the_index_nor_the_search(app, prepared) -> None:
+    # broken: one customer's malformed e-mail (messy exports) or a searched "a@b" answers 500
+    from serving.console import _find
+
+    state = app.state.serving
+    contacts = state.snapshots.contacts()
+    broken = contacts.copy()
+    broken.loc[broken.index[:3], "email"] = ["not an address", "@", "x@y"]
+    if "phone" in broken:
+        broken.loc[broken.index[:3], "phone"] = ["12", "phone?", "+"]
+    state.snapshots.drop()
+    state.snapshots.memo("contacts", lambda: broken)
+    try:
+        assert _find(state, "x@y") == [] and _find(state, "+12") == []
+        with logged_in(app, prepared, ["score"]) as (c, _, csrf):
+            for q in ("a@b", "@", "not@an address", "+1", "(((((((0)))))))"):
+                r = c.post("/console/leads", data={"csrf": csrf, "q": q}, follow_redirects=False)
+                assert r.status_code in (303, 404), (q, r.status_code)
+            email = next(e for e in contacts["email"].dropna().astype(str)[3:] if "@" in e)
+            r = c.post("/console/leads", data={"csrf": csrf, "q": email}, follow_redirects=False)
+            assert r.status_code == 303  # everyone else is still found
+    finally:
+        state.snapshots.drop()
