@@ -366,6 +366,8 @@ def _find(state: Any, q: str) -> list[str]:
     """Customer ids matching an id, or (through the hashed identity index) an e-mail or phone."""
     from serving.signals import hashing
 
+    if not state.loaded or state.snapshots is None:
+        raise Refused(503, "models and features are still loading (or the feature store is unavailable): see /readyz")
     index = _identity_index(state)
     if "@" in q:
         return index.get(_hashed(hashing.meta_email, q), [])
