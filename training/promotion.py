@@ -267,7 +267,7 @@ def promote(settings: Settings, name: str, **kw: object) -> Decision:
             json.dumps(
                 {
                     "promoted": passed,
-                    "champion": decision.champion,
+                    "champion": str(decision.champion),
                     "at": datetime.now(UTC).isoformat(timespec="seconds"),
                     "checks": [{"name": c.name, "passed": bool(c.passed), "detail": c.detail} for c in decision.checks],
                 }

@@ -765,8 +765,8 @@ def _card(settings: Settings, name: str) -> dict:
                 pass
         names |= set(metrics)
         if decision is None and v.tags.get("promotion_decision"):
-            decision = {"version": v.version, **json.loads(v.tags["promotion_decision"])}
-        rows.append({"version": v.version, "aliases": aliases.get(str(v.version), []), "metrics": metrics,
+            decision = {"version": str(v.version), **json.loads(v.tags["promotion_decision"])}
+        rows.append({"version": str(v.version), "aliases": aliases.get(str(v.version), []), "metrics": metrics,
                      "plots": plots, "run_id": v.run_id, "created": v.creation_timestamp})  # fmt: skip
     shown = [m for m in KEY_METRICS if m in names] + sorted(n for n in names if n not in KEY_METRICS)[:8]
     return {"versions": rows, "aliases": aliases, "metric_names": shown, "drift": _drift(client, settings, name),

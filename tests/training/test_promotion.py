@@ -92,5 +92,5 @@ def test_worse_challenger_refused_equal_one_promoted_live(tmp_path) -> None:
     assert versions[0] == "1" and versions[-1] == new_version
     assert tracking.alias_version(settings, "propensity", "previous") == "1"
     card = _card(settings, "propensity")
-    assert card["decision"]["version"] == new_version and card["decision"]["promoted"] is True
-    assert [v["aliases"] for v in card["versions"] if v["version"] == new_version] == [["champion"]]
+    assert card["decision"]["version"] == str(new_version) and card["decision"]["promoted"] is True
+    assert [v["aliases"] for v in card["versions"] if v["version"] == str(new_version)] == [["champion"]]
