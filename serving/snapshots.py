@@ -32,6 +32,11 @@ class Snapshots:
                 self._built[key] = build()
             return self._built[key]  # type: ignore[return-value]
 
+    def get(self, key: str) -> object | None:
+        """What `memo` built for `key` from the current snapshot, or None (nothing is built here)."""
+        with self._lock:
+            return self._built.get(key)
+
     def drop(self) -> None:
         with self._lock:
             self._built = {}

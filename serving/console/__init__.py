@@ -39,6 +39,7 @@ from urllib.parse import urlencode
 import httpx
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -153,13 +154,11 @@ def _fragment(request: Request) -> bool:
 async def session(request: Request) -> Session:
     """A valid session with a key that is still active, else a redirect to the login page (a fragment or a
     POST gets 401: no page, no fragment and no action without a session)."""
-    data = sessions_of(request).read(request.cookies.get(COOKIE))
-    key = request.app.state.guard.keys.verify(data["k"]) if data else None
-    if key is None:
+    s = _current(request)
+    if s is None:
         if request.method == "GET" and not _fragment(request):
             raise _ToLogin()
         raise Refused(401, "not logged in, or the session expired: log in again")
-    s = Session(data["k"], data["c"], key)
     if request.method == "POST":
         sent = request.headers.get("x-csrf-token")
         if sent is None and request.headers.get("content-type", "").startswith(
@@ -171,11 +170,19 @@ async def session(request: Request) -> Session:
     return s
 
 
+def _current(request: Request) -> Session | None:
+    """The request's session if its cookie is ours and its key still active."""
+    data = sessions_of(request).read(request.cookies.get(COOKIE))
+    key = request.app.state.guard.keys.verify(data["k"]) if data else None
+    return Session(data["k"], data["c"], key) if key is not None else None
+
+
 class _ToLogin(Exception):
     pass
 
 
 Auth = Annotated[Session, Depends(session)]
+AudienceId = Annotated[str, FastApiPath(pattern=r"^[A-Za-z0-9_-]{1,40}$")]  # only ever an id in the API's path
 
 
 def need(s: Session, scope: str) -> None:
@@ -216,9 +223,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> HTMLResponse:
-        data = sessions_of(request).read(request.cookies.get(COOKIE))
-        key = request.app.state.guard.keys.verify(data["k"]) if data else None
-        s = Session(data["k"], data["c"], key) if key is not None else None
+        s = _current(request)
         return page(request, "error.html", s, status=exc.status, message=exc.message, field=exc.field)
 
     api_validation = app.exception_handlers[RequestValidationError]
@@ -663,7 +668,7 @@ def _seed_ids(raw: bytes, limit: int) -> list[str]:
 async def audience(
     request: Request,
     s: Auth,
-    audience_id: str,
+    audience_id: AudienceId,
     cross: Annotated[str | None, Query(max_length=200)] = None,
     compare: Annotated[str | None, Query(max_length=40)] = None,
 ) -> HTMLResponse:
@@ -683,19 +688,32 @@ async def audience(
     recent = [
         a for a in await run_in_threadpool(request.app.state.audiences.recent, 20) if a["audience_id"] != audience_id
     ]
-    left_out = {}
-    if info["status"] == "ready":
-        for fmt in ("meta", "google"):  # who each platform's file leaves out and why (the export's counts)
-            r = await api(request, s, "GET", f"/v1/audiences/{audience_id}/export", params={"format": fmt})
-            if r.status_code == 200:
-                left_out[fmt] = {
-                    k[12:].replace("-", " "): int(v) for k, v in r.headers.items() if k.startswith("x-leadscope-")
-                }
+    left_out = await _left_out(request, s, audience_id) if info["status"] == "ready" else {}
     heat = _heatmap(insight["cross"]) if insight and insight.get("cross") else None
     return page(
         request, "audience.html", s, info=info, insight=insight, insight_error=insight_error, heat=heat,
         cross=cross or "", compare=compare or "", recent=recent, bar=_bar, left_out=left_out,
     )  # fmt: skip
+
+
+async def _left_out(request: Request, s: Session, audience_id: str) -> dict:
+    """Who each platform's file leaves out and why: the export's own counts, read once per audience and snapshot
+    (a ready audience does not change; its members' consent and identifiers change with the snapshot)."""
+    snapshots = request.app.state.serving.snapshots
+    key = f"console:left-out:{audience_id}"
+    found = snapshots.get(key) if snapshots is not None else None
+    if found is not None:
+        return found
+    counts = {}
+    for fmt in ("meta", "google"):
+        r = await api(request, s, "GET", f"/v1/audiences/{audience_id}/export", params={"format": fmt})
+        if r.status_code == 200:
+            counts[fmt] = {
+                k[12:].replace("-", " "): int(v) for k, v in r.headers.items() if k.startswith("x-leadscope-")
+            }
+    if snapshots is not None and len(counts) == 2:
+        snapshots.memo(key, lambda: counts)
+    return counts
 
 
 def _heatmap(cross: dict) -> dict:
@@ -709,7 +727,7 @@ def _heatmap(cross: dict) -> dict:
 
 @router.get("/audiences/{audience_id}/export")
 async def export(
-    request: Request, s: Auth, audience_id: str, format: Annotated[str, Query(pattern="^(meta|google)$")]
+    request: Request, s: Auth, audience_id: AudienceId, format: Annotated[str, Query(pattern="^(meta|google)$")]
 ) -> Response:
     need(s, "audiences")
     r = await api(request, s, "GET", f"/v1/audiences/{audience_id}/export", params={"format": format})

@@ -17,7 +17,9 @@ from serving.keys import KeyStore
 
 
 @pytest.fixture(scope="module")
-def app(prepared):
+def app(prepared, live_company):
+    # live_company is built before this app runs: its training sets MLflow's process-wide tracking URI, which the
+    # running app's registry watch sets too
     from serving.app import create_app
 
     with TestClient(create_app(prepared.settings)) as c:
@@ -151,6 +153,10 @@ def test_a_key_without_the_audiences_scope_cannot_build_or_export(app, prepared)
     with logged_in(app, prepared, ["audiences"]) as (c, _, _):
         assert c.get("/console/leads?q=C0000001").status_code == 403  # score scope
         assert c.get(audience).status_code == 200
+        assert c.get(audience).text.count("without ads consent") == 1  # the counts, read once and kept
+        assert c.get("/console/audiences/..%2F..%2Fv1%2Fscores").status_code == 404  # no route takes it
+        r = c.get("/console/audiences/aud.x")  # only an id ever reaches the API's path
+        assert r.status_code == 422 and "audience_id" in r.text
 
 
 def test_no_raw_personal_data_on_any_page(app, prepared) -> None:
