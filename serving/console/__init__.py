@@ -647,7 +647,14 @@ def _seed_ids(raw: bytes, limit: int) -> list[str]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise Refused(422, "seed file is not UTF-8 text", "seed_file") from None
-    rows = list(csv.reader(io.StringIO(text)))
+    from features.files import DELIMITERS
+
+    first = text.split("\n", 1)[0]
+    try:  # a spreadsheet's export: , ; tab or |, as the import reads them
+        delimiter = csv.Sniffer().sniff(first, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        delimiter = ","
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     rows = [r for r in rows if any(c.strip() for c in r)]
     if not rows:
         raise Refused(422, "seed file is empty", "seed_file")

@@ -212,6 +212,10 @@ def test_seed_uploads_are_bounded_and_validated_and_a_refused_one_builds_nothing
         assert r.status_code == 422 and "seed_file" in r.text and "UTF-8" in r.text
         r = post(b"a,b\n1,2\n")
         assert r.status_code == 422 and "customer_id column" in r.text
+        from serving.console import _seed_ids
+
+        semicolons = ("\ufeffName;Customer_ID\r\n" + "".join(f"x;{i}\r\n" for i in ids[:5])).encode()
+        assert _seed_ids(semicolons, limit) == ids[:5]  # a European spreadsheet's export, BOM and CRLF
         r = post(("customer_id\n" + "\n".join(ids[:10])).encode())
         assert r.status_code == 422 and "seed_file" in r.text and "at least" in r.text
         r = post(("customer_id\n" + "\n".join(ids[:200])).encode(), percent="50")
