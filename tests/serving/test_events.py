@@ -380,3 +380,26 @@ def test_the_embedded_intake_stores_what_the_sqlalchemy_path_stores(tmp_path) ->
     with pytest.raises(Exception, match="NOT NULL"):
         log.add(bad)
     assert log.newest() == 1_200  # nothing of the refused batch stored
+
+
+def test_the_receiver_tells_a_truncated_request_from_a_bad_signature() -> None:
+    # the SIGKILL test kills the server between a delivery's headers and its body: that is no signing fault,
+    # while a whole message with a wrong signature still is one
+    import socket
+
+    import httpx
+
+    with WebhookReceiver() as crm:
+        crm.secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        host, port = crm.server.server_address[:2]
+        with socket.create_connection((host, port)) as s:
+            s.sendall(b'POST /hooks/leadscope HTTP/1.1\r\nhost: x\r\ncontent-length: 120\r\n\r\n{"type":')
+            s.shutdown(socket.SHUT_WR)
+            s.recv(100)
+        r = httpx.post(
+            crm.url,
+            content=b'{"type":"score.changed"}',
+            headers={"webhook-id": "m1", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"},
+        )
+        assert r.status_code == 401
+        assert crm.truncated == 1 and len(crm.violations) == 1 and not crm.received

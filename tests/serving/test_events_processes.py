@@ -232,7 +232,7 @@ def test_sigkill_while_streaming_records_loses_nothing_acknowledged(live_company
         print(
             f"\nSIGKILL test: {len(before):,} records acknowledged before the kill, {len(stored):,} stored, "
             f"{unapplied_at_kill} unapplied at the kill and replayed, {len(sent)} webhooks delivered "
-            f"({sum(crm.received.values()) - len(crm.received)} repeats)"
+            f"({sum(crm.received.values()) - len(crm.received)} repeats, {crm.truncated} cut off by the kill)"
         )
 
 
