@@ -56,6 +56,11 @@ def company() -> Settings:
     db = Path(settings.database_url.removeprefix("sqlite:///"))
     for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         path.unlink(missing_ok=True)
+    # the build above may have opened that database in this process: its pooled connections would write the
+    # benchmark's key into the unlinked file, and the server would answer 401
+    from leadscope.db import engine_for
+
+    engine_for.cache_clear()
     return settings
 
 
