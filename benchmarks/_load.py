@@ -98,6 +98,10 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
+        try:
+            os.killpg(self.proc.pid, 9)  # whatever of the session outlived its parent (workers, the applier)
+        except ProcessLookupError:
+            pass
 
 
 def api_key(
@@ -120,17 +124,22 @@ def api_key(
 def start_server(port: int, *, cwd: Path, env: dict[str, str] | None = None, workers: int = 1) -> Server:
     """The app (plus the benchmark echo route) in a child process; returns once /readyz answers 200 and the
     cache prewarm is over."""
+    import tempfile
     import urllib.request
 
     token = api_key(env)
+    # stderr into a file, not a pipe nobody reads: with several workers their warnings fill a pipe's 64 KiB and
+    # every worker blocks on its next write; a session of its own so stop() ends the workers too
+    errors = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks._server", str(port), str(workers)],
         cwd=cwd,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=errors,
+        start_new_session=True,
     )
-    deadline = time.time() + 120
+    deadline = time.time() + float(os.environ.get("LEADSCOPE_BENCH_READY_SECONDS", "300"))
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
@@ -142,9 +151,11 @@ def start_server(port: int, *, cwd: Path, env: dict[str, str] | None = None, wor
         except OSError:
             time.sleep(0.2)
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-    proc.kill()
-    raise RuntimeError("server did not become ready in 120 s")
+            errors.seek(0)
+            raise RuntimeError(f"server exited: {errors.read().decode(errors='replace')[-2000:]}")
+    os.killpg(proc.pid, 9)
+    errors.seek(0)
+    raise RuntimeError(f"server did not become ready in time: {errors.read().decode(errors='replace')[-2000:]}")
 
 
 def run_phases(phases: list[Callable], work: Path) -> dict[str, tuple[str, float, float, int]]:

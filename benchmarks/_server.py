@@ -3,27 +3,29 @@
 GET /healthz is the lightest route; POST /bench/echo parses and validates the same JSON body as
 /v1/scores and answers a small JSON object, so the ratio isolates the cost of scoring itself.
 Usage: python -m benchmarks._server PORT [WORKERS]
+
+Imports stay light at the top: with several workers each spawned worker imports this module again before it
+answers uvicorn's 5 s health ping, and importing the app (Feast) takes longer than that on a slow machine, so the
+supervisor would kill and restart every worker forever.
 """
 
-from __future__ import annotations
-
 import sys
+from typing import TYPE_CHECKING
 
-import uvicorn
-from fastapi import FastAPI
-from pydantic import BaseModel
-
-from leadscope.settings import Settings, quiet_environment
-from serving.app import create_app
-from serving.observability import configure_logging
-from serving.schemas import ScoreRequest
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
-class Echo(BaseModel):
-    n: int
+def factory() -> "FastAPI":  # noqa: UP037 - no __future__ annotations: the route below needs real ones
+    from pydantic import BaseModel
 
+    from leadscope.settings import Settings, quiet_environment
+    from serving.app import create_app
+    from serving.schemas import ScoreRequest
 
-def factory() -> FastAPI:
+    class Echo(BaseModel):
+        n: int
+
     quiet_environment()
     settings = Settings()
     app = create_app(settings)
@@ -36,6 +38,10 @@ def factory() -> FastAPI:
 
 
 def main(port: int, workers: int = 1) -> None:
+    import uvicorn
+
+    from serving.observability import configure_logging
+
     configure_logging("json", level=30)  # warnings only: the access log would measure the terminal
     uvicorn.run(
         "benchmarks._server:factory", factory=True, host="127.0.0.1", port=port, workers=workers, log_config=None

@@ -67,6 +67,8 @@ class ServingState:
         """Serve `champ` from now on (requests in flight keep the object they started with)."""
         assert self.online is not None
         self.online.serve(champ.name, champ.feature_service)
+        if hasattr(champ.model, "shap_tables"):
+            champ.model.shap_tables()  # built before the model serves: the first request would pay for it
         if champ.name == UPLIFT:
             self.nba = champ
         else:
