@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     feature_cache_size: int = Field(
         200_000, ge=0, description="Online feature rows a server keeps until the next materialisation (0: off)."
     )
+    scores_fast_path: bool = Field(
+        True, description="Answer valid small POST /v1/scores requests before FastAPI's routing (same bytes)."
+    )
     actions_catalogue: Path | None = Field(None, description="Next-best-action catalogue YAML (default: built in).")
     audience_sync_max: int = Field(
         20_000, ge=0, description="Lookalike audiences up to this many members are built in the request (201)."

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from leadscope.settings import Settings, get_settings, quiet_environment
 from serving import console, errors, scoring
 from serving.audiences.store import AudienceStore
+from serving.fastpath import FastScores
 from serving.live import Live, deliver_forever_thread
 from serving.middleware import Limits, Observability
 from serving.routers import admin, audiences, conversions, events, health, leads, nba, scores, webhooks
@@ -111,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(nba.router)
     app.include_router(admin.router)
     console.install(app)
+    if settings.scores_fast_path:
+        app.add_middleware(FastScores)  # inside Limits: body size and timeout apply
     app.add_middleware(
         Limits,
         max_body=settings.max_body_bytes,

@@ -85,6 +85,16 @@ def _short(e: dict) -> str:
     return f"{_field(tuple(e.get('loc', ()))) or 'body'}: {e.get('msg', 'invalid')}"
 
 
+def api_error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse(status_code=exc.status, content=body(exc.code, exc.message, exc.field), headers=exc.headers)
+
+
+def features_unavailable_response(exc: FeatureStoreUnavailable) -> JSONResponse:
+    return JSONResponse(
+        status_code=503, content=body("features_unavailable", f"the feature store cannot answer: {exc}; see /readyz")
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -100,7 +110,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content=body(exc.code, exc.message, exc.field), headers=exc.headers)
+        return api_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -114,10 +124,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(FeatureStoreUnavailable)
     async def features_unavailable(_: Request, exc: FeatureStoreUnavailable) -> JSONResponse:
-        return JSONResponse(
-            status_code=503,
-            content=body("features_unavailable", f"the feature store cannot answer: {exc}; see /readyz"),
-        )
+        return features_unavailable_response(exc)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -42,6 +42,9 @@ SCORES = Histogram(
     buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
 )
 ITEM_ERRORS = Counter("leadscope_score_item_errors_total", "Per-item errors inside score responses.", ["code"])
+FAST_SCORES = Counter(
+    "leadscope_scores_fast_path_total", "POST /v1/scores answered before FastAPI routing (serving/fastpath.py)."
+)
 
 
 def model_loaded(name: str, version: str, feature_service: str) -> None:
