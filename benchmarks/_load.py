@@ -144,8 +144,9 @@ def start_server(port: int, *, cwd: Path, env: dict[str, str] | None = None, wor
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
                 body = json.loads(r.read())
-                # measure after the prewarm, and once the live applier process has loaded (its start-up is CPU)
-                if r.status == 200 and not body.get("warming") and body.get("live_applier") != "starting":
+                # measure after the prewarm, once the live applier and intake processes have started (start-up is CPU)
+                started = "starting" not in (body.get("live_applier"), body.get("live_intake"))
+                if r.status == 200 and not body.get("warming") and started:
                     return Server(proc, port, token)
             time.sleep(0.2)
         except OSError:

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     scores_fast_path: bool = Field(
         True, description="Answer valid small POST /v1/scores requests before FastAPI's routing (same bytes)."
     )
+    events_fast_path: bool = Field(
+        True, description="Answer valid small POST /v1/events requests before FastAPI's routing (same bytes)."
+    )
     actions_catalogue: Path | None = Field(None, description="Next-best-action catalogue YAML (default: built in).")
     audience_sync_max: int = Field(
         20_000, ge=0, description="Lookalike audiences up to this many members are built in the request (201)."
@@ -106,6 +109,11 @@ class Settings(BaseSettings):
     )
     live_apply_process: bool = Field(
         True, description="Apply live records in a child process of each server (off: in a thread of the server)."
+    )
+    live_intake_process: bool = Field(
+        True,
+        description="Store POST /v1/events records through a small process of each server (off: a thread of the "
+        "server, which waits for the interpreter lock under load).",
     )
     live_apply_interval_seconds: float = Field(
         0.05, ge=0, description="Under load, live passes start at most this often (records arriving meanwhile join)."

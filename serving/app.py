@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from leadscope.settings import Settings, get_settings, quiet_environment
 from serving import console, errors, scoring
 from serving.audiences.store import AudienceStore
-from serving.fastpath import FastScores
+from serving.fastpath import FastPaths
 from serving.live import Live, deliver_forever_thread
 from serving.middleware import Limits, Observability
 from serving.routers import admin, audiences, conversions, events, health, leads, nba, scores, webhooks
@@ -112,8 +112,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(nba.router)
     app.include_router(admin.router)
     console.install(app)
-    if settings.scores_fast_path:
-        app.add_middleware(FastScores)  # inside Limits: body size and timeout apply
+    fast = (("/v1/scores",) if settings.scores_fast_path else ()) + (
+        ("/v1/events",) if settings.events_fast_path else ()
+    )
+    if fast:
+        app.add_middleware(FastPaths, paths=fast)  # inside Limits: body size and timeout apply
     app.add_middleware(
         Limits,
         max_body=settings.max_body_bytes,

@@ -134,9 +134,14 @@ class KeyStore:
         ]
 
 
+MISS_SECONDS = 0.2
+
+
 class KeyCache:
     """The server's view of the active keys, re-read at most every `ttl` seconds (revocation takes effect
-    within that time on every worker)."""
+    within that time on every worker). A key id it does not hold makes it re-read sooner (at most every
+    MISS_SECONDS), so a key created while the server runs works at once, and made-up keys cost a few reads a
+    second at most."""
 
     def __init__(self, store: KeyStore, ttl: float) -> None:
         self.store, self.ttl = store, ttl
@@ -153,6 +158,11 @@ class KeyCache:
                 if time.monotonic() - self._at >= self.ttl:
                     self._keys, self._at = self.store.active(), time.monotonic()
         found = self._keys.get(parts[1])
+        if found is None and time.monotonic() - self._at >= min(self.ttl, MISS_SECONDS):
+            with self._lock:
+                if time.monotonic() - self._at >= min(self.ttl, MISS_SECONDS):
+                    self._keys, self._at = self.store.active(), time.monotonic()
+            found = self._keys.get(parts[1])
         if found is None or not hmac.compare_digest(found[1], _digest(token)):
             return None
         return found[0]

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -43,6 +44,7 @@ from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 from leadscope.tables import FeatureMeta, read_feature_meta
 from serving.history import Change, Point, ScoreHistory, worth_recording
+from serving.intake import IntakeProcess
 from serving.webhooks import Webhooks
 
 log = logging.getLogger("leadscope.live")
@@ -82,11 +84,24 @@ class Intake:
     everything handed over meanwhile in one transaction (one fsync), so concurrent requests share a commit and no
     request blocks the event loop on SQLite. Whichever of two requests with the same id comes first stores it."""
 
-    def __init__(self, log: live.LiveLog) -> None:
+    def __init__(self, log: live.LiveLog, process: IntakeProcess | None = None) -> None:
         self.log = log
+        self.process = process  # serving/intake.py: where requests store when it runs
         self.cv = threading.Condition()
         self.queue: list[tuple[list[live.Record], Future]] = []
         threading.Thread(target=self._run, name="live-intake", daemon=True).start()
+
+    async def store(self, recs: list[live.Record]) -> list[live.Record]:
+        """The records of `recs` stored now (the others were stored before): through the intake process when it
+        runs, else through the writer thread."""
+        if self.process is not None:
+            stored = await self.process.add(recs)
+            if stored is not None:
+                return stored
+        return await asyncio.wrap_future(self.add(recs))
+
+    def where(self) -> str:
+        return "thread" if self.process is None or self.process.state == "gone" else self.process.state
 
     def add(self, recs: list[live.Record]) -> Future:
         """A future of the records of `recs` stored now (the others were stored before)."""
@@ -128,7 +143,13 @@ class Live:
             except Exception as exc:  # noqa: BLE001 - e.g. a script without a __main__ guard: the thread applies
                 log.warning("live applier process not started (%s); passes run in the server", type(exc).__name__)
         self.log = live.LiveLog(settings.database_url)
-        self.intake = Intake(self.log)
+        intake = None
+        if process and settings.live_intake_process:
+            try:
+                intake = IntakeProcess(settings.database_url)
+            except OSError as exc:
+                log.warning("live intake process not started (%s); records are stored by a thread", type(exc).__name__)
+        self.intake = Intake(self.log, intake)
         self.history = ScoreHistory(settings.database_url)
         self.base = live.Base(settings.raw_dir)
         self.hint = Hint(settings)
@@ -214,6 +235,8 @@ class Live:
     def close(self) -> None:
         if self.child is not None:
             self.child.close()
+        if self.intake.process is not None:
+            self.intake.process.close()
 
     def follow(self) -> None:
         """Drop the customers other workers pushed since the last look (one hint read when nothing changed)."""

@@ -45,6 +45,9 @@ ITEM_ERRORS = Counter("leadscope_score_item_errors_total", "Per-item errors insi
 FAST_SCORES = Counter(
     "leadscope_scores_fast_path_total", "POST /v1/scores answered before FastAPI routing (serving/fastpath.py)."
 )
+FAST_EVENTS = Counter(
+    "leadscope_events_fast_path_total", "POST /v1/events answered before FastAPI routing (serving/fastpath.py)."
+)
 
 
 def model_loaded(name: str, version: str, feature_service: str) -> None:

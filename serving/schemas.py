@@ -120,3 +120,8 @@ class Readiness(BaseModel):
         description="Where live records are applied: process (a child process), starting (the child is loading; "
         "the server applies meanwhile) or thread (in the server).",
     )
+    live_intake: str = Field(
+        "thread",
+        description="Where POST /v1/events stores records: process (the intake process), starting (a thread of "
+        "the server meanwhile) or thread.",
+    )

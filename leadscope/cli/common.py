@@ -38,10 +38,10 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def output_path(path: Path, option: str = "--out") -> Path:
-    """An output file named by the user: .csv or .parquet, checked before any work is done."""
-    if path.suffix not in OUTPUT_SUFFIXES:
-        fail(f"{option}: {path.name} should end in .csv or .parquet")
+def output_path(path: Path, option: str = "--out", suffixes: tuple[str, ...] = OUTPUT_SUFFIXES) -> Path:
+    """An output file named by the user: .csv or .parquet (or `suffixes`), checked before any work is done."""
+    if path.suffix not in suffixes:
+        fail(f"{option}: {path.name} should end in {', '.join(suffixes[:-1])} or {suffixes[-1]}")
     return path
 
 

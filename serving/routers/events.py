@@ -16,6 +16,7 @@ from serving import events
 from serving.deps import FeaturesState, ReadyState
 from serving.errors import ApiError, documented
 from serving.security import require
+from serving.state import ServingState
 
 router = APIRouter(prefix="/v1", tags=["events"])
 ERRORS = documented(400, 401, 403, 413, 422, 429, 503, 504)
@@ -40,6 +41,11 @@ async def take(
     default) the answer comes once they are, so the next /v1/scores shows them (`applied`); `wait=false` answers
     as soon as the records are stored (bulk loads), the features following within the applier's pass. A refused
     request stores nothing."""
+    return await accept(body, state, wait)
+
+
+async def accept(body: events.EventsRequest, state: ServingState, wait: bool) -> events.EventsAccepted:
+    """The route's work once FastAPI has checked the request (serving/fastpath.py calls it too)."""
     live = state.live
     if live is None:
         raise ApiError(503, "features_unavailable", "the real-time loop is not running; see /readyz")
@@ -60,12 +66,15 @@ async def take(
             raise ApiError(422, "invalid_record", str(exc), exc.field) from None
 
     # the checks of a small request run on the event loop (a thread hop would wait for the interpreter lock behind
-    # the scoring requests); storing goes to the intake's writer thread, which commits concurrent requests together
+    # the scoring requests); storing goes to the intake process (serving/intake.py), which commits concurrent
+    # requests together
     recs = check() if len(body.events) <= INLINE_MAX else await run_in_threadpool(check)
     try:
-        stored = await asyncio.wrap_future(live.intake.add(recs))
-    except Exception as exc:  # noqa: BLE001 - nothing was stored: the client may retry the same ids
-        raise ApiError(503, "storage_unavailable", f"records not stored ({type(exc).__name__}); retry") from None
+        stored = await live.intake.store(recs)
+    except Exception as exc:  # noqa: BLE001 - stored or not, a retry with the same ids stores each once
+        raise ApiError(
+            503, "storage_unavailable", f"records not confirmed stored ({type(exc).__name__}); retry the same ids"
+        ) from None
     fresh = {id(r) for r in stored}
     dups = [r.record_id for r in recs if id(r) not in fresh]
     customers = list(dict.fromkeys(r.customer_id for r in stored))

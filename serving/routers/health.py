@@ -44,6 +44,7 @@ async def readyz(state: State) -> Readiness | JSONResponse:
         models=models,
         feature_store=store_ok,
         live_applier=state.live.applier() if state.live is not None else "thread",
+        live_intake=state.live.intake.where() if state.live is not None else "thread",
     )
     return body if body.ready else JSONResponse(status_code=503, content=body.model_dump())
 

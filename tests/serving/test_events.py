@@ -3,6 +3,7 @@ history with the reasons that moved, and signed webhooks to a real receiver on 1
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import sqlite3
@@ -403,3 +404,54 @@ def test_the_receiver_tells_a_truncated_request_from_a_bad_signature() -> None:
         )
         assert r.status_code == 401
         assert crm.truncated == 1 and len(crm.violations) == 1 and not crm.received
+
+
+def test_the_events_fast_path_answers_what_the_route_answers(live_company) -> None:
+    # broken: a fast answer whose JSON, status or headers differ from FastAPI's route, or a request answered fast
+    # that the route would have refused (the errors keep the route's one shape)
+    from serving import observability as obs
+
+    settings = live_company.settings
+    cid = _open_leads(settings)[-2]
+    now = datetime.now(UTC)
+
+    def fast_count() -> float:
+        return obs.FAST_EVENTS._value.get()  # noqa: SLF001 - prometheus_client's own counter value
+
+    def body(tag: str, **change: object) -> str:
+        recs = _hot(cid, now, tag)[:2]
+        return json.dumps({"events": [recs[0], {**recs[1], **change}]})
+
+    known = body("fp-known")
+    slow_settings = settings.model_copy(update={"events_fast_path": False})
+    with api_client(slow_settings, ("events",)) as slow, api_client(settings, ("events",)) as client:
+        assert slow.post("/v1/events", content=known, headers={"content-type": "application/json"}).status_code == 202
+        cases = [  # (body for the fast app, for the slow one, query, headers, answered fast)
+            (known, known, "", {}, True),  # duplicates only
+            (known, known, "?wait=false", {}, True),
+            (body("fp-new-a"), body("fp-new-b"), "?wait=false", {}, True),
+            (body("fp-now-a"), body("fp-now-b"), "?wait=true", {}, True),
+            (body("fp-1", customer_id="NOBODY-1"), body("fp-1", customer_id="NOBODY-1"), "", {}, True),
+            (body("fp-2", event_type="teleport"), body("fp-2", event_type="teleport"), "", {}, True),
+            (body("fp-3", channel="pigeon"), body("fp-3", channel="pigeon"), "", {}, False),
+            (body("fp-4", extra=1), body("fp-4", extra=1), "", {}, False),
+            (body("fp-5a"), body("fp-5b"), "?wait=1", {}, False),
+            (body("fp-6"), body("fp-6"), "?wait=maybe", {}, False),
+            ('{"events": [', '{"events": [', "", {}, False),
+            (known, known, "", {"content-type": "text/plain"}, False),
+            (known, known, "", {"authorization": "Bearer not-a-key"}, False),
+        ]
+        for fast_body, slow_body, query, headers, fast in cases:
+            h = {"content-type": "application/json", **headers}
+            before = fast_count()
+            a = client.post(f"/v1/events{query}", content=fast_body, headers=h)
+            assert fast_count() - before == (1 if fast else 0), (fast_body[:60], query)
+            b = slow.post(f"/v1/events{query}", content=slow_body, headers=h)
+            assert fast_count() - before == (1 if fast else 0)
+            assert (a.status_code, a.content) == (b.status_code, b.content), (fast_body[:60], query, a.text)
+            for name in ("content-type", "content-length", "www-authenticate"):
+                assert a.headers.get(name) == b.headers.get(name), name
+        many = [{**_hot(cid, now, f"fp-many-{i}")[0]} for i in range(17)]  # above the fast path's 16
+        before = fast_count()
+        assert client.post("/v1/events", json={"events": many}).status_code == 202
+        assert fast_count() == before

@@ -96,6 +96,9 @@ def test_two_workers_serve_aggregate_metrics_and_shut_down_gracefully(prepared) 
             with httpx.Client(base_url=base, headers=headers, timeout=120) as c:
                 with c.stream("POST", "/v1/scores/batch", json=body) as r:
                     got["status"] = r.status_code
+                    if r.status_code != 200:  # the error, for the assertion below
+                        got["body"] = r.read()[:300]
+                        started.set()
                     for line in r.iter_lines():
                         if line:
                             json.loads(line)

@@ -1,0 +1,167 @@
+"""Batch scoring from the offline store: `leadscope score` reads each model's features from the last build's
+parquet files (DuckDB), not through the online store one entity at a time, and scores them in vectorised chunks.
+
+- **The same rows as the online store.** Per view, the newest row of each customer inside the window the
+  materialisation moved (features/store.py `materialize`: the profile over the whole history, the other views over
+  their TTL before the build's end): what Feast loaded into the online store, read in columns. So the answers are
+  those of POST /v1/scores for the same ids (tests/serving/test_offline.py) as long as no live record changed a
+  customer since the build (`leadscope features build` folds them in; the CLI says how many are waiting).
+- **Vectorised.** The model's encoder on whole columns, one TreeSHAP pass per chunk (training/treeshap.py tables),
+  the top reasons by one argsort over the chunk; `reasons="none"` pays only for the predict. Chunks run on a thread
+  pool: LightGBM and numpy release the interpreter lock for their work.
+- **Bounded.** Ids are read and scored `chunk` at a time; the output is written chunk by chunk (serving/batch.py
+  writers), so memory stays flat whatever the file size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from leadscope.schema import ENTITY, TS
+from leadscope.settings import Settings
+from leadscope.tables import read_feature_meta
+from serving.scoring import TOP_REASONS, value_rows
+from training.scorer import Scorer
+
+REASONS = ("none", "top3")
+
+
+class OfflineFeatures:
+    """Model features from the offline parquet files, as the materialisation loaded them online."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.meta = read_feature_meta(settings.feature_dir)
+        self.con = duckdb.connect()
+        self.con.execute("SET threads TO 2")
+
+    def window(self, view: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+        end = self.meta.end + timedelta(seconds=1)
+        if view == "customer_profile":
+            return self.meta.start - timedelta(seconds=1), end
+        return end - timedelta(days=2 * self.settings.feature_cadence_days + 2), end
+
+    def frame(self, service: object, ids: list[str]) -> pd.DataFrame:
+        """The service's features for `ids`, one row per id in order (NaN/None where the store has no row)."""
+        self.con.register("wanted", pd.DataFrame({ENTITY: ids, "_pos": np.arange(len(ids))}))
+        parts = []
+        try:
+            for proj in service.feature_view_projections:
+                feats = [f.name for f in proj.features]
+                start, end = self.window(proj.name)
+                path = str(self.settings.feature_dir / f"{proj.name}.parquet")
+                cols = ", ".join(f'v."{f}"' for f in feats)
+                # the newest row per customer in the window (what Feast's materialisation takes), joined to the ids
+                df = self.con.execute(
+                    f"""
+                    SELECT w._pos, {cols} FROM wanted w
+                    JOIN (
+                        SELECT * FROM read_parquet(?)
+                        WHERE "{TS}" BETWEEN ? AND ?
+                        QUALIFY row_number() OVER (PARTITION BY "{ENTITY}" ORDER BY "{TS}" DESC) = 1
+                    ) v ON v."{ENTITY}" = w."{ENTITY}"
+                    """,  # noqa: S608 - names from the build's own schema, values as parameters
+                    [path, start.to_pydatetime(), end.to_pydatetime()],
+                ).df()
+                parts.append(df.set_index("_pos").reindex(range(len(ids))))
+        finally:
+            self.con.unregister("wanted")
+        return pd.concat(parts, axis=1).reset_index(drop=True)
+
+
+def score_frame(scorer: Scorer, name: str, features: pd.DataFrame, reasons: str) -> pd.DataFrame:
+    """One row per id: {name}_probability, _score, _grade and (top3) _reason_1..3, as serving/batch.py flattens
+    POST /v1/scores; empty for ids the store knows nothing of."""
+    feats = scorer.encoder.features
+    n = len(features)
+    rows = np.flatnonzero(features[feats].notna().any(axis=1).to_numpy())
+    out = pd.DataFrame(index=range(n))
+    prob = np.full(n, np.nan)
+    score = np.full(n, -1, dtype=np.int64)
+    grade = np.full(n, None, dtype=object)
+    contrib = None
+    if len(rows):
+        X = scorer.encoder.transform(features.iloc[rows][feats])
+        p, contrib = scorer.explain(X) if reasons == "top3" else (scorer.probability(X), None)
+        s = scorer.score(p)
+        prob[rows], score[rows], grade[rows] = np.round(p, 6), s, scorer.grade(s)
+    out[f"{name}_probability"] = prob
+    out[f"{name}_score"] = pd.array(np.where(score < 0, None, score), dtype="Int64")
+    out[f"{name}_grade"] = grade
+    if reasons == "top3":
+        names = np.asarray(feats, dtype=object)
+        top = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :TOP_REASONS] if contrib is not None else None
+        for k in range(TOP_REASONS):
+            col = np.full(n, None, dtype=object)
+            if top is not None and k < top.shape[1]:
+                col[rows] = names[top[:, k]]
+            out[f"{name}_reason_{k + 1}"] = col
+    return out
+
+
+def value_frame(model: object, features: pd.DataFrame) -> pd.DataFrame:
+    """The value model's columns as serving/batch.py flattens them (serving/scoring.py value_rows per chunk)."""
+    from serving.batch import flatten
+    from serving.schemas import ScoreItem
+
+    columns = {c: [None if pd.isna(v) else v for v in features[c].tolist()] for c in features.columns}
+    items = [ScoreItem(customer_id="", value=v) for v in value_rows(model, columns)] if len(features) else []
+    return flatten(items, ["value"]).drop(columns=["customer_id", "error"])
+
+
+def batch_scores(
+    settings: Settings,
+    models: dict[str, tuple[Scorer, object]],
+    ids: list[str],
+    *,
+    reasons: str = "top3",
+    chunk: int = 50_000,
+    workers: int = 2,
+) -> Iterator[pd.DataFrame]:
+    """Frames of `chunk` ids in order: customer_id, error (unknown_customer where no model knows the id), then each
+    model's columns. `models`: name → (its scorer, its FeatureService)."""
+    if reasons not in REASONS:
+        raise ValueError(f"reasons: one of {', '.join(REASONS)}")
+    local = {}
+
+    def features() -> OfflineFeatures:  # DuckDB connections are not shared between threads
+        import threading
+
+        key = threading.get_ident()
+        if key not in local:
+            local[key] = OfflineFeatures(settings)
+        return local[key]
+
+    def one(part: list[str]) -> pd.DataFrame:
+        store = features()
+        frames = [pd.DataFrame({"customer_id": part})]
+        known = np.zeros(len(part), dtype=bool)
+        for name, (scorer, service) in models.items():
+            cols = store.frame(service, part)
+            if name == "value":  # expected spend per horizon: the API's own function, flattened as the API's
+                f = value_frame(scorer, cols)
+                known |= f["value_expected_spend_90d"].notna().to_numpy()
+            else:
+                f = score_frame(scorer, name, cols, reasons)
+                known |= f[f"{name}_probability"].notna().to_numpy()
+            frames.append(f)
+        frames[0]["error"] = np.where(known, None, "unknown_customer")
+        return pd.concat(frames, axis=1)
+
+    parts = [ids[s : s + chunk] for s in range(0, len(ids), chunk)]
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="batch-score") as pool:
+        # in order, at most `workers` chunks ahead: bounded memory, the output written as chunks finish
+        pending = [pool.submit(one, p) for p in parts[:workers]]
+        nxt = len(pending)
+        while pending:
+            df = pending.pop(0).result()
+            if nxt < len(parts):
+                pending.append(pool.submit(one, parts[nxt]))
+                nxt += 1
+            yield df
