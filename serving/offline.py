@@ -33,13 +33,20 @@ REASONS = ("none", "top3")
 
 
 class OfflineFeatures:
-    """Model features from the offline parquet files, as the materialisation loaded them online."""
+    """Model features from the offline parquet files, as the materialisation loaded them online. Each view's
+    newest rows are selected once (a DuckDB table in memory: one row per customer, the window's rows only), and
+    every chunk joins its ids to them; `frame` may be called from several threads (a cursor each)."""
 
     def __init__(self, settings: Settings) -> None:
+        import threading
+
         self.settings = settings
         self.meta = read_feature_meta(settings.feature_dir)
         self.con = duckdb.connect()
         self.con.execute("SET threads TO 2")
+        self.ready: dict[tuple[str, tuple[str, ...]], str] = {}  # (view, features) → its table
+        self.lock = threading.Lock()
+        self.local = threading.local()
 
     def window(self, view: str) -> tuple[pd.Timestamp, pd.Timestamp]:
         end = self.meta.end + timedelta(seconds=1)
@@ -47,31 +54,44 @@ class OfflineFeatures:
             return self.meta.start - timedelta(seconds=1), end
         return end - timedelta(days=2 * self.settings.feature_cadence_days + 2), end
 
+    def _latest(self, view: str, feats: list[str]) -> str:
+        """The table of `view`'s newest row per customer inside the materialisation's window (what Feast moved),
+        with these features only (parquet is read by column)."""
+        with self.lock:
+            key = (view, tuple(feats))
+            if key not in self.ready:
+                name = f"latest_{len(self.ready)}"
+                start, end = self.window(view)
+                cols = ", ".join(f'"{f}"' for f in (ENTITY, *feats))
+                self.con.execute(
+                    f"""
+                    CREATE TABLE "{name}" AS SELECT {cols} FROM read_parquet(?)
+                    WHERE "{TS}" BETWEEN ? AND ?
+                    QUALIFY row_number() OVER (PARTITION BY "{ENTITY}" ORDER BY "{TS}" DESC) = 1
+                    """,  # noqa: S608 - names from the build's own schema, values as parameters
+                    [str(self.settings.feature_dir / f"{view}.parquet"), start.to_pydatetime(), end.to_pydatetime()],
+                )
+                self.ready[key] = name
+            return self.ready[key]
+
     def frame(self, service: object, ids: list[str]) -> pd.DataFrame:
         """The service's features for `ids`, one row per id in order (NaN/None where the store has no row)."""
-        self.con.register("wanted", pd.DataFrame({ENTITY: ids, "_pos": np.arange(len(ids))}))
+        views = [(proj.name, [f.name for f in proj.features]) for proj in service.feature_view_projections]
+        tables = {view: self._latest(view, feats) for view, feats in views}
+        cur = getattr(self.local, "cur", None)
+        if cur is None:
+            cur = self.local.cur = self.con.cursor()
+        cur.register("wanted", pd.DataFrame({ENTITY: ids, "_pos": np.arange(len(ids))}))
         parts = []
         try:
-            for proj in service.feature_view_projections:
-                feats = [f.name for f in proj.features]
-                start, end = self.window(proj.name)
-                path = str(self.settings.feature_dir / f"{proj.name}.parquet")
+            for view, feats in views:
                 cols = ", ".join(f'v."{f}"' for f in feats)
-                # the newest row per customer in the window (what Feast's materialisation takes), joined to the ids
-                df = self.con.execute(
-                    f"""
-                    SELECT w._pos, {cols} FROM wanted w
-                    JOIN (
-                        SELECT * FROM read_parquet(?)
-                        WHERE "{TS}" BETWEEN ? AND ?
-                        QUALIFY row_number() OVER (PARTITION BY "{ENTITY}" ORDER BY "{TS}" DESC) = 1
-                    ) v ON v."{ENTITY}" = w."{ENTITY}"
-                    """,  # noqa: S608 - names from the build's own schema, values as parameters
-                    [path, start.to_pydatetime(), end.to_pydatetime()],
+                df = cur.execute(
+                    f'SELECT w._pos, {cols} FROM wanted w JOIN "{tables[view]}" v ON v."{ENTITY}" = w."{ENTITY}"'  # noqa: S608
                 ).df()
                 parts.append(df.set_index("_pos").reindex(range(len(ids))))
         finally:
-            self.con.unregister("wanted")
+            cur.unregister("wanted")
         return pd.concat(parts, axis=1).reset_index(drop=True)
 
 
@@ -128,18 +148,9 @@ def batch_scores(
     model's columns. `models`: name → (its scorer, its FeatureService)."""
     if reasons not in REASONS:
         raise ValueError(f"reasons: one of {', '.join(REASONS)}")
-    local = {}
-
-    def features() -> OfflineFeatures:  # DuckDB connections are not shared between threads
-        import threading
-
-        key = threading.get_ident()
-        if key not in local:
-            local[key] = OfflineFeatures(settings)
-        return local[key]
+    store = OfflineFeatures(settings)
 
     def one(part: list[str]) -> pd.DataFrame:
-        store = features()
         frames = [pd.DataFrame({"customer_id": part})]
         known = np.zeros(len(part), dtype=bool)
         for name, (scorer, service) in models.items():
