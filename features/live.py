@@ -1,8 +1,9 @@
 """The live record log: what CRMs post between imports (POST /v1/events, `leadscope events post`): engagement
 events, orders and refunds, CRM stage changes, new or updated customer records.
 
-- **Stored first.** A record is one row of `live_records` (features/livelog.py) in the service database (SQLite WAL with a full fsync
-  embedded, PostgreSQL in production), idempotent by the client's record id, before anyone is told "accepted".
+- **Stored first.** A record is one row of `live_records` (features/livelog.py) in the service database (SQLite
+  WAL with a full fsync embedded, PostgreSQL in production), idempotent by the client's record id, before anyone
+  is told "accepted".
 - **Features as of now.** A customer's real-time features are the batch build's own functions
   (features/engineering.py) over the canonical tables as last imported plus the customer's live records, at one
   cut time: so real time and a batch rebuild from the same data agree column by column (tested).
