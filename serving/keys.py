@@ -153,16 +153,19 @@ class KeyCache:
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != PREFIX or len(token) > 200:
             return None
-        if time.monotonic() - self._at >= self.ttl:
-            with self._lock:
-                if time.monotonic() - self._at >= self.ttl:
-                    self._keys, self._at = self.store.active(), time.monotonic()
+        self._reread_after(self.ttl)
         found = self._keys.get(parts[1])
-        if found is None and time.monotonic() - self._at >= min(self.ttl, MISS_SECONDS):
-            with self._lock:
-                if time.monotonic() - self._at >= min(self.ttl, MISS_SECONDS):
-                    self._keys, self._at = self.store.active(), time.monotonic()
+        if found is None and self._reread_after(min(self.ttl, MISS_SECONDS)):
             found = self._keys.get(parts[1])
         if found is None or not hmac.compare_digest(found[1], _digest(token)):
             return None
         return found[0]
+
+    def _reread_after(self, age: float) -> bool:
+        """Re-read the key table if the copy is older than `age` seconds; whether it did."""
+        if time.monotonic() - self._at < age:
+            return False
+        with self._lock:
+            if time.monotonic() - self._at >= age:
+                self._keys, self._at = self.store.active(), time.monotonic()
+        return True

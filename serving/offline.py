@@ -32,6 +32,11 @@ from training.scorer import Scorer
 REASONS = ("none", "top3")
 
 
+def _q(name: str) -> str:
+    """A column name as a DuckDB identifier: a company's own attribute names may hold any character."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 class OfflineFeatures:
     """Model features from the offline parquet files, as the materialisation loaded them online. Each view's
     newest rows are selected once (a DuckDB table in memory: one row per customer, the window's rows only), and
@@ -62,13 +67,13 @@ class OfflineFeatures:
             if key not in self.ready:
                 name = f"latest_{len(self.ready)}"
                 start, end = self.window(view)
-                cols = ", ".join(f'"{f}"' for f in (ENTITY, *feats))
+                cols = ", ".join(_q(f) for f in (ENTITY, *feats))
                 self.con.execute(
                     f"""
                     CREATE TABLE "{name}" AS SELECT {cols} FROM read_parquet(?)
-                    WHERE "{TS}" BETWEEN ? AND ?
-                    QUALIFY row_number() OVER (PARTITION BY "{ENTITY}" ORDER BY "{TS}" DESC) = 1
-                    """,  # noqa: S608 - names from the build's own schema, values as parameters
+                    WHERE {_q(TS)} BETWEEN ? AND ?
+                    QUALIFY row_number() OVER (PARTITION BY {_q(ENTITY)} ORDER BY {_q(TS)} DESC) = 1
+                    """,  # noqa: S608 - names quoted as identifiers, values as parameters
                     [str(self.settings.feature_dir / f"{view}.parquet"), start.to_pydatetime(), end.to_pydatetime()],
                 )
                 self.ready[key] = name
@@ -85,9 +90,9 @@ class OfflineFeatures:
         parts = []
         try:
             for view, feats in views:
-                cols = ", ".join(f'v."{f}"' for f in feats)
+                cols = ", ".join(f"v.{_q(f)}" for f in feats)
                 df = cur.execute(
-                    f'SELECT w._pos, {cols} FROM wanted w JOIN "{tables[view]}" v ON v."{ENTITY}" = w."{ENTITY}"'  # noqa: S608
+                    f'SELECT w._pos, {cols} FROM wanted w JOIN "{tables[view]}" v ON v.{_q(ENTITY)} = w.{_q(ENTITY)}'  # noqa: S608
                 ).df()
                 parts.append(df.set_index("_pos").reindex(range(len(ids))))
         finally:
