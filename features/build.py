@@ -11,14 +11,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features import engineering
 from features import store as feature_store
+from features.distributed import Partitioned, ViewChunks
 from features.names import builtin_feature_columns
 from graphs.features import graph_features
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
-from leadscope.tables import FeatureMeta, column_kinds, has_table, read_table, recover, write_feature_meta
+from leadscope.tables import (
+    FeatureMeta,
+    column_kinds,
+    has_table,
+    read_table,
+    recover,
+    table_path,
+    write_feature_meta,
+)
 
 GRAPH_VIEW = "customer_graph"
 REFERENCE_FILE = "reference.json"
@@ -90,11 +101,20 @@ def graph_view(settings: Settings, tables: dict[str, pd.DataFrame], cuts: pd.Dat
     )
 
 
-def _steps(settings: Settings, tables: dict[str, pd.DataFrame], cuts: pd.DatetimeIndex, report: BuildReport) -> dict:
-    """The views this company's tables support; the others are recorded in the report with the reason."""
+def _steps(
+    settings: Settings,
+    tables: dict[str, pd.DataFrame],
+    cuts: pd.DatetimeIndex,
+    report: BuildReport,
+    ray: Partitioned | None = None,
+) -> dict[str, Callable[[], pd.DataFrame | ViewChunks]]:
+    """The views this company's tables support; the others are recorded in the report with the reason. With
+    `ray` (engine=ray) the per-customer views run on Ray over its partitions, with the same functions."""
     cust = tables["customers"]
-    steps: dict[str, Callable[[], pd.DataFrame]] = {"customer_profile": lambda: engineering.profile_features(cust)}
-    optional = {
+    steps: dict[str, Callable[[], pd.DataFrame | ViewChunks]] = {
+        "customer_profile": lambda: engineering.profile_features(cust)
+    }
+    optional: dict[str, tuple[str, Callable[[], pd.DataFrame | ViewChunks]]] = {
         "customer_transactions": (
             "transactions",
             lambda: engineering.transaction_features(tables["transactions"], cust, cuts),
@@ -102,12 +122,40 @@ def _steps(settings: Settings, tables: dict[str, pd.DataFrame], cuts: pd.Datetim
         "customer_engagement": ("events", lambda: engineering.engagement_features(tables["events"], cust, cuts)),
         GRAPH_VIEW: ("edges", lambda: graph_view(settings, tables, cuts)),
     }
+    if ray is not None:
+        for view in ("customer_transactions", "customer_engagement"):
+            optional[view] = (optional[view][0], lambda view=view: ray.view(view, cuts))
     for view, (table, step) in optional.items():
         if has_table(settings.raw_dir, table):
             steps[view] = step
         else:
             report.skipped[view] = f"no {table} table"
     return steps
+
+
+class _ViewFiles:
+    """The parquet files of one step's views (the summary view and its `_detail`), written chunk by chunk: a
+    local step gives one frame, a Ray step many (features/distributed.py)."""
+
+    def __init__(self, staging: Path) -> None:
+        self.staging = staging
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.schema: dict[str, dict[str, str]] = {}
+        self.rows: dict[str, int] = {}
+
+    def write(self, name: str, df: pd.DataFrame) -> None:
+        for view, part in split_view(name, df).items():
+            table = pa.Table.from_pandas(part, preserve_index=False)
+            if view not in self.writers:
+                self.schema[view] = column_kinds(part, skip=(ENTITY, TS))
+                self.writers[view] = pq.ParquetWriter(self.staging / f"{view}.parquet", table.schema)
+                self.rows[view] = 0
+            self.writers[view].write_table(table.cast(self.writers[view].schema))
+            self.rows[view] += len(part)
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
 
 
 def write_sources(
@@ -122,29 +170,59 @@ def write_sources(
             f"customers: column {taken[0]} is the name of a built-in feature; rename it (e.g. crm_{taken[0]}) and "
             "import again"
         )
-    tables |= {t: _table(settings, t) for t in ("transactions", "events")}
+    ray = settings.engine == "ray"
+    # on Ray the driver reads the other tables only for the graph view (the whole graph is one computation)
+    wanted = ("transactions", "events") if not ray or has_table(settings.raw_dir, "edges") else ()
+    tables |= {t: _table(settings, t) for t in wanted}
     start = pd.to_datetime(tables["customers"]["created_at"], utc=True).min().floor("D")
-    end = data_end(tables) if end is None else end
+    end = (data_end(tables) if not ray else _newest_day(settings, tables["customers"])) if end is None else end
     cuts = engineering.cut_times(start=start, end=end, cadence_days=settings.feature_cadence_days)
     report = BuildReport()
-    steps = _steps(settings, tables, cuts, report)
     out = settings.feature_dir
     staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    parts = None
+    if ray:
+        progress("partitioning the tables by customer on Ray")
+        have = tuple(t for t in ("transactions", "events") if has_table(settings.raw_dir, t))
+        parts = Partitioned(settings, len(tables["customers"]), have)
     schema: dict[str, dict[str, str]] = {}
-    for name, step in steps.items():
-        progress(name)
-        whole = step()
-        if whole.attrs.get("reference") is not None:  # population statistics at the newest cut, for live recomputes
-            (staging / REFERENCE_FILE).write_text(json.dumps(whole.attrs["reference"]))
-        for view, df in split_view(name, whole).items():
-            df.to_parquet(staging / f"{view}.parquet", index=False)
-            schema[view] = column_kinds(df, skip=(ENTITY, TS))
-            report.rows[view] = len(df)
+    try:
+        for name, step in _steps(settings, tables, cuts, report, parts).items():
+            progress(name)
+            whole = step()
+            files = _ViewFiles(staging)
+            try:
+                for chunk in [whole] if isinstance(whole, pd.DataFrame) else whole:
+                    files.write(name, chunk)
+            finally:
+                files.close()
+            reference = whole.attrs.get("reference") if isinstance(whole, pd.DataFrame) else whole.reference
+            if reference is not None:  # population statistics at the newest cut, for live recomputes
+                (staging / REFERENCE_FILE).write_text(json.dumps(reference))
+            schema |= files.schema
+            report.rows |= files.rows
+    finally:
+        if parts is not None:
+            parts.close()
     write_feature_meta(staging, FeatureMeta(start=start, end=end, cuts=tuple(cuts), schema=schema))
     _swap(staging, out)
     return report
+
+
+def _newest_day(settings: Settings, customers: pd.DataFrame) -> pd.Timestamp:
+    """data_end without loading the event tables: their newest timestamp read by DuckDB from the parquet."""
+    import duckdb
+
+    stamps = [pd.to_datetime(customers["created_at"], utc=True).max()]
+    for t in ("events", "transactions"):
+        if has_table(settings.raw_dir, t):
+            path = str(table_path(settings.raw_dir, t)).replace("'", "''")
+            newest = duckdb.sql(f"SELECT epoch_ns(max(ts)) FROM read_parquet('{path}')").fetchone()[0]
+            if newest is not None:
+                stamps.append(pd.Timestamp(newest, unit="ns", tz="UTC"))
+    return max(stamps).floor("D") + pd.Timedelta(days=1)
 
 
 def _swap(staging: Path, out: Path) -> None:

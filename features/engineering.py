@@ -91,11 +91,18 @@ def profile_features(customers: pd.DataFrame) -> pd.DataFrame:
 
 
 def transaction_features(
-    transactions: pd.DataFrame, customers: pd.DataFrame, cuts: pd.DatetimeIndex, reference: dict | None = None
+    transactions: pd.DataFrame,
+    customers: pd.DataFrame,
+    cuts: pd.DatetimeIndex,
+    reference: dict | None = None,
+    *,
+    relative: bool = True,
 ) -> pd.DataFrame:
     """RFM and windowed order counts/sums, average order value and refund rate at each cut. The population
     statistics of the relative features (lifecycle.reference) are computed per cut over these customers, or taken
-    from `reference` (a live recompute of a few); those of the last cut are left in the result's attrs."""
+    from `reference` (a live recompute of a few); those of the last cut are left in the result's attrs.
+    `relative=False` leaves the relative features NaN (lifecycle.RELATIVE): a pass over a slice of the customers,
+    completed by `with_relative` over all of them (features/distributed.py)."""
     tx = transactions
     t, codes, idx = _by_time(tx, customers)
     refund = (tx["is_refund"].fillna(False).to_numpy(bool) if "is_refund" in tx else np.zeros(len(tx), bool))[idx]
@@ -108,7 +115,7 @@ def transaction_features(
     n = len(customers)
     first = np.full(n, np.inf)
     seen = np.zeros(n * n_cat, dtype=bool)
-    frames, prev, ref = [], 0, None
+    frames, prev = [], 0
     for cut, alive, last, _ in _cuts(t, codes, customers, cuts, mask=~refund):
         hi = np.searchsorted(t, _seconds_one(cut), side="right")
         new = np.arange(prev, hi)[~refund[prev:hi]]
@@ -131,9 +138,6 @@ def transaction_features(
             f[f"tx_amount_{w}d"] = np.bincount(codes[a:hi], weights=signed[a:hi], minlength=n)
         a120, a30 = (np.searchsorted(t, _seconds_one(cut) - w * DAY, side="right") for w in (120, 30))
         c = _seconds_one(cut)
-        ref = reference or lifecycle.reference(
-            count=cnt, amount_365=f["tx_amount_365d"], recency=f["tx_recency_days"], monetary=amt
-        )
         f |= lifecycle.derive(
             count=cnt,
             amount_365=f["tx_amount_365d"],
@@ -144,12 +148,44 @@ def transaction_features(
             span_days=np.where(np.isfinite(first), (last - first) / DAY, 0.0),
             categories=seen.reshape(n, n_cat).sum(axis=1).astype(float),
             promo=np.bincount(codes[:hi], weights=promo[:hi].astype(float), minlength=n),
-            monetary=amt,
-            ref=ref,
         )
         frames.append(_frame(customers, cut, alive, f))
     out = pd.concat(frames, ignore_index=True)
-    out.attrs["reference"] = ref
+    return with_relative(out, reference) if relative else out
+
+
+def cut_references(frame: pd.DataFrame) -> dict[pd.Timestamp, dict]:
+    """The population statistics of the relative features at each cut, over the customers alive at it (the rows
+    of `frame` with that cut time)."""
+    inputs = [TS, *lifecycle.REFERENCE_INPUTS.values()]
+    return {
+        pd.Timestamp(cut): lifecycle.reference(
+            **{k: g[c].to_numpy(float) for k, c in lifecycle.REFERENCE_INPUTS.items()}
+        )
+        for cut, g in frame[inputs].groupby(TS, sort=True)
+    }
+
+
+def add_relative(frame: pd.DataFrame, refs: dict[pd.Timestamp, dict]) -> pd.DataFrame:
+    """Fill the relative features of any rows (a chunk, a partition) from the statistics of their cut."""
+    inputs = {k: frame[c].to_numpy(float) for k, c in lifecycle.REFERENCE_INPUTS.items()}
+    filled = {name: np.full(len(frame), np.nan) for name in lifecycle.RELATIVE}
+    for cut, rows in frame.groupby(TS, sort=False).indices.items():
+        part = lifecycle.relative(**{k: v[rows] for k, v in inputs.items()}, ref=refs[pd.Timestamp(cut)])
+        for name, values in part.items():
+            filled[name][rows] = values
+    return frame.assign(**filled)
+
+
+def with_relative(frame: pd.DataFrame, reference: dict | None = None) -> pd.DataFrame:
+    """`frame` with its relative features, against `reference` at every cut or else each cut's own statistics;
+    the newest cut's are left in attrs["reference"] (live recomputes rank against them until the next build)."""
+    if reference is not None:
+        refs = {pd.Timestamp(c): reference for c in frame[TS].unique()}
+    else:
+        refs = cut_references(frame)
+    out = add_relative(frame, refs)
+    out.attrs["reference"] = refs[max(refs)] if refs else reference
     return out
 
 

@@ -45,6 +45,17 @@ def reference(*, count: np.ndarray, amount_365: np.ndarray, recency: np.ndarray,
     }
 
 
+# The features that rank a customer against the population at the cut, and the columns they read: computed after
+# the per-customer pass (engineering.with_relative), so that pass can run on any slice of the customers.
+RELATIVE = ("tx_rfm_recency_score", "tx_rfm_frequency_score", "tx_rfm_monetary_score", "tag_high_value")
+REFERENCE_INPUTS = {
+    "count": "tx_count_total",
+    "amount_365": "tx_amount_365d",
+    "recency": "tx_recency_days",
+    "monetary": "tx_amount_total",
+}
+
+
 def derive(
     *,
     count: np.ndarray,
@@ -56,27 +67,40 @@ def derive(
     span_days: np.ndarray,
     categories: np.ndarray,
     promo: np.ndarray,
-    monetary: np.ndarray,
-    ref: dict | None = None,
 ) -> dict[str, np.ndarray]:
+    """Every derived feature of one customer's own history; the RELATIVE ones are NaN here, in their place, and
+    filled by `relative` once the population's statistics are known."""
     buyers = count > 0
-    ref = ref or reference(count=count, amount_365=amount_365, recency=recency, monetary=monetary)
     promo_share = np.divide(promo, count, out=np.zeros(len(count)), where=buyers)
-    high_value_cut = ref["high_value_cut"] if ref["high_value_cut"] is not None else np.inf
     stage = np.select(
         [~buyers, first_days_ago <= 30, recency <= 90, recency <= 180],
         ["prospect", "new", "active", "at_risk"],
         "lapsed",
     )
+    todo = np.full(len(count), np.nan)
     return {
-        "tx_rfm_recency_score": quintile_score(recency, buyers, higher_is_better=False, edges=ref["recency"]),
-        "tx_rfm_frequency_score": quintile_score(count, buyers, edges=ref["count"]),
-        "tx_rfm_monetary_score": quintile_score(monetary, buyers, edges=ref["monetary"]),
+        "tx_rfm_recency_score": todo,
+        "tx_rfm_frequency_score": todo,
+        "tx_rfm_monetary_score": todo,
         "tx_category_diversity": categories,
         "tx_spend_trend": (amount_30 + 1.0) / (amount_30_120 / 3.0 + 1.0),
         "tx_days_between_orders": np.divide(span_days, count - 1, out=np.full(len(count), np.nan), where=count > 1),
         "tx_promo_share": promo_share,
-        "tag_high_value": (buyers & (amount_365 >= high_value_cut)).astype(float),
+        "tag_high_value": todo,
         "tag_price_sensitive": ((count >= 2) & (promo_share >= PRICE_SENSITIVE_PROMO_SHARE)).astype(float),
         "lifecycle_stage": stage,
+    }
+
+
+def relative(
+    *, count: np.ndarray, amount_365: np.ndarray, recency: np.ndarray, monetary: np.ndarray, ref: dict
+) -> dict[str, np.ndarray]:
+    """The RELATIVE features of some customers at one cut, against the population statistics `ref` (reference)."""
+    buyers = count > 0
+    high_value_cut = ref["high_value_cut"] if ref["high_value_cut"] is not None else np.inf
+    return {
+        "tx_rfm_recency_score": quintile_score(recency, buyers, higher_is_better=False, edges=ref["recency"]),
+        "tx_rfm_frequency_score": quintile_score(count, buyers, edges=ref["count"]),
+        "tx_rfm_monetary_score": quintile_score(monetary, buyers, edges=ref["monetary"]),
+        "tag_high_value": (buyers & (amount_365 >= high_value_cut)).astype(float),
     }

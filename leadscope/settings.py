@@ -138,6 +138,26 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `leadscope serve` listens on.")
     port: int = Field(8000, description="Port `leadscope serve` listens on.")
     num_threads: int = Field(1, description="Threads per LightGBM fit or predict (1 under load).")
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="Where the feature build, `train propensity` and `leadscope score --source offline` run: this "
+        "process (local) or Ray (ray: a cluster at ray_address, else a local Ray bounded by ray_cpus and "
+        "ray_memory_mb).",
+    )
+    ray_address: str | None = Field(
+        None, description="ray://host:10001 (or auto): an existing Ray cluster; unset: leadscope starts a local Ray."
+    )
+    ray_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray leadscope starts (default: all).")
+    ray_memory_mb: int = Field(
+        1024, ge=128, description="Object store of the local Ray leadscope starts (it spills to disk above)."
+    )
+    ray_workers: int = Field(2, ge=1, description="Ray Train workers (one LightGBM process each).")
+    ray_partitions: int | None = Field(
+        None,
+        ge=1,
+        description="Customer partitions of the feature build on Ray (default: 4 per CPU, at least one per "
+        "250,000 customers).",
+    )
     max_ids_per_request: int = Field(10_000, description="Most ids in one POST /v1/scores.")
 
     @model_validator(mode="after")

@@ -1,0 +1,175 @@
+"""The feature build's per-customer views on Ray (LEADSCOPE_ENGINE=ray): the same pure feature functions as the
+local build (features/engineering.py), run by Ray Data over customer partitions.
+
+1. Partition: each raw table (only the columns the views read) is read by Ray Data and written back as parquet
+   partitioned by a stable hash of customer_id (`_bucket=k/`), so one task finds all of a customer's rows.
+2. Per partition (`map_batches`, one partition per call): `transaction_features(..., relative=False)` and
+   `engagement_features` of that partition's customers, exactly as the local build calls them.
+3. The relative features (RFM quintiles, the high-value tag) rank each customer against everyone alive at the
+   cut: the population statistics per cut come from a `groupby(ts).map_groups` over the partition outputs, and
+   `add_relative` fills them in a second `map_batches`.
+4. The driver streams the result into the view's parquet files batch by batch (`ViewChunks`).
+
+The rows come out in another order than the local build's (partition by partition); the values are the same
+(tests/features/test_distributed.py compares them column by column).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features import engineering, lifecycle
+from leadscope.engine import ensure_ray, ray_cpus
+from leadscope.schema import ENTITY, TS
+from leadscope.settings import Settings
+from leadscope.tables import table_path
+
+BUCKET = "_bucket"
+# What each view reads of each table (the partition step copies only these columns)
+READS = {
+    "customers": [ENTITY, "created_at"],
+    "transactions": [ENTITY, "ts", "amount", "category", "is_refund"],
+    "events": [ENTITY, "ts", "event_type"],
+}
+VIEW_TABLE = {"customer_transactions": "transactions", "customer_engagement": "events"}
+CUSTOMERS_PER_PARTITION = 250_000
+
+
+def partitions(settings: Settings, customers: int) -> int:
+    """How many customer partitions: ray_partitions, else 4 per CPU and at least one per 250,000 customers."""
+    if settings.ray_partitions:
+        return settings.ray_partitions
+    return max(4 * ray_cpus(settings), -(-customers // CUSTOMERS_PER_PARTITION))
+
+
+def bucket_of(ids: pd.Series, n: int) -> np.ndarray:
+    """A customer's partition: a stable 64-bit hash of the id (pandas' hash, the same in every process and run)."""
+    return (pd.util.hash_pandas_object(ids.astype(str), index=False).to_numpy() % np.uint64(n)).astype(np.int64)
+
+
+def _with_bucket(batch: pd.DataFrame, n: int) -> pd.DataFrame:
+    return batch.assign(**{BUCKET: bucket_of(batch[ENTITY], n)})
+
+
+def _columns(path: Path, table: str) -> list[str]:
+    have = set(pq.read_schema(path).names)
+    return [c for c in READS[table] if c in have]
+
+
+def partition_tables(settings: Settings, into: Path, n: int, tables: tuple[str, ...]) -> dict[str, pa.Schema]:
+    """Write the columns the views read of each table under `into/<table>/_bucket=k/` (Ray Data, every worker);
+    returns each table's schema (so an empty partition reads as an empty frame of the right types)."""
+    ensure_ray(settings)
+    import ray.data
+
+    schemas = {}
+    for table in tables:
+        path = table_path(settings.raw_dir, table)
+        cols = _columns(path, table)
+        schemas[table] = pq.read_schema(path).empty_table().select(cols).schema
+        ds = ray.data.read_parquet(str(path)).select_columns(cols)
+        ds.map_batches(_with_bucket, fn_kwargs={"n": n}, batch_format="pandas").write_parquet(
+            str(into / table), partition_cols=[BUCKET]
+        )
+    return schemas
+
+
+def _read(into: Path, table: str, bucket: int, schema: pa.Schema) -> pd.DataFrame:
+    part = into / table / f"{BUCKET}={bucket}"
+    if not part.exists():
+        return schema.empty_table().to_pandas()
+    return pq.read_table(part, schema=schema).to_pandas(ignore_metadata=True)  # numpy dtypes, as read_table gives
+
+
+def _partition_view(
+    batch: pd.DataFrame, *, view: str, into: str, cuts: list[str], schemas: dict[str, pa.Schema]
+) -> pd.DataFrame:
+    """The view's rows for the partitions in `batch` (one per call): the local build's own function."""
+    at = pd.DatetimeIndex(pd.to_datetime(cuts, utc=True))
+    frames = []
+    for bucket in batch["partition"]:
+        cust = _read(Path(into), "customers", int(bucket), schemas["customers"])
+        rows = _read(Path(into), VIEW_TABLE[view], int(bucket), schemas[VIEW_TABLE[view]])
+        if view == "customer_transactions":
+            frames.append(engineering.transaction_features(rows, cust, at, relative=False))
+        else:
+            frames.append(engineering.engagement_features(rows, cust, at))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _cut_reference(group: pd.DataFrame) -> pd.DataFrame:
+    (cut, ref), *_ = engineering.cut_references(group).items()
+    return pd.DataFrame({TS: [cut], "reference": [json.dumps(ref)]})
+
+
+def _add_relative(batch: pd.DataFrame, refs: dict[str, dict]) -> pd.DataFrame:
+    return engineering.add_relative(batch, {pd.Timestamp(k): v for k, v in refs.items()})
+
+
+@dataclass
+class ViewChunks:
+    """A view computed on Ray, read back in batches; `reference` (the newest cut's population statistics) is set
+    for the transaction view."""
+
+    batches: Iterator[pd.DataFrame]
+    reference: dict | None = None
+    partitions: int = 0
+    stats: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        return self.batches
+
+
+def build_view(settings: Settings, view: str, into: Path, n: int, cuts: pd.DatetimeIndex, schemas: dict) -> ViewChunks:
+    """One per-customer view over the partitions written by partition_tables."""
+    ensure_ray(settings)
+    import ray.data
+
+    kwargs = {"view": view, "into": str(into), "cuts": [c.isoformat() for c in cuts], "schemas": schemas}
+    ds = ray.data.from_items([{"partition": b} for b in range(n)], override_num_blocks=n)
+    ds = ds.map_batches(_partition_view, fn_kwargs=kwargs, batch_size=1, batch_format="pandas").materialize()
+    out = ViewChunks(batches=iter(()), partitions=n)
+    if view == "customer_transactions":
+        inputs = [TS, *lifecycle.REFERENCE_INPUTS.values()]
+        rows = ds.select_columns(inputs).groupby(TS).map_groups(_cut_reference, batch_format="pandas").take_all()
+        refs = {pd.Timestamp(r[TS]).isoformat(): json.loads(r["reference"]) for r in rows}
+        out.reference = refs[max(refs, key=pd.Timestamp)] if refs else None
+        ds = ds.map_batches(_add_relative, fn_kwargs={"refs": refs}, batch_format="pandas")
+    out.batches = (
+        _as_local(b)
+        for b in ds.iter_batches(batch_format="pyarrow", batch_size=None)
+    )
+    return out
+
+
+def _as_local(batch: pa.Table) -> pd.DataFrame:
+    """A batch with the dtypes the local build's frames have: the id as object, other text as pandas' string,
+    numbers as float64 (Ray Data hands pandas batches Arrow-backed dtypes)."""
+    df = batch.to_pandas(ignore_metadata=True, types_mapper={pa.string(): pd.StringDtype()}.get)
+    return df.astype({ENTITY: object})
+
+
+class Partitioned:
+    """The raw tables partitioned once for every per-customer view of one build; the folder goes at close."""
+
+    def __init__(self, settings: Settings, customers: int, tables: tuple[str, ...]) -> None:
+        self.settings = settings
+        self.n = partitions(settings, customers)
+        self.into = settings.feature_dir.with_name(settings.feature_dir.name + ".partitions")
+        shutil.rmtree(self.into, ignore_errors=True)
+        self.schemas = partition_tables(settings, self.into, self.n, ("customers", *tables))
+
+    def view(self, view: str, cuts: pd.DatetimeIndex) -> ViewChunks:
+        return build_view(self.settings, view, self.into, self.n, cuts, self.schemas)
+
+    def close(self) -> None:
+        shutil.rmtree(self.into, ignore_errors=True)
