@@ -95,9 +95,19 @@ def write_repo_config(settings: Settings) -> Path:
         online = f'  type: redis\n  connection_string: "{_redis_conn(settings.redis_url)}"\n  skip_dedup: true'
     else:
         online = f"  type: sqlite\n  path: {repo / 'online.db'}"
+    offline = "offline_store:\n  type: duckdb\n"
+    if settings.engine == "ray":
+        # Feast's Ray offline store (historical retrieval) and compute engine (materialisation) over the same
+        # parquet files; they join the Ray leadscope connected to (leadscope/engine.py) rather than start one
+        offline = (
+            f"offline_store:\n  type: ray\n  storage_path: {repo / 'ray_storage'}\n"
+            f"batch_engine:\n  type: ray.engine\n  write_concurrency: {1 if settings.online_store == 'sqlite' else 2}\n"
+        )
+        if settings.ray_address:
+            offline = offline.replace("  type: ray\n", f"  type: ray\n  ray_address: {settings.ray_address}\n")
     (repo / "feature_store.yaml").write_text(
         f"project: {PROJECT}\nprovider: local\nregistry: {repo / 'registry.db'}\n"
-        f"online_store:\n{online}\noffline_store:\n  type: duckdb\nentity_key_serialization_version: 3\n"
+        f"online_store:\n{online}\n{offline}entity_key_serialization_version: 3\n"
     )
     return repo
 
@@ -153,6 +163,10 @@ def definitions(settings: Settings) -> list[object]:
 
 
 def open_store(settings: Settings) -> FeatureStore:
+    if settings.engine == "ray":
+        from leadscope.engine import ensure_ray
+
+        ensure_ray(settings)
     # feast's import re-adds a DeprecationWarning filter ahead of ours; ibis (inside its DuckDB store) warns per query
     warnings.filterwarnings("ignore", message=".*fetch_arrow_table.*", category=DeprecationWarning)
     return FeatureStore(repo_path=str(write_repo_config(settings)))
