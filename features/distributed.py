@@ -144,10 +144,7 @@ def build_view(settings: Settings, view: str, into: Path, n: int, cuts: pd.Datet
         refs = {pd.Timestamp(r[TS]).isoformat(): json.loads(r["reference"]) for r in rows}
         out.reference = refs[max(refs, key=pd.Timestamp)] if refs else None
         ds = ds.map_batches(_add_relative, fn_kwargs={"refs": refs}, batch_format="pandas")
-    out.batches = (
-        _as_local(b)
-        for b in ds.iter_batches(batch_format="pyarrow", batch_size=None)
-    )
+    out.batches = (_as_local(b) for b in ds.iter_batches(batch_format="pyarrow", batch_size=None))
     return out
 
 

@@ -97,14 +97,15 @@ def write_repo_config(settings: Settings) -> Path:
         online = f"  type: sqlite\n  path: {repo / 'online.db'}"
     offline = "offline_store:\n  type: duckdb\n"
     if settings.engine == "ray":
-        # Feast's Ray offline store (historical retrieval) and compute engine (materialisation) over the same
-        # parquet files; they join the Ray leadscope connected to (leadscope/engine.py) rather than start one
-        offline = (
-            f"offline_store:\n  type: ray\n  storage_path: {repo / 'ray_storage'}\n"
+        # Feast's Ray compute engine materialises (it joins the Ray leadscope connected to, leadscope/engine.py).
+        # Historical retrieval stays on DuckDB: Feast 0.67's Ray offline store sorts the feature rows by (id, time),
+        # merge_asof refuses them ("keys must be sorted") and it falls back to a row-by-row join, 48 s for 1,000
+        # entity rows here (docs/SCALE.md); it also drops entity rows that repeat an (id, time)
+        offline += (
             f"batch_engine:\n  type: ray.engine\n  write_concurrency: {1 if settings.online_store == 'sqlite' else 2}\n"
         )
         if settings.ray_address:
-            offline = offline.replace("  type: ray\n", f"  type: ray\n  ray_address: {settings.ray_address}\n")
+            offline += f"  ray_address: {settings.ray_address}\n"
     (repo / "feature_store.yaml").write_text(
         f"project: {PROJECT}\nprovider: local\nregistry: {repo / 'registry.db'}\n"
         f"online_store:\n{online}\n{offline}entity_key_serialization_version: 3\n"

@@ -22,6 +22,7 @@ from datetime import timedelta
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
@@ -80,8 +81,9 @@ class OfflineFeatures:
             return self.ready[key]
 
     def frame(self, service: object, ids: list[str]) -> pd.DataFrame:
-        """The service's features for `ids`, one row per id in order (NaN/None where the store has no row)."""
-        views = [(proj.name, [f.name for f in proj.features]) for proj in service.feature_view_projections]
+        """The service's features for `ids`, one row per id in order (NaN/None where the store has no row).
+        `service`: a Feast FeatureService, or its views as service_views gives them."""
+        views = service if isinstance(service, list) else service_views(service)
         tables = {view: self._latest(view, feats) for view, feats in views}
         cur = getattr(self.local, "cur", None)
         if cur is None:
@@ -98,6 +100,11 @@ class OfflineFeatures:
         finally:
             cur.unregister("wanted")
         return pd.concat(parts, axis=1).reset_index(drop=True)
+
+
+def service_views(service: object) -> list[tuple[str, list[str]]]:
+    """A FeatureService as plain data: (view, its features) in the service's order."""
+    return [(proj.name, [f.name for f in proj.features]) for proj in service.feature_view_projections]
 
 
 def score_frame(scorer: Scorer, name: str, features: pd.DataFrame, reasons: str) -> pd.DataFrame:
@@ -140,6 +147,63 @@ def value_frame(model: object, features: pd.DataFrame) -> pd.DataFrame:
     return flatten(items, ["value"]).drop(columns=["customer_id", "error"])
 
 
+def score_chunk(
+    store: OfflineFeatures, models: dict[str, tuple[Scorer, object]], part: list[str], reasons: str
+) -> pd.DataFrame:
+    """One chunk of ids scored by every model: customer_id, error, then each model's columns."""
+    frames = [pd.DataFrame({"customer_id": part})]
+    known = np.zeros(len(part), dtype=bool)
+    for name, (scorer, service) in models.items():
+        cols = store.frame(service, part)
+        if name == "value":  # expected spend per horizon: the API's own function, flattened as the API's
+            f = value_frame(scorer, cols)
+            known |= f["value_expected_spend_90d"].notna().to_numpy()
+        else:
+            f = score_frame(scorer, name, cols, reasons)
+            known |= f[f"{name}_probability"].notna().to_numpy()
+        frames.append(f)
+    frames[0]["error"] = np.where(known, None, "unknown_customer")
+    return pd.concat(frames, axis=1)
+
+
+class _RayScoring:
+    """A Ray Data actor: the models arrive once per worker (constructor), the offline features are opened once
+    per worker, and every batch of ids is one score_chunk."""
+
+    def __init__(self, settings: Settings, models: dict[str, tuple[Scorer, list]], reasons: str) -> None:
+        self.store = OfflineFeatures(settings)
+        self.models, self.reasons = models, reasons
+
+    def __call__(self, batch: pd.DataFrame) -> pa.Table:
+        df = score_chunk(self.store, self.models, batch[ENTITY].astype(str).tolist(), self.reasons)
+        return pa.Table.from_pandas(df, preserve_index=False)  # pandas metadata keeps Int64 and object columns
+
+
+def ray_batch_scores(
+    settings: Settings, models: dict[str, tuple[Scorer, object]], ids: list[str], *, reasons: str, chunk: int
+) -> Iterator[pd.DataFrame]:
+    """batch_scores as Ray Data batch inference (engine=ray): a pool of scoring actors, one per Ray CPU (a
+    cluster: the feature files on storage every worker reads), the output in the ids' order."""
+    from leadscope.engine import ensure_ray, ray_cpus
+
+    ensure_ray(settings)
+    import ray.data
+
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    plain = {name: (scorer, service_views(service)) for name, (scorer, service) in models.items()}
+    blocks = max(1, -(-len(ids) // chunk))
+    ds = ray.data.from_pandas(pd.DataFrame({ENTITY: ids}), override_num_blocks=blocks)
+    ds = ds.map_batches(
+        _RayScoring,
+        fn_constructor_kwargs={"settings": settings, "models": plain, "reasons": reasons},
+        batch_size=chunk,
+        batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(ray_cpus(settings), blocks))),
+    )
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        yield batch.to_pandas()
+
+
 def batch_scores(
     settings: Settings,
     models: dict[str, tuple[Scorer, object]],
@@ -153,22 +217,13 @@ def batch_scores(
     model's columns. `models`: name → (its scorer, its FeatureService)."""
     if reasons not in REASONS:
         raise ValueError(f"reasons: one of {', '.join(REASONS)}")
+    if settings.engine == "ray":
+        yield from ray_batch_scores(settings, models, ids, reasons=reasons, chunk=chunk)
+        return
     store = OfflineFeatures(settings)
 
     def one(part: list[str]) -> pd.DataFrame:
-        frames = [pd.DataFrame({"customer_id": part})]
-        known = np.zeros(len(part), dtype=bool)
-        for name, (scorer, service) in models.items():
-            cols = store.frame(service, part)
-            if name == "value":  # expected spend per horizon: the API's own function, flattened as the API's
-                f = value_frame(scorer, cols)
-                known |= f["value_expected_spend_90d"].notna().to_numpy()
-            else:
-                f = score_frame(scorer, name, cols, reasons)
-                known |= f[f"{name}_probability"].notna().to_numpy()
-            frames.append(f)
-        frames[0]["error"] = np.where(known, None, "unknown_customer")
-        return pd.concat(frames, axis=1)
+        return score_chunk(store, models, part, reasons)
 
     parts = [ids[s : s + chunk] for s in range(0, len(ids), chunk)]
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="batch-score") as pool:

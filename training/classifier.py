@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -37,7 +39,9 @@ class CalibratedLGBMClassifier:
         max_rounds: int = 250,
         early_stopping: int = 50,
         seed: int = 42,
+        boost: Callable[..., tuple[lgb.Booster, int]] | None = None,
     ) -> None:
+        self.boost = boost  # another executor of the boosting step (training/distributed.py RayBoost)
         self.params = params
         self.monotone = monotone
         self.max_rounds = max_rounds
@@ -53,21 +57,35 @@ class CalibratedLGBMClassifier:
             # domain knowledge the model may not contradict (e.g. more pricing visits never lower the score)
             params["monotone_constraints"] = [self.monotone.get(f, 0) for f in features]
             params["monotone_constraints_method"] = "intermediate"
-        train = lgb.Dataset(
-            encoder.transform(X),
-            label=y,
-            feature_name=features,
-            categorical_feature=encoder.categorical_indices,
-            free_raw_data=False,
-        )
-        valid = lgb.Dataset(encoder.transform(X_valid), label=y_valid, reference=train)
-        booster = lgb.train(
-            params,
-            train,
-            num_boost_round=self.max_rounds,
-            valid_sets=[valid],
-            callbacks=[lgb.early_stopping(self.early_stopping, verbose=False)],
-        )
+        if self.boost is not None:
+            booster, best = self.boost(
+                params,
+                encoder.transform(X),
+                np.asarray(y),
+                encoder.transform(X_valid),
+                np.asarray(y_valid),
+                features=features,
+                categorical=list(encoder.categorical_indices),
+                rounds=self.max_rounds,
+                early_stopping=self.early_stopping,
+            )
+        else:
+            train = lgb.Dataset(
+                encoder.transform(X),
+                label=y,
+                feature_name=features,
+                categorical_feature=encoder.categorical_indices,
+                free_raw_data=False,
+            )
+            valid = lgb.Dataset(encoder.transform(X_valid), label=y_valid, reference=train)
+            booster = lgb.train(
+                params,
+                train,
+                num_boost_round=self.max_rounds,
+                valid_sets=[valid],
+                callbacks=[lgb.early_stopping(self.early_stopping, verbose=False)],
+            )
+            best = booster.best_iteration
         margin_valid = booster.predict(encoder.transform(X_valid), raw_score=True, num_threads=1)
         # Platt scaling (sklearn's logistic regression on the margin): keeps the ranking, fixes the scale
         lr = LogisticRegression(C=1e6).fit(margin_valid.reshape(-1, 1), y_valid)
@@ -76,7 +94,7 @@ class CalibratedLGBMClassifier:
         )
         p_valid = self.scorer_.probability(encoder.transform(X_valid))
         self.scorer_.reference = np.quantile(p_valid, np.linspace(0, 1, 101)).tolist()
-        self.best_iteration_ = booster.best_iteration
+        self.best_iteration_ = best
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

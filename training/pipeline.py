@@ -163,7 +163,12 @@ def fit(
     if cold_start and min(prep.report.train) < 1:
         raise sufficiency.InsufficientData(f"{name}: no positives or no negatives to train even a cold-start model")
     params = sufficiency.cold_start_params(int(tr.sum())) if cold_start else None
-    model = CalibratedLGBMClassifier(seed=settings.seed, monotone=monotone, params=params).fit(
+    boost = None
+    if settings.engine == "ray":
+        from training.distributed import RayBoost
+
+        boost = RayBoost(settings)
+    model = CalibratedLGBMClassifier(seed=settings.seed, monotone=monotone, params=params, boost=boost).fit(
         df[tr], df["label"][tr].to_numpy(), X_valid=df[va], y_valid=df["label"][va].to_numpy(), features=features
     )
     p = model.predict_proba(df[te])[:, 1]
