@@ -251,7 +251,15 @@ def build(settings: Settings, progress: Progress = lambda _: None, *, online: bo
         progress("registering feature views in Feast")
         fs = feature_store.apply(settings)
         if online:
-            progress("materialising the online store")
+            if feature_store.ray_materializes(settings):
+                progress("materialising the online store (Feast's Ray compute engine)")
+            elif settings.engine == "ray":
+                progress(
+                    "materialising the online store with Feast's local engine: the history ended more than the "
+                    "views' TTL ago, and the Ray engine keeps only rows newer than now minus the TTL"
+                )
+            else:
+                progress("materialising the online store")
             feature_store.materialize(fs, settings)
     except BaseException:
         if previous.exists():

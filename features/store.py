@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, ValueType
@@ -96,14 +96,12 @@ def write_repo_config(settings: Settings) -> Path:
     else:
         online = f"  type: sqlite\n  path: {repo / 'online.db'}"
     offline = "offline_store:\n  type: duckdb\n"
-    if settings.engine == "ray":
-        # Feast's Ray compute engine materialises (it joins the Ray leadscope connected to, leadscope/engine.py).
+    if ray_materializes(settings):
         # Historical retrieval stays on DuckDB: Feast 0.67's Ray offline store sorts the feature rows by (id, time),
         # merge_asof refuses them ("keys must be sorted") and it falls back to a row-by-row join, 48 s for 1,000
         # entity rows here (docs/SCALE.md); it also drops entity rows that repeat an (id, time)
-        offline += (
-            f"batch_engine:\n  type: ray.engine\n  write_concurrency: {1 if settings.online_store == 'sqlite' else 2}\n"
-        )
+        sqlite = settings.online_store == "sqlite"
+        offline += f"batch_engine:\n  type: ray.engine\n  write_concurrency: {1 if sqlite else 2}\n"
         if settings.ray_address:
             offline += f"  ray_address: {settings.ray_address}\n"
     (repo / "feature_store.yaml").write_text(
@@ -111,6 +109,25 @@ def write_repo_config(settings: Settings) -> Path:
         f"online_store:\n{online}\n{offline}entity_key_serialization_version: 3\n"
     )
     return repo
+
+
+def ray_materializes(settings: Settings) -> bool:
+    """engine=ray materialises with Feast's Ray compute engine when the features are current. That engine drops
+    every row older than now − the view's TTL (the wall clock, not the window's end: feast/infra/compute_engines/
+    ray/nodes.py), so on a history that ended more than a TTL ago it would load no rows but the profiles; such a
+    build materialises with Feast's local engine instead, as engine=local does."""
+    if settings.engine != "ray":
+        return False
+    try:
+        end = read_feature_meta(settings.feature_dir).end
+    except FileNotFoundError:
+        return True
+    return end.to_pydatetime() >= datetime.now(UTC) - view_ttl(settings)
+
+
+def view_ttl(settings: Settings) -> timedelta:
+    """The TTL of every view but the profiles: two snapshots and a day."""
+    return timedelta(days=2 * settings.feature_cadence_days + 1)
 
 
 def _project(view: FeatureView, columns: dict[str, str], spec: list[str] | AllBut | None) -> object:
@@ -135,7 +152,7 @@ def _redis_conn(url: str) -> str:
 def definitions(settings: Settings) -> list[object]:
     """Feast objects built from the schema that the build step wrote (custom attributes included)."""
     schema = read_feature_meta(settings.feature_dir).schema
-    ttl = timedelta(days=2 * settings.feature_cadence_days + 1)
+    ttl = view_ttl(settings)
     customer = Entity(
         name="customer",
         join_keys=[ENTITY],
@@ -164,7 +181,7 @@ def definitions(settings: Settings) -> list[object]:
 
 
 def open_store(settings: Settings) -> FeatureStore:
-    if settings.engine == "ray":
+    if ray_materializes(settings):
         from leadscope.engine import ensure_ray
 
         ensure_ray(settings)

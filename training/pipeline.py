@@ -177,6 +177,7 @@ def fit(
     params = {
         "monotone": str(monotone or {}),
         "split": how,
+        "engine": settings.engine,  # where the boosting ran (local, or Ray Train's data-parallel workers)
         "heldout_share": round(float((va | te).mean()), 4),
         "excluded_features": ",".join(exclude) or "-",
     }
@@ -245,6 +246,7 @@ def log_and_register(
         "feature_service": f.service,
         "alias": alias,
         "split": str(f.params.get("split", "time")),
+        "engine": str(f.params.get("engine", "local")),
         "heldout_share": float(f.params.get("heldout_share", 0.0)),
         "sufficiency": f.report.lines() if f.report is not None else [],
         "cold_start_limits": str(limits) if limits else "",

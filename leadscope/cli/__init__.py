@@ -38,8 +38,13 @@ def main() -> None:
     message and exit code 2 instead of a traceback."""
     import mlflow
 
+    from leadscope.engine import EngineUnavailable
+
     try:
         app()
+    except EngineUnavailable as exc:  # LEADSCOPE_ENGINE=ray and Ray did not start or answer
+        console.print(f"[red]error:[/] {exc} (LEADSCOPE_ENGINE=local runs without Ray)", soft_wrap=True)
+        raise SystemExit(2) from None
     except (FileNotFoundError, ValueError, mlflow.exceptions.MlflowException) as exc:
         console.print(f"[red]error:[/] {exc}", soft_wrap=True, highlight=False)
         console.print(
