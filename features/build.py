@@ -18,7 +18,7 @@ from features import engineering
 from features import store as feature_store
 from features.distributed import Partitioned, ViewChunks
 from features.names import builtin_feature_columns
-from graphs.features import graph_features
+from graphs.features import HIGH_INTENT, graph_features
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 from leadscope.tables import (
@@ -86,19 +86,24 @@ def _table(settings: Settings, name: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in EMPTY[name].items()})
 
 
+def graph_inputs(settings: Settings, tables: dict[str, pd.DataFrame]) -> dict[str, object]:
+    """graph_features' arguments but the cut times (the events: only the high-intent ones it reads)."""
+    stages = _table(settings, "stages")
+    events = tables["events"]
+    return {
+        "edges": read_table(settings.raw_dir, "edges"),
+        "customers": tables["customers"],
+        "won_at": first_stage(stages, "won"),
+        "churned_at": first_stage(stages, "churned"),
+        "transactions": tables["transactions"],
+        "events": events[events["event_type"].isin(HIGH_INTENT)][[ENTITY, "ts", "event_type"]],
+        "seed": settings.seed,
+    }
+
+
 def graph_view(settings: Settings, tables: dict[str, pd.DataFrame], cuts: pd.DatetimeIndex) -> pd.DataFrame:
     """The social-graph view at the same cut times as every other view."""
-    stages = _table(settings, "stages")
-    return graph_features(
-        edges=read_table(settings.raw_dir, "edges"),
-        customers=tables["customers"],
-        won_at=first_stage(stages, "won"),
-        churned_at=first_stage(stages, "churned"),
-        transactions=tables["transactions"],
-        events=tables["events"],
-        cuts=cuts,
-        seed=settings.seed,
-    )
+    return graph_features(**graph_inputs(settings, tables), cuts=cuts)
 
 
 def _steps(
@@ -125,6 +130,7 @@ def _steps(
     if ray is not None:
         for view in ("customer_transactions", "customer_engagement"):
             optional[view] = (optional[view][0], lambda view=view: ray.view(view, cuts))
+        optional[GRAPH_VIEW] = ("edges", lambda: ray.graph(graph_inputs(settings, tables), cuts))
     for view, (table, step) in optional.items():
         if has_table(settings.raw_dir, table):
             steps[view] = step

@@ -9,6 +9,8 @@ local build (features/engineering.py), run by Ray Data over customer partitions.
    cut: the population statistics per cut come from a `groupby(ts).map_groups` over the partition outputs, and
    `add_relative` fills them in a second `map_batches`.
 4. The driver streams the result into the view's parquet files batch by batch (`ViewChunks`).
+5. The graph view is one computation over the whole graph per cut time, and the cuts are independent: groups of
+   cuts run as Ray tasks (`graph_view`) with graphs/features.py's own function, the inputs in the object store once.
 
 The rows come out in another order than the local build's (partition by partition); the values are the same
 (tests/features/test_distributed.py compares them column by column).
@@ -168,5 +170,27 @@ class Partitioned:
     def view(self, view: str, cuts: pd.DatetimeIndex) -> ViewChunks:
         return build_view(self.settings, view, self.into, self.n, cuts, self.schemas)
 
+    def graph(self, inputs: dict[str, object], cuts: pd.DatetimeIndex) -> pd.DataFrame:
+        return graph_view(self.settings, inputs, cuts)
+
     def close(self) -> None:
         shutil.rmtree(self.into, ignore_errors=True)
+
+
+def _graph_cuts(inputs: dict[str, object], cuts: list[str]) -> pd.DataFrame:
+    from graphs.features import graph_features
+
+    return graph_features(**inputs, cuts=pd.DatetimeIndex(pd.to_datetime(cuts, utc=True)))
+
+
+def graph_view(settings: Settings, inputs: dict[str, object], cuts: pd.DatetimeIndex) -> pd.DataFrame:
+    """The graph view with its cut times spread over Ray tasks. Each cut is a computation of its own over the
+    whole graph as of that time (graphs/features.py: nothing carries from one cut to the next), so groups of cuts
+    run side by side with the same function and the frames are concatenated in cut order. The inputs go to the
+    object store once."""
+    ray = ensure_ray(settings)
+    task = ray.remote(num_cpus=1, max_retries=1)(_graph_cuts)
+    shared = ray.put(inputs)
+    groups = np.array_split(np.arange(len(cuts)), min(len(cuts), 2 * ray_cpus(settings)))
+    pending = [task.remote(shared, [cuts[i].isoformat() for i in g]) for g in groups if len(g)]
+    return pd.concat(ray.get(pending), ignore_index=True)

@@ -138,6 +138,13 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `leadscope serve` listens on.")
     port: int = Field(8000, description="Port `leadscope serve` listens on.")
     num_threads: int = Field(1, description="Threads per LightGBM fit or predict (1 under load).")
+    train_max_rows: int = Field(
+        1_000_000,
+        ge=10_000,
+        description="A classifier's training frame above this many rows keeps every positive and a random share of "
+        "the training negatives (weighted by the inverse share, so calibration holds); validation and test stay "
+        "whole.",
+    )
     engine: Literal["local", "ray"] = Field(
         "local",
         description="Where the feature build, `train propensity` and `leadscope score --source offline` run: this "

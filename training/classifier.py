@@ -49,8 +49,16 @@ class CalibratedLGBMClassifier:
         self.seed = seed
 
     def fit(
-        self, X: pd.DataFrame, y: np.ndarray, *, X_valid: pd.DataFrame, y_valid: np.ndarray, features: list[str]
+        self,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        *,
+        X_valid: pd.DataFrame,
+        y_valid: np.ndarray,
+        features: list[str],
+        weight: np.ndarray | None = None,
     ) -> CalibratedLGBMClassifier:
+        """`weight`: per training row (sampled negatives weigh the inverse of their share; None: all 1)."""
         encoder = Encoder.fit(X, features)
         params = {**DEFAULT_PARAMS, **(self.params or {}), "seed": self.seed}
         if self.monotone:
@@ -62,6 +70,7 @@ class CalibratedLGBMClassifier:
                 params,
                 encoder.transform(X),
                 np.asarray(y),
+                None if weight is None else np.asarray(weight, dtype=float),
                 encoder.transform(X_valid),
                 np.asarray(y_valid),
                 features=features,
@@ -73,6 +82,7 @@ class CalibratedLGBMClassifier:
             train = lgb.Dataset(
                 encoder.transform(X),
                 label=y,
+                weight=weight,
                 feature_name=features,
                 categorical_feature=encoder.categorical_indices,
                 free_raw_data=False,

@@ -19,13 +19,14 @@ import pandas as pd
 from leadscope.engine import ensure_ray
 from leadscope.settings import Settings
 
-LABEL = "__label__"
+LABEL, WEIGHT = "__label__", "__weight__"
 MODEL_FILE = "model.txt"
 
 
-def _frame(X: np.ndarray, y: np.ndarray, features: list[str]) -> pd.DataFrame:
+def _frame(X: np.ndarray, y: np.ndarray, features: list[str], weight: np.ndarray | None = None) -> pd.DataFrame:
     df = pd.DataFrame(np.asarray(X, dtype=float), columns=features)
     df[LABEL] = np.asarray(y, dtype=float)
+    df[WEIGHT] = np.ones(len(df)) if weight is None else np.asarray(weight, dtype=float)
     return df
 
 
@@ -37,7 +38,9 @@ def _train_worker(config: dict) -> None:
     train = ray.train.get_dataset_shard("train").materialize().to_pandas()
     valid = ray.train.get_dataset_shard("valid").materialize().to_pandas()
     cols, cat = config["columns"], config["categorical"]
-    train_set = lgb.Dataset(train[cols], label=train[LABEL], feature_name=cols, categorical_feature=cat)
+    train_set = lgb.Dataset(
+        train[cols], label=train[LABEL], weight=train[WEIGHT], feature_name=cols, categorical_feature=cat
+    )
     valid_set = lgb.Dataset(valid[cols], label=valid[LABEL], reference=train_set)
     params = {**config["params"], "tree_learner": "data_parallel", "pre_partition": True, **get_network_params()}
     booster = lgb.train(
@@ -70,6 +73,7 @@ class RayBoost:
         params: dict,
         X: np.ndarray,
         y: np.ndarray,
+        weight: np.ndarray | None,
         X_valid: np.ndarray,
         y_valid: np.ndarray,
         *,
@@ -98,7 +102,7 @@ class RayBoost:
             scaling_config=ray.train.ScalingConfig(num_workers=workers, resources_per_worker={"CPU": 1}),
             run_config=ray.train.RunConfig(storage_path=str(storage), name="lightgbm"),
             datasets={
-                "train": ray.data.from_pandas(_frame(X, y, features), override_num_blocks=workers),
+                "train": ray.data.from_pandas(_frame(X, y, features, weight), override_num_blocks=workers),
                 "valid": ray.data.from_pandas(_frame(X_valid, y_valid, features)),
             },
             # every worker gets the whole validation frame: the same metric, the same early stopping round

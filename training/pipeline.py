@@ -85,6 +85,34 @@ def split(
     return customer_split(df, seed), "customer"
 
 
+PART, WEIGHT = "_part", "_weight"  # which split a label row is in (0 train, 1 valid, 2 test); its training weight
+MIN_NEGATIVE_SHARE = 0.02
+
+
+def sample_training(
+    labels: pd.DataFrame, masks: tuple[pd.Series, pd.Series, pd.Series], max_rows: int, seed: int
+) -> pd.DataFrame:
+    """The label rows to join features to, with their split (PART) and weight (WEIGHT). Above `max_rows`, the
+    training negatives are sampled (every positive kept; at least MIN_NEGATIVE_SHARE of the negatives) and weigh
+    1/share, so the weighted training frame has the base rate of the whole one and calibration holds; validation
+    (early stopping, Platt scaling) and test (the metrics) are never sampled. attrs["negative_share"] says how
+    much was kept."""
+    tr, va, te = (m.to_numpy(bool) for m in masks)
+    part = np.select([tr, va, te], [0, 1, 2], -1)
+    weight = np.ones(len(labels))
+    keep = part >= 0
+    negatives = tr & (labels["label"].to_numpy() == 0)
+    share = 1.0
+    if keep.sum() > max_rows and negatives.any():
+        share = max((negatives.sum() - (keep.sum() - max_rows)) / negatives.sum(), MIN_NEGATIVE_SHARE)
+        drawn = np.random.default_rng(seed).random(len(labels)) < share
+        keep &= ~negatives | drawn
+        weight[negatives] = 1.0 / share
+    out = labels.assign(**{PART: part, WEIGHT: weight})[keep].reset_index(drop=True)
+    out.attrs["negative_share"] = share
+    return out
+
+
 @dataclass
 class Prepared:
     frame: pd.DataFrame
@@ -92,6 +120,7 @@ class Prepared:
     masks: tuple[pd.Series, pd.Series, pd.Series]
     split: str
     report: sufficiency.Report
+    negative_share: float = 1.0  # of the training negatives kept (sample_training)
 
 
 def prepare(
@@ -116,12 +145,17 @@ def prepare(
             f"{', '.join(features[:8])}, …)"
         )
     features = [f for f in features if f not in set(exclude)]
+    labels = labels.reset_index(drop=True)
+    masks, how = split(labels, settings.seed, horizon_days)  # on the labels: the split needs no feature
+    labels = sample_training(labels, masks, settings.train_max_rows, settings.seed)
     df = dataset.historical_features(feature_store.open_store(settings), labels, service=service)
-    masks, how = split(df, settings.seed, horizon_days)
+    masks = (df[PART] == 0, df[PART] == 1, df[PART] == 2)
+    df = df.drop(columns=PART)
     views = {
         v: [c for c in cols if c in features] for v, cols in feature_store.view_features(settings, service).items()
     }
-    return Prepared(df, features, masks, how, sufficiency.assess(df, masks, how, views, tuple(exclude)))
+    report = sufficiency.assess(df, masks, how, views, tuple(exclude))
+    return Prepared(df, features, masks, how, report, labels.attrs["negative_share"])
 
 
 def check(
@@ -169,7 +203,12 @@ def fit(
 
         boost = RayBoost(settings)
     model = CalibratedLGBMClassifier(seed=settings.seed, monotone=monotone, params=params, boost=boost).fit(
-        df[tr], df["label"][tr].to_numpy(), X_valid=df[va], y_valid=df["label"][va].to_numpy(), features=features
+        df[tr],
+        df["label"][tr].to_numpy(),
+        X_valid=df[va],
+        y_valid=df["label"][va].to_numpy(),
+        features=features,
+        weight=df[WEIGHT][tr].to_numpy() if prep.negative_share < 1 else None,
     )
     p = model.predict_proba(df[te])[:, 1]
     truth = oracle(df[te]) if oracle else None
@@ -178,6 +217,7 @@ def fit(
         "monotone": str(monotone or {}),
         "split": how,
         "engine": settings.engine,  # where the boosting ran (local, or Ray Train's data-parallel workers)
+        "train_negative_share": round(prep.negative_share, 6),
         "heldout_share": round(float((va | te).mean()), 4),
         "excluded_features": ",".join(exclude) or "-",
     }

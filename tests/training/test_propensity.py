@@ -206,3 +206,47 @@ def test_a_time_split_with_a_known_window_keeps_training_windows_out_of_the_hold
     assert (ts[te] == snaps[-1]).all()
     assert (ts[va] + pd.Timedelta(days=30) <= snaps[-1]).all() and va.any()
     assert (ts[tr] + pd.Timedelta(days=30) <= snaps[-1]).all() and (ts[tr] < ts[va].min()).all() and tr.any()
+
+
+def test_sampling_keeps_every_positive_and_the_whole_holdout_and_weights_the_negatives_back() -> None:
+    # broken: a positive or a validation/test row is dropped, or the weights do not restore the training base rate
+    rng = np.random.default_rng(3)
+    n = 60_000
+    labels = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "event_timestamp": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 10, n) * 7, "D"),
+            "label": (rng.random(n) < 0.03).astype(int),
+        }
+    )
+    masks = time_split(labels)
+    out = pipeline.sample_training(labels, masks, max_rows=20_000, seed=7)
+    tr, va, te = (m.to_numpy() for m in masks)
+    assert len(out) <= 20_000 + 400  # the draw is random: about max_rows
+    kept = out[pipeline.PART] == 0
+    assert (out[pipeline.PART] == 1).sum() == va.sum() and (out[pipeline.PART] == 2).sum() == te.sum()
+    assert out.loc[kept, "label"].sum() == labels["label"][tr].sum()  # every training positive
+    share = out.attrs["negative_share"]
+    assert 0.02 <= share < 1
+    weighted_negatives = out.loc[kept & (out["label"] == 0), pipeline.WEIGHT].sum()
+    assert abs(weighted_negatives / ((labels["label"] == 0) & tr).sum() - 1) < 0.03
+    assert (out.loc[out[pipeline.PART] > 0, pipeline.WEIGHT] == 1).all()
+    assert pipeline.sample_training(labels, masks, max_rows=n, seed=7).attrs["negative_share"] == 1.0
+
+
+def test_a_sampled_training_frame_trains_as_well_and_stays_calibrated(prepared, tmp_path) -> None:
+    # broken: sampled negatives without weights inflate every probability, or the sample loses the signal
+    from training import propensity
+
+    settings = prepared.settings.model_copy(update={"train_max_rows": 30_000})
+    labels = dataset.conversion_labels(settings, horizon_days=settings.propensity_horizon_days)
+    assert len(labels) > 3 * 30_000
+    fitted = propensity.fit(settings, labels, "propensity_v2")
+    assert fitted.params["train_negative_share"] < 0.4
+    assert len(fitted.frame) < 0.5 * len(labels)
+    full = prepared.metrics
+    assert fitted.metrics["roc_auc"] >= full["roc_auc"] - 0.02, (fitted.metrics["roc_auc"], full["roc_auc"])
+    te = fitted.masks[2]
+    p = fitted.model.predict_proba(fitted.frame[te])[:, 1]
+    base = fitted.frame["label"][te].mean()
+    assert abs(p.mean() - base) < 0.35 * base, (p.mean(), base)
