@@ -13,7 +13,7 @@ local build (features/engineering.py), run by Ray Data over customer partitions.
    cuts run as Ray tasks (`graph_view`) with graphs/features.py's own function, the inputs in the object store once.
 
 The rows come out in another order than the local build's (partition by partition); the values are the same
-(tests/features/test_distributed.py compares them column by column).
+(tests/test_ray.py compares them column by column).
 """
 
 from __future__ import annotations

@@ -147,8 +147,8 @@ class Settings(BaseSettings):
     )
     engine: Literal["local", "ray"] = Field(
         "local",
-        description="Where the feature build, `train propensity` and `leadscope score --source offline` run: this "
-        "process (local) or Ray (ray: a cluster at ray_address, else a local Ray bounded by ray_cpus and "
+        description="Where the feature build, the classifiers' boosting and `leadscope score --source offline` run: "
+        "this process (local) or Ray (ray: a cluster at ray_address, else a local Ray bounded by ray_cpus and "
         "ray_memory_mb).",
     )
     ray_address: str | None = Field(
