@@ -143,7 +143,7 @@ class Settings(BaseSettings):
         ge=10_000,
         description="A classifier's training frame above this many rows keeps every positive and a random share of "
         "the training negatives (weighted by the inverse share, so calibration holds); validation and test stay "
-        "whole.",
+        "whole. A campaign log above it keeps a random share of its customers (still a randomised trial).",
     )
     engine: Literal["local", "ray"] = Field(
         "local",

@@ -42,9 +42,30 @@ def campaign_log(path: Path, settings: Settings) -> pd.DataFrame:
     return rows
 
 
-def logged(settings: Settings, store: object | None = None, camp: pd.DataFrame | None = None) -> pd.DataFrame:
+def sample_log(camp: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    """At most about `max_rows` rows of a randomised log: whole customers drawn by a stable hash of the id
+    (independent of the held-out split's), so a customer's rows stay together. A random share of the customers of
+    a randomised trial is a randomised trial: treatment and outcome rates stay unbiased and need no weights.
+    attrs["sample_share"] says how much was kept."""
+    from training.uplift import split_customers
+
+    share = 1.0 if len(camp) <= max_rows else max_rows / len(camp)
+    out = camp if share == 1.0 else camp[split_customers(camp[ENTITY], share, salt="log-sample")]
+    out = out.reset_index(drop=True)
+    out.attrs["sample_share"] = share
+    return out
+
+
+def logged(
+    settings: Settings,
+    store: object | None = None,
+    camp: pd.DataFrame | None = None,
+    *,
+    max_rows: int | None = None,
+) -> pd.DataFrame:
     """Randomised campaign rows with the features each customer had at the time (point in time). `camp`: a
-    campaign log given for this training (default: the stored campaigns table)."""
+    campaign log given for this training (default: the stored campaigns table). `max_rows`: above it, a share of
+    the customers (sample_log) before the features are joined; attrs["sample_share"] and ["log_rows"] say so."""
     camp = read_table(settings.raw_dir, "campaigns") if camp is None else camp
     if "randomized" in camp:
         camp = camp[camp["randomized"].fillna(False).astype(bool)]
@@ -61,8 +82,12 @@ def logged(settings: Settings, store: object | None = None, camp: pd.DataFrame |
         )
     camp = camp[camp["ts"] >= meta.start]  # before the first feature cut there is nothing to join
     rows = camp.rename(columns={"ts": TS})[[ENTITY, TS, "action_id", "treated", "outcome", "value"]]
+    total = len(rows)
+    rows = sample_log(rows, max_rows) if max_rows is not None else rows
     store = store or feature_store.open_store(settings)
-    return dataset.historical_features(store, rows, service=SERVICE)
+    out = dataset.historical_features(store, rows, service=SERVICE)
+    out.attrs.update(sample_share=rows.attrs.get("sample_share", 1.0), log_rows=total)
+    return out
 
 
 @dataclass
@@ -211,7 +236,11 @@ def train(
     cat = catalogue_lib.load(catalogue_path)
     progress("point-in-time features of the campaign log")
     if frame is None:
-        frame = logged(settings, camp=campaign_log(log_path, settings) if log_path else None)
+        camp = campaign_log(log_path, settings) if log_path else None
+        frame = logged(settings, camp=camp, max_rows=settings.train_max_rows)
+    share, log_rows = frame.attrs.get("sample_share", 1.0), frame.attrs.get("log_rows", len(frame))
+    if share < 1.0:
+        progress(f"{len(frame):,} of {log_rows:,} logged rows ({share:.1%} of the customers, LEADSCOPE_TRAIN_MAX_ROWS)")
     check_log_matches(cat, frame, catalogue_path.name)
     features = feature_store.feature_names(settings, SERVICE)
     is_train = split_customers(frame[ENTITY])
@@ -233,6 +262,8 @@ def train(
         "catalogue_sha256": hashlib.sha256(catalogue_path.read_bytes()).hexdigest()[:16],
         "train_rows": int(is_train.sum()),
         "heldout_rows": int(len(held)),
+        "log_rows": int(log_rows),
+        "log_sample_share": float(share),
         "best_single_action": best_single,
         **{f"learner_{a}": m.kind for a, m in bundle.actions.items()},
     }

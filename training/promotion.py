@@ -155,7 +155,7 @@ def evaluate_uplift(settings: Settings, *, max_loss_se: float = MAX_LOSS_SE) -> 
     chall_v, chall = chall_c.version, chall_c.model
     decision = Decision(nba.NAME, champ_v, chall_v)
     cat = catalogue_lib.load(settings.actions_catalogue)
-    frame = nba.logged(settings)
+    frame = nba.logged(settings, max_rows=settings.train_max_rows)  # the same customers training kept
     held = frame[~split_customers(frame["customer_id"])].reset_index(drop=True)
     contacts = read_table(settings.raw_dir, "customers")
     terms, matched, best_single, single = {}, 0, 0.0, ""

@@ -179,9 +179,31 @@ def test_training_logged_metrics_and_registered(prepared) -> None:
     tracking.configure(prepared.settings)
     run = MlflowClient().get_run(m["run_id"])
     assert run.data.params["feature_service"] == "uplift_v1"
+    log_rows = len(pd.read_parquet(prepared.settings.raw_dir / "campaigns.parquet"))
+    assert run.data.params["log_rows"] == str(log_rows) and float(run.data.params["log_sample_share"]) == 1.0
     assert any(k.endswith("_qini") for k in run.data.metrics) and "ope_ours_dr" in run.data.metrics
     assert tracking.alias_version(prepared.settings, "uplift") == m["version"]
     assert isinstance(pd.DataFrame(m["uplift"]).T, pd.DataFrame)
+
+
+def test_a_big_campaign_log_is_sampled_by_whole_customers_before_the_join(prepared) -> None:
+    # broken: a log of millions of rows joined and fitted whole (the 200k company's uplift step took 11 min), or a
+    # sample that splits customers, skews the treated share or changes the features of the rows it keeps
+    settings = prepared.settings
+    whole = nba.logged(settings)
+    target = len(whole) // 3
+    part = nba.logged(settings, max_rows=target)
+    assert part.attrs["log_rows"] == len(whole) and part.attrs["sample_share"] == pytest.approx(1 / 3, rel=0.01)
+    assert 0.85 * target < len(part) < 1.15 * target
+    kept = set(part["customer_id"])
+    assert (whole["customer_id"].isin(kept).sum()) == len(part)  # every row of a kept customer, no other
+    assert abs(part["treated"].mean() - whole["treated"].mean()) < 0.02
+    held = ~uplift.split_customers(pd.Series(sorted(kept)))
+    assert 0.25 < held.mean() < 0.35  # independent of the held-out split (30 % of customers)
+    key = ["customer_id", "event_timestamp", "action_id"]
+    mine = whole[whole["customer_id"].isin(kept)].sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(part.sort_values(key).reset_index(drop=True), mine[part.columns])
+    assert nba.logged(settings, max_rows=len(whole)).attrs["sample_share"] == 1.0
 
 
 def test_train_nba_without_a_campaign_log_exits_2_saying_so(tmp_path) -> None:
