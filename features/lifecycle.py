@@ -83,7 +83,8 @@ def derive(
         "tx_rfm_frequency_score": todo,
         "tx_rfm_monetary_score": todo,
         "tx_category_diversity": categories,
-        "tx_spend_trend": (amount_30 + 1.0) / (amount_30_120 / 3.0 + 1.0),
+        # net of refunds a window can be negative: a refund of 3 made the ratio infinite, larger ones negative
+        "tx_spend_trend": (np.maximum(amount_30, 0.0) + 1.0) / (np.maximum(amount_30_120, 0.0) / 3.0 + 1.0),
         "tx_days_between_orders": np.divide(span_days, count - 1, out=np.full(len(count), np.nan), where=count > 1),
         "tx_promo_share": promo_share,
         "tag_high_value": todo,

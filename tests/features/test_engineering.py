@@ -103,6 +103,17 @@ def test_transactions_rfm_with_refunds(customers) -> None:
     assert out.loc["b", "tx_amount_total"] == -30.0 and out.loc["b", "tx_count_total"] == 0
 
 
+def test_spend_trend_stays_finite_and_positive_when_refunds_outweigh_orders(customers) -> None:
+    # broken: net spend of -3 in the 30-120-day window divided by zero (an infinite feature), more flipped the sign
+    rows = [("t1", "a", 10, 3.0, True), ("t2", "b", 10, 50.0, True), ("t3", "b", 55, 20.0, False)]
+    tx = pd.DataFrame(rows, columns=["transaction_id", "customer_id", "day", "amount", "is_refund"])
+    tx = tx.assign(ts=tx["day"].map(day), category="core").drop(columns="day")
+    with np.errstate(divide="raise", invalid="raise"):
+        out = fe.transaction_features(tx, customers, pd.DatetimeIndex([day(60)])).set_index("customer_id")
+    assert out.loc["a", "tx_spend_trend"] == 1.0  # nothing bought, nothing before: flat
+    assert out.loc["b", "tx_spend_trend"] == 21.0  # 20 bought now against a refunded past: (20 + 1) / (0 + 1)
+
+
 def test_profile_keeps_custom_attributes_and_drops_pii(customers) -> None:
     out = fe.profile_features(customers)
     assert "email" not in out.columns
