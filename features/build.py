@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from features import engineering
 from features import store as feature_store
 from features.distributed import Partitioned, ViewChunks
 from features.names import builtin_feature_columns
-from graphs.features import HIGH_INTENT, graph_features
+from graphs.features import HIGH_INTENT, graph_feature_cuts
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 from leadscope.tables import (
@@ -34,6 +34,9 @@ from leadscope.tables import (
 GRAPH_VIEW = "customer_graph"
 REFERENCE_FILE = "reference.json"
 Progress = Callable[[str], None]
+# What a view's step gives: the whole frame (the profile), one frame per cut time (the local build: memory holds
+# one cut at a time), or a Ray view's batches
+Chunks = pd.DataFrame | ViewChunks | Iterator[pd.DataFrame]
 
 
 @dataclass
@@ -101,9 +104,9 @@ def graph_inputs(settings: Settings, tables: dict[str, pd.DataFrame]) -> dict[st
     }
 
 
-def graph_view(settings: Settings, tables: dict[str, pd.DataFrame], cuts: pd.DatetimeIndex) -> pd.DataFrame:
-    """The social-graph view at the same cut times as every other view."""
-    return graph_features(**graph_inputs(settings, tables), cuts=cuts)
+def graph_view(settings: Settings, tables: dict[str, pd.DataFrame], cuts: pd.DatetimeIndex) -> Iterator[pd.DataFrame]:
+    """The social-graph view at the same cut times as every other view, one cut at a time."""
+    return graph_feature_cuts(**graph_inputs(settings, tables), cuts=cuts)
 
 
 def _steps(
@@ -112,19 +115,17 @@ def _steps(
     cuts: pd.DatetimeIndex,
     report: BuildReport,
     ray: Partitioned | None = None,
-) -> dict[str, Callable[[], pd.DataFrame | ViewChunks]]:
+) -> dict[str, Callable[[], Chunks]]:
     """The views this company's tables support; the others are recorded in the report with the reason. With
     `ray` (engine=ray) the per-customer views run on Ray over its partitions, with the same functions."""
     cust = tables["customers"]
-    steps: dict[str, Callable[[], pd.DataFrame | ViewChunks]] = {
-        "customer_profile": lambda: engineering.profile_features(cust)
-    }
-    optional: dict[str, tuple[str, Callable[[], pd.DataFrame | ViewChunks]]] = {
+    steps: dict[str, Callable[[], Chunks]] = {"customer_profile": lambda: engineering.profile_features(cust)}
+    optional: dict[str, tuple[str, Callable[[], Chunks]]] = {
         "customer_transactions": (
             "transactions",
-            lambda: engineering.transaction_features(tables["transactions"], cust, cuts),
+            lambda: engineering.transaction_cuts(tables["transactions"], cust, cuts),
         ),
-        "customer_engagement": ("events", lambda: engineering.engagement_features(tables["events"], cust, cuts)),
+        "customer_engagement": ("events", lambda: engineering.engagement_cuts(tables["events"], cust, cuts)),
         GRAPH_VIEW: ("edges", lambda: graph_view(settings, tables, cuts)),
     }
     if ray is not None:
@@ -199,12 +200,14 @@ def write_sources(
             progress(name)
             whole = step()
             files = _ViewFiles(staging)
+            chunk = pd.DataFrame()
             try:
                 for chunk in [whole] if isinstance(whole, pd.DataFrame) else whole:
                     files.write(name, chunk)
             finally:
                 files.close()
-            reference = whole.attrs.get("reference") if isinstance(whole, pd.DataFrame) else whole.reference
+            # the newest cut's statistics: a Ray view collects them, a local view's last chunk is the newest cut
+            reference = whole.reference if isinstance(whole, ViewChunks) else chunk.attrs.get("reference")
             if reference is not None:  # population statistics at the newest cut, for live recomputes
                 (staging / REFERENCE_FILE).write_text(json.dumps(reference))
             schema |= files.schema

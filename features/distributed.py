@@ -170,7 +170,7 @@ class Partitioned:
     def view(self, view: str, cuts: pd.DatetimeIndex) -> ViewChunks:
         return build_view(self.settings, view, self.into, self.n, cuts, self.schemas)
 
-    def graph(self, inputs: dict[str, object], cuts: pd.DatetimeIndex) -> pd.DataFrame:
+    def graph(self, inputs: dict[str, object], cuts: pd.DatetimeIndex) -> Iterator[pd.DataFrame]:
         return graph_view(self.settings, inputs, cuts)
 
     def close(self) -> None:
@@ -183,14 +183,15 @@ def _graph_cuts(inputs: dict[str, object], cuts: list[str]) -> pd.DataFrame:
     return graph_features(**inputs, cuts=pd.DatetimeIndex(pd.to_datetime(cuts, utc=True)))
 
 
-def graph_view(settings: Settings, inputs: dict[str, object], cuts: pd.DatetimeIndex) -> pd.DataFrame:
+def graph_view(settings: Settings, inputs: dict[str, object], cuts: pd.DatetimeIndex) -> Iterator[pd.DataFrame]:
     """The graph view with its cut times spread over Ray tasks. Each cut is a computation of its own over the
     whole graph as of that time (graphs/features.py: nothing carries from one cut to the next), so groups of cuts
-    run side by side with the same function and the frames are concatenated in cut order. The inputs go to the
-    object store once."""
+    run side by side with the same function; the driver takes the groups' frames in cut order, one at a time. The
+    inputs go to the object store once."""
     ray = ensure_ray(settings)
     task = ray.remote(num_cpus=1, max_retries=1)(_graph_cuts)
     shared = ray.put(inputs)
     groups = np.array_split(np.arange(len(cuts)), min(len(cuts), 2 * ray_cpus(settings)))
     pending = [task.remote(shared, [cuts[i].isoformat() for i in g]) for g in groups if len(g)]
-    return pd.concat(ray.get(pending), ignore_index=True)
+    for ref in pending:
+        yield ray.get(ref)

@@ -103,6 +103,24 @@ def transaction_features(
     from `reference` (a live recompute of a few); those of the last cut are left in the result's attrs.
     `relative=False` leaves the relative features NaN (lifecycle.RELATIVE): a pass over a slice of the customers,
     completed by `with_relative` over all of them (features/distributed.py)."""
+    frames = list(transaction_cuts(transactions, customers, cuts, reference, relative=relative))
+    out = pd.concat(frames, ignore_index=True)
+    if relative:
+        out.attrs["reference"] = frames[-1].attrs.get("reference", reference)
+    return out
+
+
+def transaction_cuts(
+    transactions: pd.DataFrame,
+    customers: pd.DataFrame,
+    cuts: pd.DatetimeIndex,
+    reference: dict | None = None,
+    *,
+    relative: bool = True,
+) -> Iterator[pd.DataFrame]:
+    """transaction_features one cut at a time, oldest first (the build writes each as it comes, so memory holds
+    one cut, not the whole view). The relative features rank within a cut, so a cut's frame is complete on its
+    own; its population statistics are in its attrs["reference"]."""
     tx = transactions
     t, codes, idx = _by_time(tx, customers)
     refund = (tx["is_refund"].fillna(False).to_numpy(bool) if "is_refund" in tx else np.zeros(len(tx), bool))[idx]
@@ -115,7 +133,7 @@ def transaction_features(
     n = len(customers)
     first = np.full(n, np.inf)
     seen = np.zeros(n * n_cat, dtype=bool)
-    frames, prev = [], 0
+    prev = 0
     for cut, alive, last, _ in _cuts(t, codes, customers, cuts, mask=~refund):
         hi = np.searchsorted(t, _seconds_one(cut), side="right")
         new = np.arange(prev, hi)[~refund[prev:hi]]
@@ -149,9 +167,8 @@ def transaction_features(
             categories=seen.reshape(n, n_cat).sum(axis=1).astype(float),
             promo=np.bincount(codes[:hi], weights=promo[:hi].astype(float), minlength=n),
         )
-        frames.append(_frame(customers, cut, alive, f))
-    out = pd.concat(frames, ignore_index=True)
-    return with_relative(out, reference) if relative else out
+        out = _frame(customers, cut, alive, f)
+        yield with_relative(out, reference) if relative else out
 
 
 def cut_references(frame: pd.DataFrame) -> dict[pd.Timestamp, dict]:
@@ -191,6 +208,11 @@ def with_relative(frame: pd.DataFrame, reference: dict | None = None) -> pd.Data
 
 def engagement_features(events: pd.DataFrame, customers: pd.DataFrame, cuts: pd.DatetimeIndex) -> pd.DataFrame:
     """Windowed counts per event type, recency, email rates, trend and tenure at each cut."""
+    return pd.concat(list(engagement_cuts(events, customers, cuts)), ignore_index=True)
+
+
+def engagement_cuts(events: pd.DataFrame, customers: pd.DataFrame, cuts: pd.DatetimeIndex) -> Iterator[pd.DataFrame]:
+    """engagement_features one cut at a time, oldest first."""
     ev = events
     t, codes, order = _by_time(ev, customers)
     n, k = len(customers), len(EVENT_TYPES)
@@ -207,7 +229,7 @@ def engagement_features(events: pd.DataFrame, customers: pd.DataFrame, cuts: pd.
         p = pair[lo:hi]
         return np.bincount(p[p >= 0], minlength=n * k).reshape(n, k).astype(float)
 
-    frames, prev = [], 0
+    prev = 0
     for cut, alive, last, _ in _cuts(t, codes, customers, cuts, mask=touch):
         c = _seconds_one(cut)
         hi = np.searchsorted(t, c, side="right")
@@ -235,8 +257,7 @@ def engagement_features(events: pd.DataFrame, customers: pd.DataFrame, cuts: pd.
         f["touch_trend"] = (f["touches_30d"] + 1.0) / (prior / 2.0 + 1.0)
         f["email_open_rate_90d"] = _rate(f["email_open_90d"], f["email_sent_90d"])
         f["email_click_rate_90d"] = _rate(f["email_click_90d"], f["email_open_90d"])
-        frames.append(_frame(customers, cut, alive, f))
-    return pd.concat(frames, ignore_index=True)
+        yield _frame(customers, cut, alive, f)
 
 
 def _cuts(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 
@@ -23,6 +25,35 @@ def graph_features(
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per (customer created by t, t); every input is cut at t, so nothing leaks from the future."""
+    return pd.concat(
+        list(
+            graph_feature_cuts(
+                edges=edges,
+                customers=customers,
+                won_at=won_at,
+                churned_at=churned_at,
+                transactions=transactions,
+                events=events,
+                cuts=cuts,
+                seed=seed,
+            )
+        ),
+        ignore_index=True,
+    )
+
+
+def graph_feature_cuts(
+    *,
+    edges: pd.DataFrame,
+    customers: pd.DataFrame,
+    won_at: pd.Series,
+    churned_at: pd.Series,
+    transactions: pd.DataFrame,
+    events: pd.DataFrame,
+    cuts: pd.DatetimeIndex,
+    seed: int = 0,
+) -> Iterator[pd.DataFrame]:
+    """graph_features one cut at a time, oldest first (each cut is its own computation over the graph as of then)."""
     ids = customers[ENTITY].to_numpy()
     index = pd.Index(ids)
     e = edges.assign(ts=_naive(edges["ts"])).sort_values("ts", kind="stable")
@@ -40,7 +71,6 @@ def graph_features(
         if "social_followers" in customers
         else np.full(len(ids), np.nan)
     )
-    frames = []
     for cut in cuts:
         t = np.datetime64(pd.Timestamp(cut).tz_convert("UTC").tz_localize(None), "ns")
         now = e[e["ts"].to_numpy() <= t]
@@ -62,8 +92,7 @@ def graph_features(
         out["social_role"] = role.to_numpy()
         out.insert(0, TS, cut)
         out.insert(0, ENTITY, ids[alive])
-        frames.append(out)
-    return pd.concat(frames, ignore_index=True)
+        yield out
 
 
 def _at_cut(

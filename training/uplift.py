@@ -90,31 +90,74 @@ class ActionModel:
 
 
 @dataclass
+class Control:
+    """The pooled control arm: in a randomised log an untreated row is "do nothing" whatever action it was drawn
+    for, so every action's control arm is all of them. Its outcome models are therefore the same for every action
+    and fitted once here, not once per action: μ0 on the whole arm, and the DR-learner's two cross-fitting halves
+    with their out-of-fold predictions on the arm's own rows."""
+
+    X: np.ndarray
+    y: np.ndarray
+    folds: np.ndarray  # customer_folds of each row
+    mu0: lgb.Booster  # fitted on X, y
+    _halves: list[lgb.Booster] = field(default_factory=list)
+    _cross: np.ndarray | None = None
+
+    def cross_fitted(self, cats: list[int], threads: int, seed: int) -> tuple[list[lgb.Booster], np.ndarray]:
+        """μ0 fitted on each cross-fitting half's complement (the rows with folds % 2 != f), and each row's
+        prediction by the model that did not see it."""
+        if self._cross is None:
+            half = self.folds % 2
+            cross = np.zeros(len(self.y))
+            for f in (0, 1):
+                b = _fit(CLASSIFIER, self.X[half != f], self.y[half != f], cats, threads, seed)
+                cross[half == f] = _p(b, self.X[half == f], threads)
+                self._halves.append(b)
+            self._cross = cross
+        return self._halves, self._cross
+
+
+@dataclass
 class Arms:
-    """One action's rows next to the pooled control rows: in a randomised log an untreated row is "do nothing"
-    whatever action it was drawn for, so every action's control arm is all of them."""
+    """One action's treated rows next to the pooled control arm (shared by every action's Arms)."""
 
     X1: np.ndarray
     y1: np.ndarray
-    X0: np.ndarray
-    y0: np.ndarray
-    mu0: lgb.Booster  # fitted on X0, y0
     f1: np.ndarray  # customer_folds of each row
-    f0: np.ndarray
+    control: Control
+    _mu1: lgb.Booster | None = None
+
+    @property
+    def X0(self) -> np.ndarray:
+        return self.control.X
+
+    @property
+    def y0(self) -> np.ndarray:
+        return self.control.y
+
+    @property
+    def mu0(self) -> lgb.Booster:
+        return self.control.mu0
 
     @property
     def share(self) -> float:
         return len(self.y1) / (len(self.y1) + len(self.y0))
 
+    def mu1(self, cats: list[int], threads: int, seed: int) -> lgb.Booster:
+        """P(respond | treated with this action, x) on the whole treated arm (the T- and X-learner's, fitted once)."""
+        if self._mu1 is None:
+            self._mu1 = _fit(CLASSIFIER, self.X1, self.y1, cats, threads, seed)
+        return self._mu1
+
 
 def fit_t(arms: Arms, cats: list[int], threads: int, seed: int) -> ActionModel:
-    return ActionModel("t_learner", [_fit(CLASSIFIER, arms.X1, arms.y1, cats, threads, seed), arms.mu0])
+    return ActionModel("t_learner", [arms.mu1(cats, threads, seed), arms.mu0])
 
 
 def fit_x(arms: Arms, cats: list[int], threads: int, seed: int) -> ActionModel:
     """Künzel et al. 2019: imputed effects y − μ0(x) on treated rows and μ1(x) − y on control rows, one
     regressor each, blended by the treated share (the small treated arm leans on the well-fitted μ0)."""
-    mu1 = _fit(CLASSIFIER, arms.X1, arms.y1, cats, threads, seed)
+    mu1 = arms.mu1(cats, threads, seed)
     tau1 = _fit(REGRESSOR, arms.X1, arms.y1 - _p(arms.mu0, arms.X1, threads), cats, threads, seed)
     tau0 = _fit(REGRESSOR, arms.X0, _p(mu1, arms.X0, threads) - arms.y0, cats, threads, seed)
     return ActionModel("x_learner", [tau0, tau1], weight=arms.share)
@@ -122,28 +165,27 @@ def fit_x(arms: Arms, cats: list[int], threads: int, seed: int) -> ActionModel:
 
 def fit_dr(arms: Arms, cats: list[int], threads: int, seed: int) -> ActionModel:
     """Kennedy 2020: cross-fitted outcome models, the doubly robust pseudo-outcome, regressed on x."""
+    halves, mu0_control = arms.control.cross_fitted(cats, threads, seed)
+    half1, half0 = arms.f1 % 2, arms.control.folds % 2
+    mu1_treated, mu0_treated = np.zeros(len(arms.y1)), np.zeros(len(arms.y1))
+    mu1_control = np.zeros(len(arms.y0))
+    for f in (0, 1):
+        seen, unseen = half1 != f, half1 == f
+        mu1 = _fit(CLASSIFIER, arms.X1[seen], arms.y1[seen], cats, threads, seed)
+        mu1_treated[unseen] = _p(mu1, arms.X1[unseen], threads)
+        mu1_control[half0 == f] = _p(mu1, arms.X0[half0 == f], threads)
+        mu0_treated[unseen] = _p(halves[f], arms.X1[unseen], threads)
     X = np.vstack([arms.X1, arms.X0])
     y = np.r_[arms.y1, arms.y0]
     t = np.r_[np.ones(len(arms.y1)), np.zeros(len(arms.y0))]
-    folds = np.r_[arms.f1, arms.f0]
-    fold = folds % 2
-    mu0, mu1 = np.zeros(len(y)), np.zeros(len(y))
-    for f in (0, 1):
-        tr, te = fold != f, fold == f
-        mu1[te] = _p(_fit(CLASSIFIER, X[tr & (t == 1)], y[tr & (t == 1)], cats, threads, seed), X[te], threads)
-        mu0[te] = _p(_fit(CLASSIFIER, X[tr & (t == 0)], y[tr & (t == 0)], cats, threads, seed), X[te], threads)
-    psi = pseudo_outcome(y, t, mu1, mu0, arms.share)
+    folds = np.r_[arms.f1, arms.control.folds]
+    psi = pseudo_outcome(y, t, np.r_[mu1_treated, mu1_control], np.r_[mu0_treated, mu0_control], arms.share)
     params = {**REGRESSOR, "num_threads": threads, "seed": seed}
     splits = [(np.flatnonzero(folds % CV_FOLDS != k), np.flatnonzero(folds % CV_FOLDS == k)) for k in range(CV_FOLDS)]
-    cv = lgb.cv(
-        params,
-        lgb.Dataset(X, psi, categorical_feature=cats, free_raw_data=False),
-        MAX_ROUNDS,
-        folds=splits,
-        callbacks=[lgb.early_stopping(30, verbose=False)],
-    )
+    data = lgb.Dataset(X, psi, categorical_feature=cats, free_raw_data=False)
+    cv = lgb.cv(params, data, MAX_ROUNDS, folds=splits, callbacks=[lgb.early_stopping(30, verbose=False)])
     rounds = len(cv["valid l2-mean"])
-    return ActionModel("dr_learner", [lgb.train(params, lgb.Dataset(X, psi, categorical_feature=cats), rounds)])
+    return ActionModel("dr_learner", [lgb.train(params, data, rounds)])
 
 
 def pseudo_outcome(y: np.ndarray, t: np.ndarray, mu1: np.ndarray, mu0: np.ndarray, e: float) -> np.ndarray:
@@ -261,7 +303,7 @@ def _compare_learners(
     """Every learner fitted on `arms`, judged on held-out rows: the DR loss on this action's held-out treated rows
     and all held-out control rows; Qini, AUUC and uplift@30 % on the treated rows and as many control rows."""
     val = np.flatnonzero(val_rows | val_control_rows)
-    mu1_fit = _fit(CLASSIFIER, arms.X1, arms.y1, cats, threads, seed)
+    mu1_fit = arms.mu1(cats, threads, seed)
     psi = pseudo_outcome(
         y[val], t[val], _p(mu1_fit, X[val], threads), _p(arms.mu0, X[val], threads), float(t[val].mean())
     )
@@ -308,8 +350,19 @@ def fit_bundle(
     inner = split_customers(frame["customer_id"], 1.0 - validation, salt="validation")
     folds = customer_folds(frame["customer_id"])
     control_rows = t == 0
-    mu0_inner = _fit(CLASSIFIER, X[control_rows & inner], y[control_rows & inner], cats, threads, seed)
-    mu0_all = _fit(CLASSIFIER, X[control_rows], y[control_rows], cats, threads, seed)
+    fit_control, all_control = control_rows & inner, control_rows
+    inner_arm = Control(
+        X[fit_control],
+        y[fit_control],
+        folds[fit_control],
+        _fit(CLASSIFIER, X[fit_control], y[fit_control], cats, threads, seed),
+    )
+    whole_arm = Control(
+        X[all_control],
+        y[all_control],
+        folds[all_control],
+        _fit(CLASSIFIER, X[all_control], y[all_control], cats, threads, seed),
+    )
     models, metrics = {}, {}
     for action in sorted(frame["action_id"].unique()):
         treated = (frame["action_id"] == action).to_numpy() & (t == 1)
@@ -317,23 +370,18 @@ def fit_bundle(
         if min(fit_rows.sum(), val_rows.sum()) < 50:
             metrics[action] = {"skipped_too_few_rows": float(treated.sum())}
             continue
-        fit_control = control_rows & inner
-        arms = Arms(
-            X[fit_rows], y[fit_rows], X[fit_control], y[fit_control], mu0_inner, folds[fit_rows], folds[fit_control]
-        )
+        arms = Arms(X[fit_rows], y[fit_rows], folds[fit_rows], inner_arm)
         found = _compare_learners(arms, X, y, t, val_rows, control_rows & ~inner, cats, threads, seed)
         noise = found.pop("noise")
         best = min(found, key=lambda k: found[k]["dr_loss"]) if learner == "auto" else learner
-        arms = Arms(
-            X[treated], y[treated], X[control_rows], y[control_rows], mu0_all, folds[treated], folds[control_rows]
-        )
+        arms = Arms(X[treated], y[treated], folds[treated], whole_arm)
         models[action] = FITS[best](arms, cats, threads, seed)
         metrics[action] = {f"{k}_{m}": v for k, ms in found.items() for m, v in ms.items()} | {
             "learner": float(list(FITS).index(best)),
             "treated_rows": float(treated.sum()),
             "qini_noise_sd": noise["qini_sd"],
         }
-    control = mu0_all
+    control = whole_arm.mu0
     responders = y == 1
     value = _fit(
         REGRESSOR | {"min_data_in_leaf": 50},

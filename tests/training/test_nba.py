@@ -299,3 +299,25 @@ def test_a_campaign_log_and_a_catalogue_that_disagree_are_refused(tmp_path) -> N
     assert res.exit_code == 2 and "1 action(s) never tried in the campaign log: sms_coupon" in " ".join(
         res.output.split()
     )
+
+
+def test_the_pooled_control_arms_outcome_models_are_fitted_once_and_cross_fitted_out_of_fold() -> None:
+    """Every action shares the control arm, so its μ0 halves are fitted once (not once per action), and each
+    control row's μ0 comes from the half-model that did not see it (the DR pseudo-outcome needs that)."""
+    rng = np.random.default_rng(0)
+    n = 6_000
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    y = (rng.random(n) < 1 / (1 + np.exp(-X[:, 0]))).astype(float)
+    folds = rng.integers(0, 2 * uplift.CV_FOLDS, n)
+    arm = rng.integers(0, 3, n)  # 0: control, 1 and 2: two actions
+    c = arm == 0
+    control = uplift.Control(X[c], y[c], folds[c], uplift._fit(uplift.CLASSIFIER, X[c], y[c], [], 1, 0))
+    first = uplift.fit_dr(uplift.Arms(X[arm == 1], y[arm == 1], folds[arm == 1], control), [], 1, 0)
+    halves, cross = control.cross_fitted([], 1, 0)
+    uplift.fit_dr(uplift.Arms(X[arm == 2], y[arm == 2], folds[arm == 2], control), [], 1, 0)
+    assert control.cross_fitted([], 1, 0)[0] is halves and len(halves) == 2
+    half = folds[c] % 2
+    for f in (0, 1):
+        alone = uplift._fit(uplift.CLASSIFIER, X[c][half != f], y[c][half != f], [], 1, 0)
+        np.testing.assert_allclose(cross[half == f], alone.predict(X[c][half == f]))
+    assert first.kind == "dr_learner" and np.isfinite(first.uplift(X)).all()
