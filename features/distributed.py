@@ -9,8 +9,9 @@ local build (features/engineering.py), run by Ray Data over customer partitions.
    cut: the population statistics per cut come from a `groupby(ts).map_groups` over the partition outputs, and
    `add_relative` fills them in a second `map_batches`.
 4. The driver streams the result into the view's parquet files batch by batch (`ViewChunks`).
-5. The graph view is one computation over the whole graph per cut time, and the cuts are independent: groups of
-   cuts run as Ray tasks (`graph_view`) with graphs/features.py's own function, the inputs in the object store once.
+5. The graph view is one computation over the whole graph per cut time. A block of cuts from one community anchor
+   to the next (graphs/features.py WARM_CUTS) depends on nothing before it: groups of whole blocks run as Ray tasks
+   (`graph_view`) with graphs/features.py's own function, the inputs in the object store once.
 
 The rows come out in another order than the local build's (partition by partition); the values are the same
 (tests/test_ray.py compares them column by column).
@@ -184,14 +185,19 @@ def _graph_cuts(inputs: dict[str, object], cuts: list[str]) -> pd.DataFrame:
 
 
 def graph_view(settings: Settings, inputs: dict[str, object], cuts: pd.DatetimeIndex) -> Iterator[pd.DataFrame]:
-    """The graph view with its cut times spread over Ray tasks. Each cut is a computation of its own over the
-    whole graph as of that time (graphs/features.py: nothing carries from one cut to the next), so groups of cuts
-    run side by side with the same function; the driver takes the groups' frames in cut order, one at a time. The
-    inputs go to the object store once."""
+    """The graph view with its cut times spread over Ray tasks. Each cut is a computation over the whole graph as
+    of that time; only the communities carry from one cut to the next, and not past an anchor (graphs/features.py
+    WARM_CUTS). Groups of whole blocks therefore run side by side with the same function and give what the local
+    loop gives; the driver takes the groups' frames in cut order, one at a time. The inputs go to the object store
+    once."""
+    from graphs.features import WARM_CUTS
+
     ray = ensure_ray(settings)
     task = ray.remote(num_cpus=1, max_retries=1)(_graph_cuts)
     shared = ray.put(inputs)
-    groups = np.array_split(np.arange(len(cuts)), min(len(cuts), 2 * ray_cpus(settings)))
-    pending = [task.remote(shared, [cuts[i].isoformat() for i in g]) for g in groups if len(g)]
+    anchors = np.arange(0, len(cuts), WARM_CUTS)  # a group starts at an anchor and holds whole blocks
+    groups = np.array_split(anchors, min(len(anchors), 2 * ray_cpus(settings)))
+    spans = [range(g[0], min(g[-1] + WARM_CUTS, len(cuts))) for g in groups if len(g)]
+    pending = [task.remote(shared, [cuts[i].isoformat() for i in span]) for span in spans]
     for ref in pending:
         yield ray.get(ref)

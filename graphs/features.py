@@ -11,6 +11,10 @@ from graphs import social
 from leadscope.schema import ENTITY, TS
 
 HIGH_INTENT = ("pricing_view", "form_submit", "inbound_call")
+# Communities: Leiden from scratch at every WARM_CUTS-th cut (an anchor), and at the cuts between refined from the
+# previous cut's labels (social.communities' `start`, about 3× faster). A block of cuts from one anchor to the
+# next depends on nothing before it, so blocks can run side by side (features/distributed.py) with the same result.
+WARM_CUTS = 4
 
 
 def graph_features(
@@ -53,7 +57,8 @@ def graph_feature_cuts(
     cuts: pd.DatetimeIndex,
     seed: int = 0,
 ) -> Iterator[pd.DataFrame]:
-    """graph_features one cut at a time, oldest first (each cut is its own computation over the graph as of then)."""
+    """graph_features one cut at a time, oldest first: each cut is a computation over the graph as of then, its
+    communities refined from the previous cut's unless the cut is an anchor (its index a multiple of WARM_CUTS)."""
     ids = customers[ENTITY].to_numpy()
     index = pd.Index(ids)
     e = edges.assign(ts=_naive(edges["ts"])).sort_values("ts", kind="stable")
@@ -71,14 +76,16 @@ def graph_feature_cuts(
         if "social_followers" in customers
         else np.full(len(ids), np.nan)
     )
-    for cut in cuts:
+    label = None
+    for i, cut in enumerate(cuts):
         t = np.datetime64(pd.Timestamp(cut).tz_convert("UTC").tz_localize(None), "ns")
         now = e[e["ts"].to_numpy() <= t]
         in_year = (tx["ts"].to_numpy() <= t) & (tx["ts"].to_numpy() > t - np.timedelta64(365, "D"))
         spend = np.bincount(tx["c"].to_numpy()[in_year], weights=signed[in_year], minlength=len(ids))
-        # recomputed at every cut: stale labels would leave newcomers as singletons in some rows and not in
+        # optimised at every cut: stale labels would leave newcomers as singletons in some rows and not in
         # others (train/serve skew); Leiden takes ~0.13 s at 20k customers
-        label = social.communities(len(ids), now["s"].to_numpy(), now["d"].to_numpy(), seed=seed)
+        start = label if i % WARM_CUTS else None
+        label = social.communities(len(ids), now["s"].to_numpy(), now["d"].to_numpy(), seed=seed, start=start)
         keen = np.bincount(hot_c[hot_ts <= t], minlength=len(ids)) > 0
         f = _at_cut(now, len(ids), won <= t, churned <= t, spend, followers_attr, label, keen)
         alive = created <= t

@@ -50,17 +50,28 @@ def pagerank(A: sp.csr_matrix, *, tol: float = 1e-10, max_iter: int = 200) -> np
     return x
 
 
-def communities(n: int, src: np.ndarray, dst: np.ndarray, *, seed: int = 0) -> np.ndarray:
+def communities(
+    n: int, src: np.ndarray, dst: np.ndarray, *, seed: int = 0, start: np.ndarray | None = None
+) -> np.ndarray:
     """Community label per node: Leiden maximising modularity on the undirected graph (igraph).
 
     Measured on 20k nodes / 60k edges: networkx Louvain 8.2 s, igraph Louvain 0.5 s; on 200k / 2M edges
-    igraph Louvain took 86 s against 4.2 s for Leiden (which also guarantees connected communities)."""
+    igraph Louvain took 86 s against 4.2 s for Leiden (which also guarantees connected communities).
+    `start`: the labels of the same nodes on an earlier, smaller graph (the previous cut). Leiden then refines
+    them in one iteration instead of two from singletons: on the 200,000-customer company's graph (703,246
+    edges) against the labels of 97 % of its edges, 0.60 s and modularity 0.434, where two iterations from
+    scratch took 1.94 s for 0.429."""
     import igraph as ig  # here, not at the top: importing igraph loads matplotlib (0.6 s for every CLI command)
 
-    g = ig.Graph(n=n, edges=np.column_stack([src, dst]), directed=False)
+    # a list of pairs: igraph converts it twice as fast as a numpy array (0.25 s against 0.47 s for 700k edges)
+    g = ig.Graph(n=n, edges=list(zip(np.asarray(src).tolist(), np.asarray(dst).tolist(), strict=True)), directed=False)
     g.simplify()
     ig.set_random_number_generator(random.Random(seed))  # Leiden visits nodes in random order: fix it
-    return np.asarray(g.community_leiden(objective_function="modularity", n_iterations=2).membership)
+    if start is None:
+        found = g.community_leiden(objective_function="modularity", n_iterations=2)
+    else:
+        found = g.community_leiden(objective_function="modularity", n_iterations=1, initial_membership=list(start))
+    return np.asarray(found.membership)
 
 
 def referral_trees(referrer: np.ndarray, referred: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ import pytest
 
 from features import engineering as fe
 from features.build import GRAPH_VIEW, graph_inputs, read_reference, write_sources
-from graphs.features import graph_features
+from graphs.features import WARM_CUTS, graph_features
 from leadscope.synth import generate
 from leadscope.tables import read_feature_meta, read_table
 from tests.conftest import small_settings
@@ -62,3 +62,17 @@ def test_the_streamed_views_equal_the_whole_frame_functions_and_keep_the_newest_
     newest = json.loads(json.dumps(want_tx.attrs["reference"]))
     assert read_reference(built.feature_dir) == newest
     assert newest != json.loads(json.dumps(fe.transaction_features(tx, cust, cuts[:-1]).attrs["reference"]))
+
+
+def test_a_block_of_cuts_from_a_community_anchor_gives_what_the_whole_loop_gives(built) -> None:
+    """Communities are refined from the previous cut's, back to an anchor only: a Ray task that starts at an
+    anchor (features/distributed.py graph_view) computes the same rows as the single loop over every cut."""
+    cuts = pd.DatetimeIndex(read_feature_meta(built.feature_dir).cuts)
+    tables = {t: read_table(built.raw_dir, t) for t in ("customers", "transactions", "events")}
+    inputs = graph_inputs(built, tables)
+    whole = graph_features(**inputs, cuts=cuts)
+    later = whole[whole["event_timestamp"] >= cuts[WARM_CUTS]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(graph_features(**inputs, cuts=cuts[WARM_CUTS:]), later)
+    # and the refined communities are real ones: most customers share theirs with someone
+    newest = whole[whole["event_timestamp"] == cuts[-1]]
+    assert newest["community_size"].gt(1).mean() > 0.5
