@@ -45,6 +45,8 @@ class BuildReport:
 
     rows: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    # rows written to the online store per view: None where every row was (features/store.py materialize)
+    materialised: dict[str, int | None] = field(default_factory=dict)
 
 
 def data_end(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
@@ -155,7 +157,10 @@ class _ViewFiles:
             table = pa.Table.from_pandas(part, preserve_index=False)
             if view not in self.writers:
                 self.schema[view] = column_kinds(part, skip=(ENTITY, TS))
-                self.writers[view] = pq.ParquetWriter(self.staging / f"{view}.parquet", table.schema)
+                # a column with no value in the first chunk (a cut before anyone existed) is typed null by Arrow;
+                # numbers come as float64 whatever they hold, so such a column is text
+                schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema])
+                self.writers[view] = pq.ParquetWriter(self.staging / f"{view}.parquet", schema)
                 self.rows[view] = 0
             self.writers[view].write_table(table.cast(self.writers[view].schema))
             self.rows[view] += len(part)
@@ -269,7 +274,14 @@ def build(settings: Settings, progress: Progress = lambda _: None, *, online: bo
                 )
             else:
                 progress("materialising the online store")
-            feature_store.materialize(fs, settings)
+            written = feature_store.materialize(fs, settings, previous, live_since=folded)
+            report.materialised = written
+            if all(n is not None for n in written.values()):
+                progress(
+                    "online store: only the changed customers written ("
+                    + ", ".join(f"{v} {n:,}" for v, n in written.items())
+                    + ")"
+                )
     except BaseException:
         if previous.exists():
             shutil.rmtree(settings.feature_dir, ignore_errors=True)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, String
 
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
-from leadscope.tables import read_feature_meta
+from leadscope.tables import META_FILE, SCHEMA_FILE, FeatureMeta, has_features, read_feature_meta
 
 PROJECT = "leadscope"
 VIEWS = (
@@ -196,14 +198,113 @@ def apply(settings: Settings) -> FeatureStore:
     return store
 
 
-def materialize(store: FeatureStore, settings: Settings) -> None:
-    """Load the newest row per customer into the online store (explicit window: generated history is old)."""
-    meta = read_feature_meta(settings.feature_dir)
+def window(settings: Settings, meta: FeatureMeta, view: str) -> tuple[datetime, datetime]:
+    """The rows a materialisation moves (the newest per customer inside it): the profile over the whole history,
+    the other views over their TTL before the build's end (explicit: generated history is old)."""
     end = meta.end.to_pydatetime() + timedelta(seconds=1)
-    start = meta.start.to_pydatetime() - timedelta(seconds=1)
-    store.materialize(start_date=start, end_date=end, feature_views=["customer_profile"])
-    recent = end - timedelta(days=2 * settings.feature_cadence_days + 2)
-    store.materialize(start_date=recent, end_date=end, feature_views=[v for v in VIEWS[1:] if meta.has_view(v)])
+    if view == "customer_profile":
+        return meta.start.to_pydatetime() - timedelta(seconds=1), end
+    return end - timedelta(days=2 * settings.feature_cadence_days + 2), end
+
+
+def materialize(
+    store: FeatureStore, settings: Settings, previous: Path | None = None, *, live_since: int = 0
+) -> dict[str, int | None]:
+    """Load the newest row per customer into the online store. After a rebuild (`previous`: the features the
+    online store was loaded from, by the marker), only the customers whose row changed are written, per view;
+    otherwise Feast's materialisation moves every row. Returns the rows written per view (None: all of them).
+    `live_since`: live records folded into this build; live passes wrote their customers' rows online since the
+    previous build, so those rows are not the previous build's and everything is written."""
+    meta = read_feature_meta(settings.feature_dir)
+    views = [v for v in VIEWS if meta.has_view(v)]
+    base = previous if previous is not None and not live_since and _holds(settings, previous) else None
+    # until this materialisation completes, the online store holds no one build's rows (a failure part-way leaves
+    # the next build to write everything)
+    _online_mark(settings, clear=True)
+    written: dict[str, int | None] = {}
+    for view in views:
+        start, end = window(settings, meta, view)
+        changed = _changed(settings, meta, read_feature_meta(base), base, view) if base is not None else None
+        if changed is None:
+            store.materialize(start_date=start, end_date=end, feature_views=[view])
+        else:
+            if len(changed):
+                store.write_to_online_store(view, changed)
+            store.registry.apply_materialization(store.get_feature_view(view), store.project, start, end)
+        written[view] = None if changed is None else len(changed)
+    _online_mark(settings, _build_identity(settings.feature_dir))
+    return written
+
+
+def _build_identity(feature_dir: Path) -> str:
+    return hashlib.sha256(b"".join((feature_dir / f).read_bytes() for f in (META_FILE, SCHEMA_FILE))).hexdigest()[:16]
+
+
+def _online_mark(settings: Settings, build: str | None = None, *, clear: bool = False) -> str | None:
+    """Which build's rows the online store holds, kept in the online store itself (a Redis key, a table of the
+    SQLite file): a flushed Redis or a deleted file loses it with the rows, and the next build writes everything.
+    With `build`: record it; with `clear`: forget it; else read it."""
+    if settings.online_store == "redis":
+        import redis
+
+        key = f"leadscope:{PROJECT}:online_build"
+        with redis.Redis.from_url(settings.redis_url) as r:
+            if clear:
+                r.delete(key)
+            elif build is not None:
+                r.set(key, build)
+            else:
+                found = r.get(key)
+                return found.decode() if found else None
+        return None
+    import sqlite3
+
+    path = settings.feature_repo_dir / "online.db"
+    if not path.exists():
+        return None
+    con = sqlite3.connect(path)
+    try:
+        with con:
+            con.execute("CREATE TABLE IF NOT EXISTS leadscope_online_build (build TEXT)")
+            if clear or build is not None:
+                con.execute("DELETE FROM leadscope_online_build")
+            if build is not None:
+                con.execute("INSERT INTO leadscope_online_build VALUES (?)", (build,))
+        row = con.execute("SELECT build FROM leadscope_online_build").fetchone()
+        return row[0] if row else None
+    finally:
+        con.close()
+
+
+def _holds(settings: Settings, feature_dir: Path) -> bool:
+    """Does the online store hold exactly the newest rows of the build in `feature_dir`?"""
+    return has_features(feature_dir) and _online_mark(settings) == _build_identity(feature_dir)
+
+
+def _changed(
+    settings: Settings, meta: FeatureMeta, old_meta: FeatureMeta, old_dir: Path, view: str
+) -> pd.DataFrame | None:
+    """The newest row per customer of `view` (inside its window) that the previous build did not have the same,
+    values and timestamp alike (DuckDB's EXCEPT: NULL and NaN equal to themselves). None when the two builds'
+    columns differ, or the previous build lacks the view: then every row is written."""
+    import duckdb
+
+    cols = [ENTITY, TS, *meta.schema[view]]
+    if old_meta.schema.get(view) != meta.schema[view] or not (old_dir / f"{view}.parquet").exists():
+        return None
+    names = ", ".join('"' + c.replace('"', '""') + '"' for c in cols)
+    latest = (
+        f"SELECT {names} FROM read_parquet(?) WHERE {TS} BETWEEN ? AND ? "  # noqa: S608 - quoted identifiers
+        f"QUALIFY row_number() OVER (PARTITION BY {ENTITY} ORDER BY {TS} DESC) = 1"
+    )
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        args = [str(settings.feature_dir / f"{view}.parquet"), *window(settings, meta, view)]
+        args += [str(old_dir / f"{view}.parquet"), *window(settings, old_meta, view)]
+        return con.execute(f"({latest}) EXCEPT ({latest})", args).df()
+    finally:
+        con.close()
 
 
 def materialize_incremental(store: FeatureStore, settings: Settings) -> dict[str, tuple[str, str]]:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features import store as feature_store
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 from leadscope.tables import read_feature_meta
@@ -54,11 +55,8 @@ class OfflineFeatures:
         self.lock = threading.Lock()
         self.local = threading.local()
 
-    def window(self, view: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-        end = self.meta.end + timedelta(seconds=1)
-        if view == "customer_profile":
-            return self.meta.start - timedelta(seconds=1), end
-        return end - timedelta(days=2 * self.settings.feature_cadence_days + 2), end
+    def window(self, view: str) -> tuple[datetime, datetime]:
+        return feature_store.window(self.settings, self.meta, view)
 
     def _latest(self, view: str, feats: list[str]) -> str:
         """The table of `view`'s newest row per customer inside the materialisation's window (what Feast moved),
@@ -75,7 +73,7 @@ class OfflineFeatures:
                     WHERE {_q(TS)} BETWEEN ? AND ?
                     QUALIFY row_number() OVER (PARTITION BY {_q(ENTITY)} ORDER BY {_q(TS)} DESC) = 1
                     """,  # noqa: S608 - names quoted as identifiers, values as parameters
-                    [str(self.settings.feature_dir / f"{view}.parquet"), start.to_pydatetime(), end.to_pydatetime()],
+                    [str(self.settings.feature_dir / f"{view}.parquet"), start, end],
                 )
                 self.ready[key] = name
             return self.ready[key]

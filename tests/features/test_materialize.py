@@ -38,3 +38,53 @@ def test_incremental_materialisation_moves_only_what_is_new(tmp_path) -> None:
     newest = offline[offline["customer_id"] == who].sort_values("event_timestamp").iloc[-1]
     assert online["pricing_view_total"][0] == newest["pricing_view_total"]
     assert newest["event_timestamp"] > old_end
+
+
+def _online(settings, ids: list[str]) -> pd.DataFrame:  # noqa: ANN001
+    fs = store.open_store(settings)
+    rows = fs.get_online_features(
+        features=fs.get_feature_service("customer_360"), entity_rows=[{"customer_id": i} for i in ids]
+    ).to_df()
+    return rows.sort_values("customer_id").reset_index(drop=True)
+
+
+def test_a_rebuild_writes_only_the_customers_whose_rows_changed(tmp_path) -> None:
+    settings = small_settings(tmp_path, customers=600)
+    prepare(settings, train=False)
+    ids = pd.read_parquet(settings.raw_dir / "customers.parquet")["customer_id"].astype(str).tolist()
+
+    # nothing changed: nothing written, and the online store still answers for everyone
+    report = build(settings)
+    assert report.materialised and all(n == 0 for n in report.materialised.values()), report.materialised
+
+    # one customer's attribute and another's old order change; the cut times stay (the data's end is the same)
+    cust = pd.read_parquet(settings.raw_dir / "customers.parquet")
+    tx = pd.read_parquet(settings.raw_dir / "transactions.parquet")
+    who = str(tx["customer_id"].iloc[0])
+    buyer = tx[tx["customer_id"] == who].iloc[[0]]
+    other = str(cust["customer_id"][cust["customer_id"] != who].iloc[0])
+    cust.loc[cust["customer_id"] == other, "industry"] = "aerospace"
+    cust.to_parquet(settings.raw_dir / "customers.parquet", index=False)
+    late = buyer.assign(transaction_id="again-" + buyer["transaction_id"], amount=buyer["amount"] * 3)
+    pd.concat([tx, late]).to_parquet(settings.raw_dir / "transactions.parquet", index=False)
+    report = build(settings)
+    written = report.materialised
+    assert written["customer_profile"] == 1  # only `other`
+    assert 1 <= written["customer_transactions"] < 10  # `who` (and whoever ranks against them moved a quintile)
+    assert written["customer_engagement"] == 0
+    changed = _online(settings, ids)
+    assert changed.loc[changed["customer_id"] == other, "industry"].item() == "aerospace"
+
+    # the same as writing every row: a full materialisation over it changes nothing
+    assert all(n is None for n in store.materialize(store.open_store(settings), settings).values())
+    pd.testing.assert_frame_equal(_online(settings, ids), changed)
+
+
+def test_a_rebuild_writes_everything_when_the_online_store_lost_its_rows(tmp_path) -> None:
+    settings = small_settings(tmp_path, customers=400)
+    prepare(settings, train=False)
+    (settings.feature_repo_dir / "online.db").unlink()  # an online store started empty
+    report = build(settings)
+    assert all(n is None for n in report.materialised.values()), report.materialised
+    ids = pd.read_parquet(settings.raw_dir / "customers.parquet")["customer_id"].astype(str).tolist()
+    assert _online(settings, ids)["tenure_days"].notna().all()
