@@ -45,8 +45,8 @@ class BuildReport:
 
     rows: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
-    # rows written to the online store per view: None where every row was (features/store.py materialize)
-    materialised: dict[str, int | None] = field(default_factory=dict)
+    # what went to the online store per view (features/store.py materialize)
+    materialised: dict[str, feature_store.Written] = field(default_factory=dict)
 
 
 def data_end(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
@@ -276,12 +276,9 @@ def build(settings: Settings, progress: Progress = lambda _: None, *, online: bo
                 progress("materialising the online store")
             written = feature_store.materialize(fs, settings, previous, live_since=folded)
             report.materialised = written
-            if all(n is not None for n in written.values()):
-                progress(
-                    "online store: only the changed customers written ("
-                    + ", ".join(f"{v} {n:,}" for v, n in written.items())
-                    + ")"
-                )
+            if all(w.changed_only for w in written.values()):
+                rows = ", ".join(f"{v} {w.rows:,}" for v, w in written.items())
+                progress(f"online store: only the customers whose rows changed written ({rows})")
     except BaseException:
         if previous.exists():
             shutil.rmtree(settings.feature_dir, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -207,31 +208,49 @@ def window(settings: Settings, meta: FeatureMeta, view: str) -> tuple[datetime, 
     return end - timedelta(days=2 * settings.feature_cadence_days + 2), end
 
 
+CHUNK_ROWS = 50_000  # rows per write to the online store: memory stays flat whatever the company's size
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a materialisation wrote for one view: `rows` (None: moved by Feast's own engine, not counted), and
+    whether only the changed customers were (`changed_only`)."""
+
+    rows: int | None
+    changed_only: bool
+
+
 def materialize(
     store: FeatureStore, settings: Settings, previous: Path | None = None, *, live_since: int = 0
-) -> dict[str, int | None]:
-    """Load the newest row per customer into the online store. After a rebuild (`previous`: the features the
-    online store was loaded from, by the marker), only the customers whose row changed are written, per view;
-    otherwise Feast's materialisation moves every row. Returns the rows written per view (None: all of them).
-    `live_since`: live records folded into this build; live passes wrote their customers' rows online since the
-    previous build, so those rows are not the previous build's and everything is written."""
+) -> dict[str, Written]:
+    """Load the newest row per customer of every view into the online store. After a rebuild (`previous`: the
+    features the online store was loaded from, by the marker), only the customers whose row changed are written;
+    otherwise every customer's. The rows come from DuckDB over the view's parquet in chunks of CHUNK_ROWS and go
+    through Feast's `write_to_online_store` (Feast owns the online format), and the window is recorded in Feast's
+    registry as its own materialisation does. Feast's `materialize` loads a whole view at once (6.85 GB peak for
+    the 200,000-customer company, against 3.1 GB for the build before it), so it moves the rows only where its
+    Ray compute engine does the work (`ray_materializes`). `live_since`: live records folded into this build;
+    live passes wrote their customers' rows online since the previous build, so everything is written."""
     meta = read_feature_meta(settings.feature_dir)
-    views = [v for v in VIEWS if meta.has_view(v)]
     base = previous if previous is not None and not live_since and _holds(settings, previous) else None
+    old_meta = read_feature_meta(base) if base is not None else None
     # until this materialisation completes, the online store holds no one build's rows (a failure part-way leaves
     # the next build to write everything)
     _online_mark(settings, clear=True)
-    written: dict[str, int | None] = {}
-    for view in views:
+    written: dict[str, Written] = {}
+    for view in (v for v in VIEWS if meta.has_view(v)):
         start, end = window(settings, meta, view)
-        changed = _changed(settings, meta, read_feature_meta(base), base, view) if base is not None else None
-        if changed is None:
+        same = old_meta is not None and old_meta.schema.get(view) == meta.schema[view]
+        if not same and ray_materializes(settings):
             store.materialize(start_date=start, end_date=end, feature_views=[view])
-        else:
-            if len(changed):
-                store.write_to_online_store(view, changed)
-            store.registry.apply_materialization(store.get_feature_view(view), store.project, start, end)
-        written[view] = None if changed is None else len(changed)
+            written[view] = Written(None, changed_only=False)
+            continue
+        rows = 0
+        for chunk in _newest_rows(settings, meta, view, base if same else None, old_meta):
+            store.write_to_online_store(view, chunk)
+            rows += len(chunk)
+        store.registry.apply_materialization(store.get_feature_view(view), store.project, start, end)
+        written[view] = Written(rows, changed_only=same)
     _online_mark(settings, _build_identity(settings.feature_dir))
     return written
 
@@ -281,28 +300,29 @@ def _holds(settings: Settings, feature_dir: Path) -> bool:
     return has_features(feature_dir) and _online_mark(settings) == _build_identity(feature_dir)
 
 
-def _changed(
-    settings: Settings, meta: FeatureMeta, old_meta: FeatureMeta, old_dir: Path, view: str
-) -> pd.DataFrame | None:
-    """The newest row per customer of `view` (inside its window) that the previous build did not have the same,
-    values and timestamp alike (DuckDB's EXCEPT: NULL and NaN equal to themselves). None when the two builds'
-    columns differ, or the previous build lacks the view: then every row is written."""
+def _newest_rows(
+    settings: Settings, meta: FeatureMeta, view: str, old_dir: Path | None, old_meta: FeatureMeta | None
+) -> Iterator[pd.DataFrame]:
+    """The newest row per customer of `view` inside its window, in chunks; with `old_dir` only those the previous
+    build did not have the same, values and timestamp alike (DuckDB's EXCEPT: NULL and NaN equal to themselves)."""
     import duckdb
 
-    cols = [ENTITY, TS, *meta.schema[view]]
-    if old_meta.schema.get(view) != meta.schema[view] or not (old_dir / f"{view}.parquet").exists():
-        return None
-    names = ", ".join('"' + c.replace('"', '""') + '"' for c in cols)
+    names = ", ".join('"' + c.replace('"', '""') + '"' for c in [ENTITY, TS, *meta.schema[view]])
     latest = (
         f"SELECT {names} FROM read_parquet(?) WHERE {TS} BETWEEN ? AND ? "  # noqa: S608 - quoted identifiers
         f"QUALIFY row_number() OVER (PARTITION BY {ENTITY} ORDER BY {TS} DESC) = 1"
     )
+    query, args = latest, [str(settings.feature_dir / f"{view}.parquet"), *window(settings, meta, view)]
+    if old_dir is not None and old_meta is not None:
+        query = f"({latest}) EXCEPT ({latest})"
+        args += [str(old_dir / f"{view}.parquet"), *window(settings, old_meta, view)]
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        args = [str(settings.feature_dir / f"{view}.parquet"), *window(settings, meta, view)]
-        args += [str(old_dir / f"{view}.parquet"), *window(settings, old_meta, view)]
-        return con.execute(f"({latest}) EXCEPT ({latest})", args).df()
+        reader = con.execute(query, args).fetch_record_batch(CHUNK_ROWS)
+        for batch in reader:
+            if batch.num_rows:
+                yield batch.to_pandas()
     finally:
         con.close()
 

@@ -55,7 +55,7 @@ def test_a_rebuild_writes_only_the_customers_whose_rows_changed(tmp_path) -> Non
 
     # nothing changed: nothing written, and the online store still answers for everyone
     report = build(settings)
-    assert report.materialised and all(n == 0 for n in report.materialised.values()), report.materialised
+    assert report.materialised and all(w == store.Written(0, True) for w in report.materialised.values())
 
     # one customer's attribute and another's old order change; the cut times stay (the data's end is the same)
     cust = pd.read_parquet(settings.raw_dir / "customers.parquet")
@@ -68,7 +68,8 @@ def test_a_rebuild_writes_only_the_customers_whose_rows_changed(tmp_path) -> Non
     late = buyer.assign(transaction_id="again-" + buyer["transaction_id"], amount=buyer["amount"] * 3)
     pd.concat([tx, late]).to_parquet(settings.raw_dir / "transactions.parquet", index=False)
     report = build(settings)
-    written = report.materialised
+    written = {v: w.rows for v, w in report.materialised.items()}
+    assert all(w.changed_only for w in report.materialised.values())
     assert written["customer_profile"] == 1  # only `other`
     assert 1 <= written["customer_transactions"] < 10  # `who` (and whoever ranks against them moved a quintile)
     assert written["customer_engagement"] == 0
@@ -76,7 +77,8 @@ def test_a_rebuild_writes_only_the_customers_whose_rows_changed(tmp_path) -> Non
     assert changed.loc[changed["customer_id"] == other, "industry"].item() == "aerospace"
 
     # the same as writing every row: a full materialisation over it changes nothing
-    assert all(n is None for n in store.materialize(store.open_store(settings), settings).values())
+    full = store.materialize(store.open_store(settings), settings)
+    assert not any(w.changed_only for w in full.values()) and full["customer_profile"].rows == len(ids)
     pd.testing.assert_frame_equal(_online(settings, ids), changed)
 
 
@@ -85,6 +87,6 @@ def test_a_rebuild_writes_everything_when_the_online_store_lost_its_rows(tmp_pat
     prepare(settings, train=False)
     (settings.feature_repo_dir / "online.db").unlink()  # an online store started empty
     report = build(settings)
-    assert all(n is None for n in report.materialised.values()), report.materialised
+    assert not any(w.changed_only for w in report.materialised.values()), report.materialised
     ids = pd.read_parquet(settings.raw_dir / "customers.parquet")["customer_id"].astype(str).tolist()
     assert _online(settings, ids)["tenure_days"].notna().all()
