@@ -17,33 +17,10 @@ HIGH_INTENT = ("pricing_view", "form_submit", "inbound_call")
 WARM_CUTS = 4
 
 
-def graph_features(
-    *,
-    edges: pd.DataFrame,
-    customers: pd.DataFrame,
-    won_at: pd.Series,
-    churned_at: pd.Series,
-    transactions: pd.DataFrame,
-    events: pd.DataFrame,
-    cuts: pd.DatetimeIndex,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """One row per (customer created by t, t); every input is cut at t, so nothing leaks from the future."""
-    return pd.concat(
-        list(
-            graph_feature_cuts(
-                edges=edges,
-                customers=customers,
-                won_at=won_at,
-                churned_at=churned_at,
-                transactions=transactions,
-                events=events,
-                cuts=cuts,
-                seed=seed,
-            )
-        ),
-        ignore_index=True,
-    )
+def graph_features(**inputs: object) -> pd.DataFrame:
+    """One row per (customer created by t, t) for every cut t: graph_feature_cuts' frames (the same keyword
+    arguments) in one frame. Every input is cut at t, so nothing leaks from the future."""
+    return pd.concat(list(graph_feature_cuts(**inputs)), ignore_index=True)  # type: ignore[arg-type]
 
 
 def graph_feature_cuts(
