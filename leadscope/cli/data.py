@@ -21,10 +21,14 @@ identities_app = typer.Typer(help="Resolve CRM records to people.", no_args_is_h
 
 
 def generate(
-    customers: Annotated[int, typer.Option(min=100, help="Number of people to simulate.")] = 20_000,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same data.")] = 42,
+    customers: Annotated[
+        int | None, typer.Option(min=100, help="Number of people to simulate (default: LEADSCOPE_CUSTOMERS).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed; same seed, same data (default: LEADSCOPE_SEED).")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <data_dir>/raw).")] = None,
-    days: Annotated[int, typer.Option(min=120, help="Days of history.")] = 540,
+    days: Annotated[int | None, typer.Option(min=120, help="Days of history (default: LEADSCOPE_WORLD_DAYS).")] = None,
     export_style: Annotated[
         ExportStyle, typer.Option(help="parquet: the canonical tables; crm: CSV as spreadsheets and CRMs export it.")
     ] = ExportStyle.parquet,
@@ -34,6 +38,10 @@ def generate(
     from leadscope.synth.export import write_export
 
     s = settings()
+    # the settings `leadscope run` generates with, so both commands make the same company
+    customers = s.customers if customers is None else customers
+    seed = s.seed if seed is None else seed
+    days = s.world_days if days is None else days
     target = out or (s.raw_dir if export_style is ExportStyle.parquet else s.resolve(s.data_dir) / "export")
     with step(f"generating {customers:,} customers (seed {seed})"):
         company = make(customers=customers, seed=seed, end=s.world_end, days=days)

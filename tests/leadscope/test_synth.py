@@ -79,3 +79,24 @@ def test_true_probability_matches_observed_conversion(company) -> None:
     won = truth["converted_at"]
     y = ((won > as_of) & (won <= as_of + pd.Timedelta(days=60))).to_numpy()[ok]
     assert abs(p[ok].mean() - y.mean()) < 0.25 * y.mean() + 0.005
+
+
+def test_leadscope_generate_makes_the_company_leadscope_run_would(tmp_path) -> None:
+    """Without --customers/--seed/--days, `leadscope generate` takes LEADSCOPE_CUSTOMERS, _SEED and _WORLD_DAYS,
+    as `leadscope run` does; options still win."""
+    from typer.testing import CliRunner
+
+    from leadscope.cli import app
+    from leadscope.settings import Settings
+
+    env = {"LEADSCOPE_HOME": str(tmp_path), "LEADSCOPE_CUSTOMERS": "300", "LEADSCOPE_SEED": "5"}
+    env["LEADSCOPE_WORLD_DAYS"] = "200"
+    res = CliRunner().invoke(app, ["generate", "--out", str(tmp_path / "a")], env=env)
+    assert res.exit_code == 0, res.output
+    s = Settings(home=tmp_path)
+    want = generate(customers=300, seed=5, end=s.world_end, days=200).tables["customers"]
+    got = pd.read_parquet(tmp_path / "a" / "customers.parquet")
+    assert len(got) == len(want) and got["customer_id"].tolist() == want["customer_id"].tolist()
+    res = CliRunner().invoke(app, ["generate", "--customers", "150", "--out", str(tmp_path / "b")], env=env)
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_parquet(tmp_path / "b" / "customers.parquet")) < len(got)
