@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from features import store as feature_store
-from leadscope.schema import ENTITY, TS
+from leadscope.schema import ENTITY
 from leadscope.settings import Settings
 from leadscope.tables import read_feature_meta
 from serving.scoring import TOP_REASONS, value_rows
@@ -34,9 +34,7 @@ from training.scorer import Scorer
 REASONS = ("none", "top3")
 
 
-def _q(name: str) -> str:
-    """A column name as a DuckDB identifier: a company's own attribute names may hold any character."""
-    return '"' + name.replace('"', '""') + '"'
+_q = feature_store.quote
 
 
 class OfflineFeatures:
@@ -66,13 +64,8 @@ class OfflineFeatures:
             if key not in self.ready:
                 name = f"latest_{len(self.ready)}"
                 start, end = self.window(view)
-                cols = ", ".join(_q(f) for f in (ENTITY, *feats))
                 self.con.execute(
-                    f"""
-                    CREATE TABLE "{name}" AS SELECT {cols} FROM read_parquet(?)
-                    WHERE {_q(TS)} BETWEEN ? AND ?
-                    QUALIFY row_number() OVER (PARTITION BY {_q(ENTITY)} ORDER BY {_q(TS)} DESC) = 1
-                    """,  # noqa: S608 - names quoted as identifiers, values as parameters
+                    f'CREATE TABLE "{name}" AS {feature_store.newest_rows_sql([ENTITY, *feats])}',
                     [str(self.settings.feature_dir / f"{view}.parquet"), start, end],
                 )
                 self.ready[key] = name
