@@ -13,6 +13,7 @@ import pandas as pd
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, String
 
+from features.online_write import OnlineWriter
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 from leadscope.tables import META_FILE, SCHEMA_FILE, FeatureMeta, has_features, read_feature_meta
@@ -226,11 +227,12 @@ def materialize(
     """Load the newest row per customer of every view into the online store. After a rebuild (`previous`: the
     features the online store was loaded from, by the marker), only the customers whose row changed are written;
     otherwise every customer's. The rows come from DuckDB over the view's parquet in chunks of CHUNK_ROWS and go
-    through Feast's `write_to_online_store` (Feast owns the online format), and the window is recorded in Feast's
-    registry as its own materialisation does. Feast's `materialize` loads a whole view at once (a 6.52 GB peak for
-    the 200,000-customer company, against 1.70 GB in chunks), so it moves the rows only where its
-    Ray compute engine does the work (`ray_materializes`). `live_since`: live records folded into this build;
-    live passes wrote their customers' rows online since the previous build, so everything is written."""
+    into the online store as Feast's `write_to_online_store` writes them, converted once per distinct value
+    (features/online_write.py), and the window is recorded in Feast's registry as its own materialisation does.
+    Feast's `materialize` loads a whole view at once (a 6.52 GB peak for the 200,000-customer company, against
+    1.70 GB in chunks), so it moves the rows only where its Ray compute engine does the work (`ray_materializes`).
+    `live_since`: live records folded into this build; live passes wrote their customers' rows online since the
+    previous build, so everything is written."""
     meta = read_feature_meta(settings.feature_dir)
     base = previous if previous is not None and not live_since and _holds(settings, previous) else None
     old_meta = read_feature_meta(base) if base is not None else None
@@ -238,6 +240,7 @@ def materialize(
     # the next build to write everything)
     _online_mark(settings, clear=True)
     written: dict[str, Written] = {}
+    writer = OnlineWriter(store)
     for view in (v for v in VIEWS if meta.has_view(v)):
         start, end = window(settings, meta, view)
         same = old_meta is not None and old_meta.schema.get(view) == meta.schema[view]
@@ -247,7 +250,7 @@ def materialize(
             continue
         rows = 0
         for chunk in _newest_rows(settings, meta, view, base if same else None, old_meta):
-            store.write_to_online_store(view, chunk)
+            writer.write(view, chunk)
             rows += len(chunk)
         store.registry.apply_materialization(store.get_feature_view(view), store.project, start, end)
         written[view] = Written(rows, changed_only=same)
@@ -282,6 +285,13 @@ def _online_mark(settings: Settings, build: str | None = None, *, clear: bool = 
     if not path.exists():
         return None
     con = sqlite3.connect(path)
+    if not clear and build is None:  # a read takes no write lock (live passes write this file)
+        try:
+            row = con.execute("SELECT build FROM leadscope_online_build").fetchone()
+        except sqlite3.OperationalError:  # no table: no build recorded
+            row = None
+        con.close()
+        return row[0] if row else None
     try:
         with con:
             con.execute("CREATE TABLE IF NOT EXISTS leadscope_online_build (build TEXT)")
@@ -293,6 +303,16 @@ def _online_mark(settings: Settings, build: str | None = None, *, clear: bool = 
         return row[0] if row else None
     finally:
         con.close()
+
+
+def online_build(settings: Settings) -> str | None:
+    """The identity of the last build (its feature files) when the online store holds exactly that build's
+    newest rows as materialize wrote them, else None (a materialisation under way or failed part-way, a store
+    loaded from another build, a lost store). Live passes since then changed only their customers' rows."""
+    if not has_features(settings.feature_dir):
+        return None
+    build = _build_identity(settings.feature_dir)
+    return build if _online_mark(settings) == build else None
 
 
 def _holds(settings: Settings, feature_dir: Path) -> bool:
@@ -330,7 +350,7 @@ def _newest_rows(
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        reader = con.execute(query, args).fetch_record_batch(CHUNK_ROWS)
+        reader = con.execute(query, args).to_arrow_reader(CHUNK_ROWS)
         for batch in reader:
             if batch.num_rows:
                 yield batch.to_pandas()
