@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
     max_batch_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest body of a batch request.")
     max_batch_ids: int = Field(1_000_000, ge=1, description="Most ids in one batch scoring request.")
+    batch_offline_min: int = Field(
+        10_000,
+        ge=1,
+        description="POST /v1/scores/batch reads the build's feature files (DuckDB, in columns) from this many ids "
+        "up, when the online store holds that build; customers with live records since are read online.",
+    )
     request_timeout_seconds: float = Field(30.0, gt=0, description="504 when no response has started by then.")
     graceful_shutdown_seconds: float = Field(30.0, gt=0, description="How long in-flight requests get on SIGTERM.")
     log_format: Literal["json", "text"] = Field("json", description="Server log lines: JSON or plain text.")

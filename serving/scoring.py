@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -131,15 +132,24 @@ def reasons_for(feats: list[str], contrib: np.ndarray, sub: dict[str, list], j: 
     return out
 
 
-def score_items(state: ServingState, names: list[str], ids: list[str]) -> list[ScoreItem]:
+def score_items(
+    state: ServingState,
+    names: list[str],
+    ids: list[str],
+    read: Callable[[str, list[str]], dict[str, list]] | None = None,
+) -> list[ScoreItem]:
     """One ScoreItem per id, in order: each requested model's output, or an item error for unknown ids.
 
     A model's output is kept in the online cache with the feature rows and dropped with them (serving/online.py):
     a CRM re-scoring its leads gets the stored answer instead of another TreeSHAP pass. Customers that live
-    records changed (in any worker) are dropped from the cache first."""
+    records changed (in any worker) are dropped from the cache first. `read(model, ids)`: the feature columns
+    from elsewhere than the online store, as its read returns them (serving/offline.py), scored without the cache."""
     if state.live is not None:
         state.live.follow()
-    scored = {m: _scored(state, m, ids) for m in names}
+    if read is None:
+        scored = {m: _scored(state, m, ids) for m in names}
+    else:
+        scored = {m: (value_rows if m == "value" else score_rows)(state.models[m].model, read(m, ids)) for m in names}
     items = []
     for i, cid in enumerate(ids):
         if all(scored[m][i] is None for m in names):

@@ -34,6 +34,7 @@ class ServingState:
     live: object | None = None  # serving/live.Live once the app runs (the real-time loop)
     warming: bool = False  # the cache is being filled with every customer's features and scores (see prewarm)
     score_batches: object | None = None  # serving/batches.ScoreBatches, made by the first small /v1/scores
+    offline: object | None = None  # serving/offline.OfflineServing of the build online, made by a large batch
 
     def load(self, names: tuple[str, ...] = ("propensity",), optional: tuple[str, ...] | None = None) -> None:
         """Load what can be loaded; a required model that cannot is recorded so /readyz says why instead of
