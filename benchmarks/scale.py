@@ -110,15 +110,26 @@ def run_child(args: list[str]) -> dict:
     raise SystemExit(f"child {args} failed:\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}")
 
 
-def company(customers: int) -> None:
-    settings = settings_for(customers, "local", 2, 1024)
-    if (settings.raw_dir / "customers.parquet").exists():
-        return
+def child_generate(customers: int) -> None:
+    """The company generated in this process (the generator holds it all in memory); prints one JSON line."""
     from leadscope.synth import generate
 
+    settings = settings_for(customers, "local", 2, 1024)
     t0 = time.perf_counter()
     generate(customers=customers, seed=7, end=settings.world_end, days=settings.world_days).write(settings.raw_dir)
-    print(f"generated {customers:,} customers in {time.perf_counter() - t0:.0f} s", flush=True)
+    out = {
+        "seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+    }
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def company(customers: int) -> None:
+    """Generated once, in its own process, so that its memory is not this process's peak."""
+    if (settings_for(customers, "local", 2, 1024).raw_dir / "customers.parquet").exists():
+        return
+    r = run_child(["--customers", str(customers), "--child-generate"])
+    print(f"generated {customers:,} customers in {r['seconds']:.0f} s, peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
 
 
 def training(customers: int, cpus: int, store_mb: int, label_rows: int) -> dict:
@@ -185,7 +196,10 @@ def main() -> None:
     ap.add_argument("--label-rows", type=int, default=400_000)
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--child-build", choices=("local", "ray"))
+    ap.add_argument("--child-generate", action="store_true")
     args = ap.parse_args()
+    if args.child_generate:
+        return child_generate(args.customers)
     if args.child_build:
         return child_build(args.customers, args.child_build, args.cpus, args.object_store_mb)
     company(args.customers)

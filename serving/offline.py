@@ -176,14 +176,15 @@ def score_frame(scorer: Scorer, name: str, features: pd.DataFrame, reasons: str)
     POST /v1/scores; empty for ids the store knows nothing of."""
     feats = scorer.encoder.features
     n = len(features)
-    rows = np.flatnonzero(features[feats].notna().any(axis=1).to_numpy())
+    cols = features[feats]
+    rows = np.flatnonzero(cols.notna().any(axis=1).to_numpy())
     out = pd.DataFrame(index=range(n))
     prob = np.full(n, np.nan)
     score = np.full(n, -1, dtype=np.int64)
     grade = np.full(n, None, dtype=object)
     contrib = None
     if len(rows):
-        X = scorer.encoder.transform(features.iloc[rows][feats])
+        X = scorer.encoder.transform(cols if len(rows) == n else cols.iloc[rows])  # no copy when every id is known
         p, contrib = scorer.explain(X) if reasons == "top3" else (scorer.probability(X), None)
         s = scorer.score(p)
         prob[rows], score[rows], grade[rows] = np.round(p, 6), s, scorer.grade(s)
