@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `leadscope serve` listens on.")
     port: int = Field(8000, description="Port `leadscope serve` listens on.")
     num_threads: int = Field(1, description="Threads per LightGBM fit or predict (1 under load).")
+    fit_workers: int = Field(
+        0,
+        ge=0,
+        description="Independent model fits of one training run side by side (next-best-action: one action per "
+        "thread), each with num_threads; the models do not depend on it (0: one per core).",
+    )
     train_max_rows: int = Field(
         1_000_000,
         ge=10_000,

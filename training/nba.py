@@ -4,6 +4,7 @@ off-policy evaluation on held-out customers against baselines, one MLflow run, r
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -246,7 +247,11 @@ def train(
     is_train = split_customers(frame[ENTITY])
     progress(f"uplift models ({frame['action_id'].nunique()} actions, T-, X- and DR-learner each)")
     bundle = fit_bundle(
-        frame[is_train].reset_index(drop=True), features, threads=settings.num_threads, seed=settings.seed
+        frame[is_train].reset_index(drop=True),
+        features,
+        threads=settings.num_threads,
+        seed=settings.seed,
+        workers=settings.fit_workers or os.cpu_count() or 1,
     )
     contacts = read_table(settings.raw_dir, "customers")
     progress("off-policy evaluation on held-out customers")

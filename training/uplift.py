@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,10 +104,15 @@ class Control:
     mu0: lgb.Booster  # fitted on X, y
     _halves: list[lgb.Booster] = field(default_factory=list)
     _cross: np.ndarray | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # actions fitted side by side share the arm
 
     def cross_fitted(self, cats: list[int], threads: int, seed: int) -> tuple[list[lgb.Booster], np.ndarray]:
         """μ0 fitted on each cross-fitting half's complement (the rows with folds % 2 != f), and each row's
-        prediction by the model that did not see it."""
+        prediction by the model that did not see it. Fitted once, by whichever action asks first."""
+        with self._lock:
+            return self._cross_fitted(cats, threads, seed)
+
+    def _cross_fitted(self, cats: list[int], threads: int, seed: int) -> tuple[list[lgb.Booster], np.ndarray]:
         if self._cross is None:
             half = self.folds % 2
             cross = np.zeros(len(self.y))
@@ -339,8 +346,12 @@ def fit_bundle(
     seed: int = 0,
     validation: float = 0.25,
     learner: str = "dr_learner",
+    workers: int = 1,
 ) -> UpliftBundle:
-    """frame: logged rows (customer_id, action_id, treated, outcome, value) with point-in-time features."""
+    """frame: logged rows (customer_id, action_id, treated, outcome, value) with point-in-time features.
+    `workers`: actions fitted side by side on this many threads (LightGBM lets go of the interpreter while it
+    bins and boosts), each fit with `threads`; every booster is the one a single worker fits (each fit is seeded
+    and deterministic on its own rows), so the bundle does not depend on it (tests/training/test_nba.py)."""
     if learner != "auto" and learner not in FITS:
         raise ValueError(f"learner must be auto or one of {sorted(FITS)}, not {learner!r}")
     encoder = Encoder.fit(frame, features)
@@ -351,44 +362,52 @@ def fit_bundle(
     folds = customer_folds(frame["customer_id"])
     control_rows = t == 0
     fit_control, all_control = control_rows & inner, control_rows
-    inner_arm = Control(
-        X[fit_control],
-        y[fit_control],
-        folds[fit_control],
-        _fit(CLASSIFIER, X[fit_control], y[fit_control], cats, threads, seed),
-    )
-    whole_arm = Control(
-        X[all_control],
-        y[all_control],
-        folds[all_control],
-        _fit(CLASSIFIER, X[all_control], y[all_control], cats, threads, seed),
-    )
-    models, metrics = {}, {}
-    for action in sorted(frame["action_id"].unique()):
-        treated = (frame["action_id"] == action).to_numpy() & (t == 1)
+    actions = frame["action_id"].to_numpy()
+    responders = y == 1
+
+    def one(action: str) -> tuple[ActionModel | None, dict[str, float]]:
+        treated = (actions == action) & (t == 1)
         fit_rows, val_rows = treated & inner, treated & ~inner
         if min(fit_rows.sum(), val_rows.sum()) < 50:
-            metrics[action] = {"skipped_too_few_rows": float(treated.sum())}
-            continue
+            return None, {"skipped_too_few_rows": float(treated.sum())}
         arms = Arms(X[fit_rows], y[fit_rows], folds[fit_rows], inner_arm)
         found = _compare_learners(arms, X, y, t, val_rows, control_rows & ~inner, cats, threads, seed)
         noise = found.pop("noise")
         best = min(found, key=lambda k: found[k]["dr_loss"]) if learner == "auto" else learner
         arms = Arms(X[treated], y[treated], folds[treated], whole_arm)
-        models[action] = FITS[best](arms, cats, threads, seed)
-        metrics[action] = {f"{k}_{m}": v for k, ms in found.items() for m, v in ms.items()} | {
+        return FITS[best](arms, cats, threads, seed), {
+            f"{k}_{m}": v for k, ms in found.items() for m, v in ms.items()
+        } | {
             "learner": float(list(FITS).index(best)),
             "treated_rows": float(treated.sum()),
             "qini_noise_sd": noise["qini_sd"],
         }
+
+    models, metrics = {}, {}
+    names = sorted(frame["action_id"].unique())
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="uplift-fit") as pool:
+        # the fits every action depends on start first: the pooled control arm's outcome models, then its
+        # cross-fitted halves (every DR-learner waits for them); the response-value model depends on nothing
+        mu0 = [pool.submit(_fit, CLASSIFIER, X[r], y[r], cats, threads, seed) for r in (fit_control, all_control)]
+        value_fit = pool.submit(
+            _fit,
+            REGRESSOR | {"min_data_in_leaf": 50},
+            X[responders],
+            frame["value"].to_numpy(float)[responders],
+            cats,
+            threads,
+            seed,
+        )
+        inner_arm = Control(X[fit_control], y[fit_control], folds[fit_control], mu0[0].result())
+        whole_arm = Control(X[all_control], y[all_control], folds[all_control], mu0[1].result())
+        shared = [inner_arm, *([whole_arm] if learner in ("auto", "dr_learner") else [])]
+        ahead = [pool.submit(arm.cross_fitted, cats, threads, seed) for arm in shared] if names else []
+        for action, (model, found) in zip(names, pool.map(one, names), strict=True):  # in order, as one worker
+            if model is not None:
+                models[action] = model
+            metrics[action] = found
+        for done in ahead:
+            done.result()
+        value = value_fit.result()
     control = whole_arm.mu0
-    responders = y == 1
-    value = _fit(
-        REGRESSOR | {"min_data_in_leaf": 50},
-        X[responders],
-        frame["value"].to_numpy(float)[responders],
-        cats,
-        threads,
-        seed,
-    )
     return UpliftBundle(encoder, models, control, value, float(t.mean()), metrics)

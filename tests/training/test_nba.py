@@ -230,6 +230,22 @@ def _randomised_log(n: int, seed: int) -> pd.DataFrame:
     )
 
 
+def test_actions_fitted_side_by_side_give_the_bundle_one_worker_fits() -> None:
+    # broken: threads sharing the pooled control arm's cached fits (a race fits it twice or reads it half-made),
+    # or metrics filed under the wrong action, would change a booster or a number here
+    frame = _randomised_log(24_000, seed=5)
+    features = [f"x{i}" for i in range(5)]
+    one = uplift.fit_bundle(frame, features, threads=1, seed=0, workers=1, learner="auto")
+    two = uplift.fit_bundle(frame, features, threads=1, seed=0, workers=2, learner="auto")
+    assert list(two.actions) == list(one.actions) == ["a", "b"]
+    for action, model in one.actions.items():
+        assert two.actions[action].kind == model.kind
+        assert [b.model_to_string() for b in two.actions[action].boosters] == [
+            b.model_to_string() for b in model.boosters
+        ]
+    assert two.metrics == one.metrics
+
+
 def test_the_dr_learner_recovers_a_known_uplift_and_stays_flat_where_there_is_none() -> None:
     frame = _randomised_log(60_000, seed=3)
     bundle = uplift.fit_bundle(frame, [f"x{i}" for i in range(5)], threads=1, seed=0)
