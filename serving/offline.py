@@ -15,6 +15,7 @@ parquet files (DuckDB), not through the online store one entity at a time, and s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -291,8 +292,9 @@ def batch_scores(
         return score_chunk(store, models, part, reasons)
 
     # equal chunks of at most `chunk`, as many as a multiple of the workers: no worker idles on a short last one
-    count = -(-max(1, -(-len(ids) // chunk)) // max(1, workers)) * max(1, workers)
-    size = max(1, -(-len(ids) // count))
+    lanes = max(1, workers)
+    count = lanes * math.ceil(max(1, math.ceil(len(ids) / chunk)) / lanes)
+    size = max(1, math.ceil(len(ids) / count))
     parts = [ids[s : s + size] for s in range(0, len(ids), size)]
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="batch-score") as pool:
         # in order, at most `workers` chunks ahead: bounded memory, the output written as chunks finish
