@@ -150,6 +150,12 @@ class Settings(BaseSettings):
         description="Independent model fits of one training run side by side (next-best-action: one action per "
         "thread), each with num_threads; the models do not depend on it (0: one per core).",
     )
+    run_workers: int = Field(
+        0,
+        ge=0,
+        description="Steps of `leadscope run` after the feature build (the online store's load, each model's "
+        "training) side by side, each in its own process; 1: one after another (0: one per core; Ray: 1).",
+    )
     train_max_rows: int = Field(
         1_000_000,
         ge=10_000,

@@ -7,6 +7,8 @@ imports it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import typer
 
 from leadscope.cli import audience, data, events, features, keys, nba, score, serve, signals, train
@@ -36,12 +38,21 @@ app.add_typer(audience.audience_app, name="audience")
 def main() -> None:
     """Entry point: expected failures (missing data, no trained model yet, bad input) end with a one-line
     message and exit code 2 instead of a traceback."""
+    run_command(app)
+
+
+def run_command(command: Callable[[], object]) -> None:
+    """Run a command as `leadscope` runs one: a typer.Exit raised outside typer (a step of `leadscope run` in its
+    own process, leadscope/cli/prepare.py) becomes its exit code, the expected failures exit 2 with one line."""
+    import click
     import mlflow
 
     from leadscope.engine import EngineUnavailable
 
     try:
-        app()
+        command()
+    except (click.exceptions.Exit, typer.Exit) as exc:
+        raise SystemExit(exc.exit_code) from None
     except EngineUnavailable as exc:  # LEADSCOPE_ENGINE=ray and Ray did not start or answer
         console.print(f"[red]error:[/] {exc} (LEADSCOPE_ENGINE=local runs without Ray)", soft_wrap=True)
         raise SystemExit(2) from None

@@ -10,13 +10,15 @@ from leadscope.settings import Settings
 features_app = typer.Typer(help="Build and load the Feast feature store.", no_args_is_help=True)
 
 
-def build_features(s: Settings) -> None:
-    """The whole feature build (features/ owns its order), with progress and what it built or skipped."""
+def build_features(s: Settings, *, online: bool = True) -> None:
+    """The whole feature build (features/ owns its order), with progress and what it built or skipped; `online`
+    off: without loading the online store (`leadscope run` loads it beside the trainings)."""
     from features.build import build
 
+    title = "building features, registering them in Feast" + (", materialising the online store" if online else "")
     try:
-        with step("building features, registering them in Feast, materialising the online store") as update:
-            report = build(s, progress=update)
+        with step(title) as update:
+            report = build(s, progress=update, online=online)
     except (ValueError, FileNotFoundError) as exc:  # the data cannot be built from: said plainly, nothing changed
         fail(str(exc))
     console.print("  " + ", ".join(f"{k}: {v:,} rows" for k, v in report.rows.items()), soft_wrap=True)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from leadscope.cli.common import console, settings, step
+from leadscope.cli.common import console, settings
 from leadscope.settings import Settings
 
 
@@ -43,38 +43,6 @@ def serve(
     uvicorn.run("serving.app:factory", factory=True, workers=workers, **common)
 
 
-def _prepare(s: Settings) -> None:
-    """Each step of the main job only when its output is missing, in the order each needs the last."""
-    from leadscope.cli.features import build_features
-    from leadscope.cli.train import train_churn_model, train_nba_model, train_propensity_model, train_value_model
-    from leadscope.synth import generate as make
-    from leadscope.tables import has_features, has_table
-    from training import tracking
-
-    if not has_table(s.raw_dir, "customers"):
-        with step(f"generating a synthetic company of {s.customers:,} customers"):
-            make(customers=s.customers, seed=s.seed, end=s.world_end, days=s.world_days).write(s.raw_dir)
-    else:
-        console.print(f"[green]✓[/] data found in {s.raw_dir}")
-    if not has_features(s.feature_dir):
-        build_features(s)
-    else:
-        console.print(f"[green]✓[/] features found in {s.feature_dir}")
-    trainers = {
-        "propensity": lambda: train_propensity_model(s, set_champion=True),
-        "churn": lambda: train_churn_model(s, set_champion=None),
-        "value": lambda: train_value_model(s),
-        "uplift": lambda: train_nba_model(s),
-    }
-    for name, train in trainers.items():
-        if name == "uplift" and not has_table(s.raw_dir, "campaigns"):
-            console.print("[yellow]-[/] no campaigns table: next-best-action not trained")
-        elif not tracking.has_champion(s, name):
-            train()
-        else:
-            console.print(f"[green]✓[/] model {name}@champion found in MLflow")
-
-
 def _try_it(s: Settings) -> None:
     """The first-run key (printed once) and curls a user can paste."""
     from leadscope.tables import read_table
@@ -103,8 +71,10 @@ def _try_it(s: Settings) -> None:
 
 def run(skip_serve: Annotated[bool, typer.Option(help="Prepare everything but do not serve.")] = False) -> None:
     """The main job: data → features → model (each only if missing), then serve with a curl example."""
+    from leadscope.cli.prepare import prepare  # not at the top: `python -m leadscope.cli.prepare` runs it as __main__
+
     s = settings()
-    _prepare(s)
+    prepare(s)
     _try_it(s)
     if not skip_serve:
         serve(host=None, port=None)

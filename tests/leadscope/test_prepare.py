@@ -1,0 +1,67 @@
+"""`leadscope run`'s steps after the feature build side by side, each in its own process (leadscope/cli/prepare.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import typer
+
+from leadscope.cli import prepare as run_steps
+from tests.conftest import Prepared, small_settings
+
+SOME = 25
+
+
+def _online(settings: object, ids: list[str]) -> dict:
+    from features.store import open_store
+
+    fs = open_store(settings)
+    service = fs.get_feature_service("propensity_v2")
+    return fs.get_online_features(features=service, entity_rows=[{"customer_id": c} for c in ids]).to_dict()
+
+
+def test_side_by_side_steps_give_what_one_after_another_gave(prepared: Prepared, tmp_path: Path) -> None:
+    """The session company's data and features copied without its online store and models: three of the steps
+    (the quick ones: value and next-best-action add minutes, not another path) run two at a time in child
+    processes, and the online rows and the models equal the ones the fixture made in one process."""
+    from features.store import online_build
+    from leadscope.tables import read_table
+    from training import tracking
+
+    home = tmp_path / "copy"
+    for d in (prepared.settings.raw_dir, prepared.settings.feature_dir):
+        shutil.copytree(d, home / d.relative_to(prepared.settings.home))
+    s = small_settings(home, run_workers=2)
+    assert run_steps.missing(s) == list(run_steps.STEPS)  # nothing of the five is there yet
+
+    run_steps._side_by_side(s, ["online", "propensity", "churn"], run_steps.workers(s, 3))  # noqa: SLF001
+
+    assert run_steps.missing(s) == ["value", "uplift"]
+    assert online_build(s) is not None
+    ids = read_table(s.raw_dir, "customers")["customer_id"].astype(str).tolist()[::160][:SOME]
+    assert _online(s, ids) == _online(prepared.settings, ids)
+    for name in ("propensity", "churn"):
+        ours, theirs = tracking.load_champion(s, name).model, tracking.load_champion(prepared.settings, name).model
+        assert ours.booster.model_to_string() == theirs.booster.model_to_string(), name
+
+
+def test_a_failed_step_starts_no_other_and_the_run_exits_with_its_code(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """No features at all: the first step (value, the longest of the three) refuses with exit 2 and one line, no
+    traceback; the other two never start."""
+    from training import tracking
+
+    s = small_settings(tmp_path / "empty")
+    with pytest.raises(typer.Exit) as stopped:
+        run_steps._side_by_side(s, ["propensity", "churn", "value"], 1)  # noqa: SLF001 - one at a time
+    assert stopped.value.exit_code == 2
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    assert f"error: no features built in {s.feature_dir}" in err.replace("\n", "")
+    assert "customer value failed (exit code 2, its output above)" in err
+    assert "still missing: propensity, churn, customer value" in err
+    assert "propensity model" not in err and "churn model" not in err  # never started
+    assert not tracking.has_champion(s, "propensity") and not tracking.has_champion(s, "churn")
