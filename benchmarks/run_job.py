@@ -27,6 +27,7 @@ class TreeMemory:
         self.pid = pid
         self.total_peak = 0
         self.single_peak = 0
+        self.step_peak: dict[str, int] = {}  # a step's process (python -m leadscope.cli.prepare STEP) at its peak
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -42,9 +43,13 @@ class TreeMemory:
             sizes = []
             for p in procs:
                 try:
-                    sizes.append(p.memory_info().rss)
+                    rss, cmd = p.memory_info().rss, p.cmdline()
                 except psutil.NoSuchProcess:
                     continue
+                sizes.append(rss)
+                if "leadscope.cli.prepare" in cmd:
+                    name = cmd[cmd.index("leadscope.cli.prepare") + 1]
+                    self.step_peak[name] = max(self.step_peak.get(name, 0), rss)
             self.total_peak = max(self.total_peak, sum(sizes))
             self.single_peak = max(self.single_peak, max(sizes, default=0))
 
@@ -91,6 +96,9 @@ def main() -> None:
     print(f"  wall time {wall:.1f} s ({wall / 60:.1f} min)")
     print(f"  peak RSS, the whole process tree: {mem.total_peak / 1024**3:.2f} GiB")
     print(f"  peak RSS, the biggest single process: {mem.single_peak / 1024**3:.2f} GiB")
+    if mem.step_peak:
+        steps = ", ".join(f"{k} {v / 1024**3:.2f} GiB" for k, v in mem.step_peak.items())
+        print(f"  peak RSS per step process: {steps}")
     for line in out.splitlines():
         if "holdout ROC-AUC" in line or line.strip().startswith("ours "):
             print("  " + line.strip())

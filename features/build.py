@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from features import engineering
 from features import store as feature_store
 from features.distributed import Partitioned, ViewChunks
+from features.graph_pool import GraphPool
 from features.names import builtin_feature_columns
 from graphs.features import HIGH_INTENT, graph_feature_cuts
 from leadscope.schema import ENTITY, TS
@@ -32,6 +33,7 @@ from leadscope.tables import (
 )
 
 GRAPH_VIEW = "customer_graph"
+POOL_MIN_ROWS = 1_000_000  # graph-view rows (customers × cut times) from which it runs in worker processes
 REFERENCE_FILE = "reference.json"
 Progress = Callable[[str], None]
 # What a view's step gives: the whole frame (the profile), one frame per cut time (the local build: memory holds
@@ -117,9 +119,11 @@ def _steps(
     cuts: pd.DatetimeIndex,
     report: BuildReport,
     ray: Partitioned | None = None,
+    pool: GraphPool | None = None,
 ) -> dict[str, Callable[[], Chunks]]:
     """The views this company's tables support; the others are recorded in the report with the reason. With
-    `ray` (engine=ray) the per-customer views run on Ray over its partitions, with the same functions."""
+    `ray` (engine=ray) the per-customer views run on Ray over its partitions, with the same functions; with
+    `pool` the graph view's blocks are computed in local worker processes (features/graph_pool.py)."""
     cust = tables["customers"]
     steps: dict[str, Callable[[], Chunks]] = {"customer_profile": lambda: engineering.profile_features(cust)}
     optional: dict[str, tuple[str, Callable[[], Chunks]]] = {
@@ -128,7 +132,7 @@ def _steps(
             lambda: engineering.transaction_cuts(tables["transactions"], cust, cuts),
         ),
         "customer_engagement": ("events", lambda: engineering.engagement_cuts(tables["events"], cust, cuts)),
-        GRAPH_VIEW: ("edges", lambda: graph_view(settings, tables, cuts)),
+        GRAPH_VIEW: ("edges", lambda: iter(pool) if pool is not None else graph_view(settings, tables, cuts)),
     }
     if ray is not None:
         for view in ("customer_transactions", "customer_engagement"):
@@ -194,14 +198,18 @@ def write_sources(
     staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    parts = None
+    parts = pool = None
     if ray:
         progress("partitioning the tables by customer on Ray")
         have = tuple(t for t in ("transactions", "events") if has_table(settings.raw_dir, t))
         parts = Partitioned(settings, len(tables["customers"]), have)
+    elif (workers := graph_workers(settings, len(tables["customers"]) * len(cuts))) > 1 and has_table(
+        settings.raw_dir, "edges"
+    ):
+        pool = GraphPool(settings, cuts, workers)  # its blocks start now, beside the views before it
     schema: dict[str, dict[str, str]] = {}
     try:
-        for name, step in _steps(settings, tables, cuts, report, parts).items():
+        for name, step in _steps(settings, tables, cuts, report, parts, pool).items():
             progress(name)
             whole = step()
             files = _ViewFiles(staging)
@@ -220,9 +228,20 @@ def write_sources(
     finally:
         if parts is not None:
             parts.close()
+        if pool is not None:
+            pool.close()
     write_feature_meta(staging, FeatureMeta(start=start, end=end, cuts=tuple(cuts), schema=schema))
     _swap(staging, out)
     return report
+
+
+def graph_workers(settings: Settings, rows: int) -> int:
+    """Processes for the local graph view of about `rows` rows (1: in the build's own process). By default one
+    per core from POOL_MIN_ROWS rows: a worker's start costs seconds (its imports and reading its inputs), more
+    than a small company's whole graph view."""
+    if settings.graph_workers:
+        return settings.graph_workers
+    return (os.cpu_count() or 1) if rows >= POOL_MIN_ROWS else 1
 
 
 def _newest_day(settings: Settings, customers: pd.DataFrame) -> pd.Timestamp:

@@ -190,14 +190,12 @@ def graph_view(settings: Settings, inputs: dict[str, object], cuts: pd.DatetimeI
     WARM_CUTS). Groups of whole blocks therefore run side by side with the same function and give what the local
     loop gives; the driver takes the groups' frames in cut order, one at a time. The inputs go to the object store
     once."""
-    from graphs.features import WARM_CUTS
+    from graphs.features import cut_spans
 
     ray = ensure_ray(settings)
     task = ray.remote(num_cpus=1, max_retries=1)(_graph_cuts)
     shared = ray.put(inputs)
-    anchors = np.arange(0, len(cuts), WARM_CUTS)  # a group starts at an anchor and holds whole blocks
-    groups = np.array_split(anchors, min(len(anchors), 2 * ray_cpus(settings)))
-    spans = [range(g[0], min(g[-1] + WARM_CUTS, len(cuts))) for g in groups if len(g)]
+    spans = cut_spans(len(cuts), 2 * ray_cpus(settings))
     pending = [task.remote(shared, [cuts[i].isoformat() for i in span]) for span in spans]
     for ref in pending:
         yield ray.get(ref)

@@ -17,6 +17,14 @@ HIGH_INTENT = ("pricing_view", "form_submit", "inbound_call")
 WARM_CUTS = 4
 
 
+def cut_spans(cuts: int, groups: int) -> list[range]:
+    """The cut indices split into at most `groups` runs of whole blocks (each starts at an anchor): runs that can
+    be computed apart, side by side, and give what one loop over every cut gives."""
+    anchors = np.arange(0, cuts, WARM_CUTS)
+    parts = np.array_split(anchors, max(1, min(len(anchors), groups)))
+    return [range(int(g[0]), min(int(g[-1]) + WARM_CUTS, cuts)) for g in parts if len(g)]
+
+
 def graph_features(**inputs: object) -> pd.DataFrame:
     """One row per (customer created by t, t) for every cut t: graph_feature_cuts' frames (the same keyword
     arguments) in one frame. Every input is cut at t, so nothing leaks from the future."""

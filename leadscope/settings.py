@@ -150,6 +150,13 @@ class Settings(BaseSettings):
         description="Independent model fits of one training run side by side (next-best-action: one action per "
         "thread), each with num_threads; the models do not depend on it (0: one per core).",
     )
+    graph_workers: int = Field(
+        0,
+        ge=0,
+        description="Processes computing the social-graph view's blocks of cut times during a local feature build, "
+        "beside the other views; the features do not depend on it (0: one per core from 1 M rows of the view, "
+        "else 1: in the build's process).",
+    )
     run_workers: int = Field(
         0,
         ge=0,

@@ -76,3 +76,21 @@ def test_a_block_of_cuts_from_a_community_anchor_gives_what_the_whole_loop_gives
     # and the refined communities are real ones: most customers share theirs with someone
     newest = whole[whole["event_timestamp"] == cuts[-1]]
     assert newest["community_size"].gt(1).mean() > 0.5
+
+
+def test_the_graph_view_in_worker_processes_is_the_one_process_view(built, tmp_path) -> None:
+    """The graph view's blocks in two worker processes (features/graph_pool.py), beside the other views, write
+    the same file as the build's one-process loop (`built`: a small company, below the size that starts workers)."""
+    import shutil
+
+    from features.build import graph_workers
+
+    assert graph_workers(built, 1_500 * 60) == 1  # the fixture's build ran in one process
+    pooled = small_settings(tmp_path, customers=1_500, graph_workers=2)
+    shutil.copytree(built.raw_dir, pooled.raw_dir)
+    write_sources(pooled)
+    one, two = (pq.read_table(s.feature_dir / f"{GRAPH_VIEW}.parquet") for s in (built, pooled))
+    assert two.num_rows > 0 and two.equals(one)
+    assert pq.ParquetFile(pooled.feature_dir / f"{GRAPH_VIEW}.parquet").metadata.num_row_groups == len(
+        read_feature_meta(built.feature_dir).cuts
+    )

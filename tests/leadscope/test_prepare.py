@@ -34,7 +34,7 @@ def test_side_by_side_steps_give_what_one_after_another_gave(prepared: Prepared,
     for d in (prepared.settings.raw_dir, prepared.settings.feature_dir):
         shutil.copytree(d, home / d.relative_to(prepared.settings.home))
     s = small_settings(home, run_workers=2)
-    assert run_steps.missing(s) == list(run_steps.STEPS)  # nothing of the five is there yet
+    assert run_steps.missing(s) == list(run_steps.STEPS)[1:]  # features there, nothing of the other five
 
     run_steps._side_by_side(s, ["online", "propensity", "churn"], run_steps.workers(s, 3))  # noqa: SLF001
 
@@ -50,8 +50,8 @@ def test_side_by_side_steps_give_what_one_after_another_gave(prepared: Prepared,
 def test_a_failed_step_starts_no_other_and_the_run_exits_with_its_code(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """No features at all: the first step (value, the longest of the three) refuses with exit 2 and one line, no
-    traceback; the other two never start."""
+    """An empty company: the first step (churn, by LONGEST_FIRST) refuses with exit 2 and one line naming the
+    missing table, no traceback; the other two never start."""
     from training import tracking
 
     s = small_settings(tmp_path / "empty")
@@ -60,8 +60,22 @@ def test_a_failed_step_starts_no_other_and_the_run_exits_with_its_code(
     assert stopped.value.exit_code == 2
     err = capfd.readouterr().err
     assert "Traceback" not in err
-    assert f"error: no features built in {s.feature_dir}" in err.replace("\n", "")
-    assert "customer value failed (exit code 2, its output above)" in err
+    assert f"error: missing input table 'stages' at {s.raw_dir}" in err.replace("\n", "")
+    assert "churn failed (exit code 2, its output above)" in err
     assert "still missing: propensity, churn, customer value" in err
-    assert "propensity model" not in err and "churn model" not in err  # never started
-    assert not tracking.has_champion(s, "propensity") and not tracking.has_champion(s, "churn")
+    assert err.count("error: ") == 2  # churn's and the run's: the other two never started
+    assert not tracking.has_champion(s, "propensity") and not tracking.has_champion(s, "value")
+
+
+def test_next_best_action_runs_beside_the_light_steps_only() -> None:
+    """Its memory and a big model's together are the run's peak: it starts beside the online store's load and
+    churn, and value and propensity wait for it (and it for them)."""
+    nxt = run_steps._next  # noqa: SLF001
+    queue = ["uplift", "online", "churn", "value", "propensity"]
+    assert nxt(queue, {}, 2) == "uplift"
+    assert nxt(queue[1:], {"uplift": None}, 2) == "online"
+    assert nxt(["value", "propensity"], {"uplift": None}, 2) is None
+    assert nxt(["value", "propensity"], {"churn": None}, 2) == "value"
+    assert nxt(["uplift", "propensity"], {"value": None}, 2) == "propensity"
+    assert nxt(["uplift"], {"value": None}, 2) is None
+    assert nxt(["churn"], {"value": None, "propensity": None}, 2) is None  # no free worker
