@@ -31,9 +31,12 @@ STEPS = ("features", "online", "propensity", "churn", "value", "uplift")
 # side by side the longest first (measured at 200,000 customers: next-best-action 245 s, the online store 196 s,
 # value 128 s, propensity 110 s, churn 49 s), so that the workers end close together
 LONGEST_FIRST = ("features", "uplift", "online", "churn", "value", "propensity")
-# next-best-action holds the most memory (6.2 GiB at 200,000 customers), value and propensity 3 GiB each: beside
-# it run only the light steps, or the run's memory is the sum of the big ones (9.4 GiB measured with value)
-HEAVY = frozenset({"uplift", "value", "propensity"})
+# Each step's peak RSS in GiB, measured in its own process at 200,000 customers (benchmarks/run_job.py; they grow
+# with the company together): a step starts only while the running ones and it sum to at most CAPACITY, so the
+# run stays under 8 GB there. The three big ones (next-best-action, value, propensity) then run one at a time,
+# each beside the online store's load or churn (side by side they summed to 9.4 GiB, then 8.4 GiB).
+PEAK_GIB = {"features": 2.9, "online": 0.9, "churn": 2.4, "uplift": 4.5, "value": 4.4, "propensity": 6.3}
+CAPACITY = 7.3
 TITLES = {
     "features": "the features",
     "online": "the online store",
@@ -175,12 +178,13 @@ def _side_by_side(s: Settings, todo: list[str], n: int) -> None:
 
 
 def _next(queue: list[str], running: dict[str, object], n: int) -> str | None:
-    """The first queued step that may start now: a worker is free, and next-best-action would not run beside
-    another heavy step."""
+    """The first queued step that may start now: a worker is free, and its peak and the running steps' fit in
+    CAPACITY (a step with nothing beside it always starts)."""
     if len(running) >= n:
         return None
+    held = sum(PEAK_GIB[r] for r in running)
     for name in queue:
-        if not (name in HEAVY and HEAVY & set(running) and "uplift" in {name, *running}):
+        if not running or held + PEAK_GIB[name] <= CAPACITY:
             return name
     return None
 
