@@ -142,39 +142,64 @@ def _side_by_side(s: Settings, todo: list[str], n: int) -> None:
     with tempfile.TemporaryDirectory(prefix="leadscope-run-") as tmp, console.status(f"[bold]{title}…") as status:
         pickled = Path(tmp) / "settings.pickle"
         pickled.write_bytes(pickle.dumps(s))
-        while queue or running:
-            while (name := _next(queue, running, n)) is not None:
-                queue.remove(name)
-                log = open(Path(tmp) / f"{name}.log", "w+b")  # noqa: SIM115 - closed when the step ends
-                cmd = [sys.executable, "-m", "leadscope.cli.prepare", name, str(pickled)]
-                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603
-                running[name] = (proc, log)
-            status.update(f"[bold]{title}…[/] running: {', '.join(TITLES[r] for r in running)}")
-            time.sleep(0.2)
-            for name, (proc, log) in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                del running[name]
-                log.seek(0)
-                sys.stderr.write(log.read().decode(errors="replace"))
-                sys.stderr.flush()
+        try:
+            failed = _loop(queue, running, done, n, pickled, env, status, title)
+        except BaseException:  # Ctrl-C (KeyboardInterrupt) or an error here: no step outlives the run
+            for proc, log in running.values():
+                proc.terminate()
+                proc.wait()
                 log.close()
-                if proc.returncode == 0:
-                    done.append(name)
-                elif failed is None:  # the running steps finish; none starts after a failure
-                    failed = (name, proc.returncode)
-                    queue.clear()
+            raise
     if failed is not None:
         left = ", ".join(TITLES[t] for t in todo if t not in done)
+        rc = failed[1]
+        how = f"killed by signal {-rc} (out of memory?)" if rc < 0 else f"exit code {rc}"
         console.print(
-            f"[red]error:[/] {TITLES[failed[0]]} failed (exit code {failed[1]}, its output above); `leadscope run` "
+            f"[red]error:[/] {TITLES[failed[0]]} failed ({how}, its output above); `leadscope run` "
             f"again does what is still missing: {left}",
             soft_wrap=True,
             highlight=False,
         )
-        raise typer.Exit(2 if failed[1] == 2 else 1)
+        raise typer.Exit(2 if rc == 2 else 1)
     if len(todo) > 1:  # one step's own ✓ line says it all
-        console.print(f"[green]✓[/] {title} [dim]({time.perf_counter() - t0:.1f} s)[/]")
+        console.print(f"[green]✓[/] {title} [dim]({time.perf_counter() - t0:.1f} s)[/]", soft_wrap=True)
+
+
+def _loop(
+    queue: list[str],
+    running: dict[str, tuple[subprocess.Popen, object]],
+    done: list[str],
+    n: int,
+    pickled: Path,
+    env: dict[str, str],
+    status: object,
+    title: str,
+) -> tuple[str, int] | None:
+    """Start what may start, print what ended, until nothing is queued or running; the first failure."""
+    failed = None
+    while queue or running:
+        while (name := _next(queue, running, n)) is not None:
+            queue.remove(name)
+            log = open(pickled.with_name(f"{name}.log"), "w+b")  # noqa: SIM115 - closed when the step ends
+            cmd = [sys.executable, "-m", "leadscope.cli.prepare", name, str(pickled)]
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603
+            running[name] = (proc, log)
+        status.update(f"[bold]{title}…[/] running: {', '.join(TITLES[r] for r in running)}")  # type: ignore[attr-defined]
+        time.sleep(0.2)
+        for name, (proc, log) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[name]
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace"))
+            sys.stderr.flush()
+            log.close()
+            if proc.returncode == 0:
+                done.append(name)
+            elif failed is None:  # the running steps finish; none starts after a failure
+                failed = (name, proc.returncode)
+                queue.clear()
+    return failed
 
 
 def _next(queue: list[str], running: dict[str, object], n: int) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,31 @@ def test_a_failed_step_starts_no_other_and_the_run_exits_with_its_code(
     assert "still missing: propensity, churn, customer value" in err
     assert err.count("error: ") == 2  # churn's and the run's: the other two never started
     assert not tracking.has_champion(s, "propensity") and not tracking.has_champion(s, "value")
+
+
+def test_a_step_killed_by_a_signal_is_said_so(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The kernel's out-of-memory killer ends a step with SIGKILL: the run names the signal and exits 1."""
+    import signal
+    import threading
+
+    import psutil
+
+    def kill_the_step() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for child in psutil.Process().children(recursive=True):
+                if "leadscope.cli.prepare" in " ".join(child.cmdline()):
+                    child.send_signal(signal.SIGKILL)
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_the_step)
+    killer.start()
+    with pytest.raises(typer.Exit) as stopped:
+        run_steps._side_by_side(small_settings(tmp_path / "empty"), ["churn"], 1)  # noqa: SLF001
+    killer.join()
+    assert stopped.value.exit_code == 1
+    assert "churn failed (killed by signal 9 (out of memory?), its output above)" in capfd.readouterr().err
 
 
 def test_the_big_steps_run_one_at_a_time_beside_the_small_ones() -> None:
