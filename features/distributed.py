@@ -187,17 +187,16 @@ def _graph_cuts(inputs: dict[str, object], cuts: list[str]) -> pd.DataFrame:
 def graph_view(settings: Settings, inputs: dict[str, object], cuts: pd.DatetimeIndex) -> Iterator[pd.DataFrame]:
     """The graph view with its cut times spread over Ray tasks. Each cut is a computation over the whole graph as
     of that time; only the communities carry from one cut to the next, and not past an anchor (graphs/features.py
-    WARM_CUTS). Groups of whole blocks therefore run side by side with the same function and give what the local
-    loop gives; the driver takes the groups' frames in cut order, one at a time. The inputs go to the object store
-    once."""
-    from graphs.features import WARM_CUTS, cut_spans
+    WARM_CUTS). Those blocks therefore run side by side with the same function and give what the local loop
+    gives; the driver takes their frames in cut order, one at a time. The inputs go to the object store once."""
+    from graphs.features import cut_blocks
 
     ray = ensure_ray(settings)
     task = ray.remote(num_cpus=1, max_retries=1)(_graph_cuts)
     shared = ray.put(inputs)
     # one block per task: a task's frame is 4 cuts, not a quarter of the view (at 200,000 customers the Ray
     # processes together peaked at 15.3 GB with 4 groups, docs/SCALE.md); Ray spills finished ones to disk
-    spans = cut_spans(len(cuts), -(-len(cuts) // WARM_CUTS))
+    spans = cut_blocks(len(cuts))
     pending = [task.remote(shared, [cuts[i].isoformat() for i in span]) for span in spans]
     for ref in pending:
         yield ray.get(ref)

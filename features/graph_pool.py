@@ -50,10 +50,10 @@ class GraphPool:
     """The graph view's blocks, started at once in `workers` processes; iterate for the frames in cut order."""
 
     def __init__(self, settings: Settings, cuts: pd.DatetimeIndex, workers: int) -> None:
-        from graphs.features import WARM_CUTS, cut_spans
+        from graphs.features import cut_blocks
 
         self.cuts = cuts
-        self.spans = cut_spans(len(cuts), -(-len(cuts) // WARM_CUTS))  # one block per task
+        self.spans = cut_blocks(len(cuts))  # one block per task
         self.ahead = 2 * workers
         self.pool = ProcessPoolExecutor(
             max_workers=workers,

@@ -224,8 +224,12 @@ def main() -> None:
         console.print(f"[red]error:[/] usage: STEP SETTINGS_FILE, STEP one of {', '.join(STEPS)}", highlight=False)
         raise SystemExit(2)
     quiet_environment()
-    s = pickle.loads(Path(sys.argv[2]).read_bytes())  # noqa: S301 - written by the parent into its private folder
-    run_command(lambda: _runner(s, name)())
+
+    def one() -> None:  # a missing settings file ends as any missing file does: one line, exit 2
+        s = pickle.loads(Path(sys.argv[2]).read_bytes())  # noqa: S301 - the parent's, in its private folder
+        _runner(s, name)()
+
+    run_command(one)
 
 
 if __name__ == "__main__":
