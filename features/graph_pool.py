@@ -26,11 +26,19 @@ _INPUTS: dict[str, object] = {}  # a worker's graph inputs, read once by _load
 
 
 def _load(settings: Settings) -> None:
+    import pyarrow.parquet as pq
+
     from features.build import _table, graph_inputs
-    from graphs.features import HIGH_INTENT
+    from graphs.features import GRAPH_CUSTOMER_COLUMNS, HIGH_INTENT
     from leadscope.tables import has_table, read_table, table_path
 
-    tables = {"customers": read_table(settings.raw_dir, "customers"), "transactions": _table(settings, "transactions")}
+    have = pq.read_schema(table_path(settings.raw_dir, "customers")).names
+    tables = {
+        "customers": read_table(
+            settings.raw_dir, "customers", columns=[c for c in GRAPH_CUSTOMER_COLUMNS if c in have]
+        ),
+        "transactions": _table(settings, "transactions"),
+    }
     if has_table(settings.raw_dir, "events"):  # only the high-intent events are read by the graph view
         path = table_path(settings.raw_dir, "events")
         filters = [("event_type", "in", list(HIGH_INTENT))]

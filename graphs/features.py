@@ -15,6 +15,8 @@ HIGH_INTENT = ("pricing_view", "form_submit", "inbound_call")
 # previous cut's labels (social.communities' `start`, about 3× faster). A block of cuts from one anchor to the
 # next depends on nothing before it, so blocks can run side by side (features/distributed.py) with the same result.
 WARM_CUTS = 4
+# what graph_feature_cuts reads of the customers table (the rest of it need not be loaded)
+GRAPH_CUSTOMER_COLUMNS = (ENTITY, "created_at", "social_followers", "role")
 
 
 def cut_blocks(cuts: int) -> list[range]:

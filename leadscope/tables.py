@@ -26,11 +26,16 @@ def has_table(raw_dir: Path, name: str) -> bool:
     return table_path(raw_dir, name).exists()
 
 
-def read_table(raw_dir: Path, name: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """A canonical table; FileNotFoundError naming it when it was never imported or generated."""
+def read_table(
+    raw_dir: Path, name: str, columns: list[str] | None = None, read_dictionary: list[str] | None = None
+) -> pd.DataFrame:
+    """A canonical table; FileNotFoundError naming it when it was never imported or generated. The columns in
+    `read_dictionary` come as pandas categories."""
     path = table_path(raw_dir, name)
     if not path.exists():
         raise FileNotFoundError(f"missing input table '{name}' at {path}")
+    if read_dictionary:
+        return pd.read_parquet(path, columns=columns, read_dictionary=read_dictionary)
     return pd.read_parquet(path, columns=columns)
 
 

@@ -33,9 +33,11 @@ def generate(
         ExportStyle, typer.Option(help="parquet: the canonical tables; crm: CSV as spreadsheets and CRMs export it.")
     ] = ExportStyle.parquet,
 ) -> None:
-    """Write a synthetic company's canonical tables and the ground truth behind them (truth/ as parquet)."""
+    """Write a synthetic company's canonical tables and the ground truth behind them (truth/ as parquet). Above
+    200,000 customers it is simulated as independent regions in worker processes (leadscope/synth/regions.py)."""
     from leadscope.synth import generate as make
     from leadscope.synth.export import write_export
+    from leadscope.synth.regions import REGION, write_company
 
     s = settings()
     # the settings `leadscope run` generates with, so both commands make the same company
@@ -43,13 +45,18 @@ def generate(
     seed = s.seed if seed is None else seed
     days = s.world_days if days is None else days
     target = out or (s.raw_dir if export_style is ExportStyle.parquet else s.resolve(s.data_dir) / "export")
+    if export_style is ExportStyle.crm and customers > REGION:
+        fail(f"--export-style crm: at most {REGION:,} customers (CSV as a CRM exports it is for trying the import)")
     with step(f"generating {customers:,} customers (seed {seed})"):
-        company = make(customers=customers, seed=seed, end=s.world_end, days=days)
-        company.write(target, tables=export_style is ExportStyle.parquet)
-        if export_style is ExportStyle.crm:
+        if export_style is ExportStyle.parquet:
+            rows = write_company(target, customers=customers, seed=seed, end=s.world_end, days=days)
+        else:
+            company = make(customers=customers, seed=seed, end=s.world_end, days=days)
+            company.write(target, tables=False)
             write_export(company.tables, target, seed=seed)
-    for name, df in company.tables.items():
-        console.print(f"  {name:<13} {len(df):>10,} rows")
+            rows = {name: len(df) for name, df in company.tables.items()}
+    for name, n in rows.items():
+        console.print(f"  {name:<13} {n:>10,} rows")
     console.print(f"  written to {target}")
 
 

@@ -108,12 +108,12 @@ def workers(s: Settings, steps: int) -> int:
 def prepare(s: Settings) -> None:
     """Each step of the main job only when its output is missing, in the order each needs the last. Side by side,
     the feature build runs first in a process of its own too, so that its memory is gone before the models'."""
-    from leadscope.synth import generate as make
+    from leadscope.synth.regions import write_company
     from leadscope.tables import has_table
 
     if not has_table(s.raw_dir, "customers"):
         with step(f"generating a synthetic company of {s.customers:,} customers"):
-            make(customers=s.customers, seed=s.seed, end=s.world_end, days=s.world_days).write(s.raw_dir)
+            write_company(s.raw_dir, customers=s.customers, seed=s.seed, end=s.world_end, days=s.world_days)
     else:
         console.print(f"[green]✓[/] data found in {s.raw_dir}")
     todo = missing(s)
