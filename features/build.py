@@ -19,7 +19,7 @@ from features import store as feature_store
 from features.distributed import READS, Partitioned, ViewChunks
 from features.graph_pool import GraphPool
 from features.names import builtin_feature_columns
-from graphs.features import HIGH_INTENT, graph_feature_cuts
+from graphs.features import HIGH_INTENT, block_fingerprints, cut_blocks, graph_feature_cuts
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 from leadscope.tables import (
@@ -35,6 +35,7 @@ from leadscope.tables import (
 GRAPH_VIEW = "customer_graph"
 POOL_MIN_ROWS = 1_000_000  # graph-view rows (customers × cut times) from which it runs in worker processes
 REFERENCE_FILE = "reference.json"
+GRAPH_BLOCKS_FILE = "graph_blocks.json"  # the digests of the graph view's blocks (GraphPlan)
 Progress = Callable[[str], None]
 # What a view's step gives: the whole frame (the profile), one frame per cut time (the local build: memory holds
 # one cut at a time), or a Ray view's batches
@@ -49,6 +50,8 @@ class BuildReport:
     skipped: dict[str, str] = field(default_factory=dict)
     # what went to the online store per view (features/store.py materialize)
     materialised: dict[str, feature_store.Written] = field(default_factory=dict)
+    # the graph view's blocks of cut times: (kept from the previous build, all)
+    graph_blocks: tuple[int, int] = (0, 0)
 
 
 def data_end(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
@@ -115,9 +118,54 @@ def graph_inputs(settings: Settings, tables: dict[str, pd.DataFrame]) -> dict[st
     }
 
 
-def graph_view(settings: Settings, tables: dict[str, pd.DataFrame], cuts: pd.DatetimeIndex) -> Iterator[pd.DataFrame]:
-    """The social-graph view at the same cut times as every other view, one cut at a time."""
-    return graph_feature_cuts(**graph_inputs(settings, tables), cuts=cuts)
+@dataclass
+class GraphPlan:
+    """The graph view's blocks of cut times (graphs/features.py cut_blocks) with their digests, and which of them
+    the previous build computed from the same inputs: their rows are copied from its file, not computed again. A
+    rebuild with later data keeps every block but the newest (the cut times lie on a fixed calendar); one with a
+    changed old row recomputes the blocks from that row's time on."""
+
+    cuts: pd.DatetimeIndex
+    blocks: list[range]
+    digests: list[str]
+    kept: list[bool]
+    previous: Path
+
+    @classmethod
+    def make(cls, settings: Settings, inputs: dict[str, object], cuts: pd.DatetimeIndex) -> GraphPlan:
+        digests = block_fingerprints(**inputs, cuts=cuts)  # type: ignore[arg-type]
+        before = settings.feature_dir / GRAPH_BLOCKS_FILE
+        previous = settings.feature_dir / f"{GRAPH_VIEW}.parquet"
+        known = set(json.loads(before.read_text())) if before.exists() and previous.exists() else set()
+        return cls(cuts, cut_blocks(cuts), digests, [d in known for d in digests], previous)
+
+    def todo(self) -> list[range]:
+        """The blocks to compute."""
+        return [b for b, kept in zip(self.blocks, self.kept, strict=True) if not kept]
+
+    def todo_cuts(self) -> pd.DatetimeIndex:
+        return self.cuts[[i for b in self.todo() for i in b]]
+
+    def merged(self, computed: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        """Every cut's frame in cut order: a kept block's read from the previous file, the others' taken from
+        `computed` (the todo blocks' frames, one per cut, in order)."""
+        for block, kept in zip(self.blocks, self.kept, strict=True):
+            if not kept:
+                for _ in block:
+                    yield next(computed)
+                continue
+            stamps = self.cuts[block.start : block.stop]
+            rows = pq.read_table(self.previous, filters=[(TS, ">=", stamps[0]), (TS, "<=", stamps[-1])]).to_pandas()
+            for cut, frame in zip(stamps, _by_cut(rows, stamps), strict=True):
+                yield frame.assign(**{TS: cut}) if frame.empty else frame
+
+    def write(self, staging: Path) -> None:
+        (staging / GRAPH_BLOCKS_FILE).write_text(json.dumps(self.digests))
+
+
+def _by_cut(rows: pd.DataFrame, stamps: pd.DatetimeIndex) -> list[pd.DataFrame]:
+    at = pd.to_datetime(rows[TS], utc=True)
+    return [rows[at == cut].reset_index(drop=True) for cut in stamps]
 
 
 def _steps(
@@ -127,10 +175,12 @@ def _steps(
     report: BuildReport,
     ray: Partitioned | None = None,
     pool: GraphPool | None = None,
+    graph: tuple[GraphPlan, dict[str, object] | None] | None = None,
 ) -> dict[str, Callable[[], Chunks]]:
     """The views this company's tables support; the others are recorded in the report with the reason. With
     `ray` (engine=ray) the per-customer views run on Ray over its partitions, with the same functions; with
-    `pool` the graph view's blocks are computed in local worker processes (features/graph_pool.py)."""
+    `pool` the graph view's blocks are computed in local worker processes (features/graph_pool.py). `graph`: the
+    graph view's plan (the blocks kept from the previous build) and its inputs (None when the pool reads them)."""
     cust = tables["customers"]
     steps: dict[str, Callable[[], Chunks]] = {"customer_profile": lambda: engineering.profile_features(cust)}
     optional: dict[str, tuple[str, Callable[[], Chunks]]] = {
@@ -139,12 +189,20 @@ def _steps(
             lambda: engineering.transaction_cuts(tables["transactions"], cust, cuts),
         ),
         "customer_engagement": ("events", lambda: engineering.engagement_cuts(tables["events"], cust, cuts)),
-        GRAPH_VIEW: ("edges", lambda: iter(pool) if pool is not None else graph_view(settings, tables, cuts)),
+        GRAPH_VIEW: ("edges", lambda: iter(())),  # without edges: skipped below, with the reason
     }
+    if graph is not None:
+        plan, inputs = graph
+        if pool is not None:
+            optional[GRAPH_VIEW] = ("edges", lambda: plan.merged(iter(pool)))
+        elif ray is not None:
+            optional[GRAPH_VIEW] = ("edges", lambda: plan.merged(ray.graph(inputs, cuts, plan.todo())))
+        else:
+            todo = plan.todo_cuts()
+            optional[GRAPH_VIEW] = ("edges", lambda: plan.merged(graph_feature_cuts(**inputs, cuts=todo)))
     if ray is not None:
         for view in ("customer_transactions", "customer_engagement"):
             optional[view] = (optional[view][0], lambda view=view: ray.view(view, cuts))
-        optional[GRAPH_VIEW] = ("edges", lambda: ray.graph(graph_inputs(settings, tables), cuts))
     for view, (table, step) in optional.items():
         if has_table(settings.raw_dir, table):
             steps[view] = step
@@ -197,26 +255,35 @@ def write_sources(
     # on Ray the driver reads the other tables only for the graph view (the whole graph is one computation)
     wanted = ("transactions", "events") if not ray or has_table(settings.raw_dir, "edges") else ()
     tables |= {t: _table(settings, t) for t in wanted}
-    start = pd.to_datetime(tables["customers"]["created_at"], utc=True).min().floor("D")
+    first = pd.to_datetime(tables["customers"]["created_at"], utc=True).min()
+    start = first.floor("D")
     end = (data_end(tables) if not ray else _newest_day(settings, tables["customers"])) if end is None else end
-    cuts = engineering.cut_times(start=start, end=end, cadence_days=settings.feature_cadence_days)
+    # from the first customer on: a cut before anyone existed would be a view's empty row group
+    cuts = engineering.cut_times(start=first, end=end, cadence_days=settings.feature_cadence_days)
     report = BuildReport()
     out = settings.feature_dir
     staging = out.with_name(out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    parts = pool = None
+    parts = pool = graph = plan = None
+    if has_table(settings.raw_dir, "edges"):
+        inputs: dict[str, object] | None = graph_inputs(settings, tables)
+        plan = GraphPlan.make(settings, inputs, cuts)  # type: ignore[arg-type]
+        report.graph_blocks = (sum(plan.kept), len(plan.blocks))
+        if any(plan.kept):
+            progress(f"graph view: {sum(plan.kept)} of {len(plan.blocks)} blocks of cut times kept from the last build")
     if ray:
         progress("partitioning the tables by customer on Ray")
         have = tuple(t for t in ("transactions", "events") if has_table(settings.raw_dir, t))
         parts = Partitioned(settings, len(tables["customers"]), have)
-    elif (workers := graph_workers(settings, len(tables["customers"]) * len(cuts))) > 1 and has_table(
-        settings.raw_dir, "edges"
-    ):
-        pool = GraphPool(settings, cuts, workers)  # its blocks start now, beside the views before it
+    elif plan and (workers := graph_workers(settings, len(tables["customers"]) * len(plan.todo_cuts()))) > 1:
+        pool = GraphPool(settings, cuts, workers, plan.todo())  # its blocks start now, beside the views before it
+        inputs = None  # the workers read their own
+    if plan is not None:
+        graph = (plan, inputs)
     schema: dict[str, dict[str, str]] = {}
     try:
-        for name, step in _steps(settings, tables, cuts, report, parts, pool).items():
+        for name, step in _steps(settings, tables, cuts, report, parts, pool, graph).items():
             progress(name)
             whole = step()
             files = _ViewFiles(staging)
@@ -237,6 +304,8 @@ def write_sources(
             parts.close()
         if pool is not None:
             pool.close()
+    if plan is not None:
+        plan.write(staging)
     write_feature_meta(staging, FeatureMeta(start=start, end=end, cuts=tuple(cuts), schema=schema))
     _swap(staging, out)
     return report

@@ -9,9 +9,9 @@ local build (features/engineering.py), run by Ray Data over customer partitions.
    cut: the population statistics per cut come from a `groupby(ts).map_groups` over the partition outputs, and
    `add_relative` fills them in a second `map_batches`.
 4. The driver streams the result into the view's parquet files batch by batch (`ViewChunks`).
-5. The graph view is one computation over the whole graph per cut time. A block of cuts from one community anchor
-   to the next (graphs/features.py WARM_CUTS) depends on nothing before it: groups of whole blocks run as Ray tasks
-   (`graph_view`) with graphs/features.py's own function, the inputs in the object store once.
+5. The graph view is one computation over the whole graph per cut time. A block of cuts (graphs/features.py
+   cut_blocks) depends on nothing before it: the blocks the build does not keep from the previous one run as Ray
+   tasks (`graph_view`) with graphs/features.py's own function, the inputs in the object store once.
 
 The rows come out in another order than the local build's (partition by partition); the values are the same
 (tests/test_ray.py compares them column by column).
@@ -171,32 +171,32 @@ class Partitioned:
     def view(self, view: str, cuts: pd.DatetimeIndex) -> ViewChunks:
         return build_view(self.settings, view, self.into, self.n, cuts, self.schemas)
 
-    def graph(self, inputs: dict[str, object], cuts: pd.DatetimeIndex) -> Iterator[pd.DataFrame]:
-        return graph_view(self.settings, inputs, cuts)
+    def graph(self, inputs: dict[str, object], cuts: pd.DatetimeIndex, spans: list[range]) -> Iterator[pd.DataFrame]:
+        return graph_view(self.settings, inputs, cuts, spans)
 
     def close(self) -> None:
         shutil.rmtree(self.into, ignore_errors=True)
 
 
-def _graph_cuts(inputs: dict[str, object], cuts: list[str]) -> pd.DataFrame:
-    from graphs.features import graph_features
+def _graph_cuts(inputs: dict[str, object], cuts: list[str]) -> list[pd.DataFrame]:
+    from graphs.features import graph_feature_cuts
 
-    return graph_features(**inputs, cuts=pd.DatetimeIndex(pd.to_datetime(cuts, utc=True)))
+    return list(graph_feature_cuts(**inputs, cuts=pd.DatetimeIndex(pd.to_datetime(cuts, utc=True))))  # type: ignore[arg-type]
 
 
-def graph_view(settings: Settings, inputs: dict[str, object], cuts: pd.DatetimeIndex) -> Iterator[pd.DataFrame]:
-    """The graph view with its cut times spread over Ray tasks. Each cut is a computation over the whole graph as
-    of that time; only the communities carry from one cut to the next, and not past an anchor (graphs/features.py
-    WARM_CUTS). Those blocks therefore run side by side with the same function and give what the local loop
-    gives; the driver takes their frames in cut order, one at a time. The inputs go to the object store once."""
-    from graphs.features import cut_blocks
-
+def graph_view(
+    settings: Settings, inputs: dict[str, object], cuts: pd.DatetimeIndex, spans: list[range]
+) -> Iterator[pd.DataFrame]:
+    """The graph view's blocks of cut times (`spans`, graphs/features.py cut_blocks) as Ray tasks, one frame per
+    cut in cut order. Each cut is a computation over the whole graph as of that time; only the communities carry
+    from one cut to the next, and not past a block's start. The blocks therefore run side by side with the same
+    function and give what the local loop gives; the driver takes their frames in order, one block at a time.
+    The inputs go to the object store once."""
     ray = ensure_ray(settings)
     task = ray.remote(num_cpus=1, max_retries=1)(_graph_cuts)
     shared = ray.put(inputs)
-    # one block per task: a task's frame is 4 cuts, not a quarter of the view (at 200,000 customers the Ray
-    # processes together peaked at 15.3 GB with 4 groups, docs/SCALE.md); Ray spills finished ones to disk
-    spans = cut_blocks(len(cuts))
+    # one block per task: a task's frames are 4 or 5 cuts, not a quarter of the view (at 200,000 customers the
+    # Ray processes together peaked at 15.3 GB with 4 groups, docs/SCALE.md); Ray spills finished ones to disk
     pending = [task.remote(shared, [cuts[i].isoformat() for i in span]) for span in spans]
     for ref in pending:
-        yield ray.get(ref)
+        yield from ray.get(ref)

@@ -6,6 +6,7 @@ point-in-time join leakage-free.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -69,10 +70,18 @@ CORE = {
 }  # recency when a customer never did the thing: far away, but finite for trees
 
 
+# Cut times lie on a fixed calendar, every cadence from this Monday at 00:00 UTC (weekly cuts fall on Mondays):
+# a rebuild with later data keeps the earlier cut times, so the graph view can keep their rows (features/build.py)
+CUT_EPOCH = pd.Timestamp("1970-01-05", tz="UTC")
+
+
 def cut_times(*, start: pd.Timestamp, end: pd.Timestamp, cadence_days: int) -> pd.DatetimeIndex:
-    """Feature snapshot times, anchored at `end` (so the newest is exactly `end`) going back by cadence."""
-    n = int((end - start) / pd.Timedelta(days=cadence_days))
-    return pd.DatetimeIndex([end - pd.Timedelta(days=cadence_days * k) for k in range(n, -1, -1)])
+    """Feature snapshot times: the calendar's (CUT_EPOCH, every `cadence_days`) from `start` up to `end`, and
+    `end` itself, the newest."""
+    step = pd.Timedelta(days=cadence_days)
+    first = CUT_EPOCH + step * math.ceil((pd.Timestamp(start) - CUT_EPOCH) / step)
+    grid = pd.date_range(first, end, freq=step, inclusive="left") if first < end else pd.DatetimeIndex([], tz="UTC")
+    return grid.append(pd.DatetimeIndex([end]))
 
 
 def profile_features(customers: pd.DataFrame) -> pd.DataFrame:

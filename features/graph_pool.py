@@ -1,7 +1,7 @@
 """The graph view on the local engine in worker processes, beside the build's other views.
 
 The graph view is most of a local build (at 200,000 customers 110 s of 151 s, 86 s of it igraph's Leiden, which
-holds the GIL: threads would not help), and its blocks of cuts (graphs/features.py WARM_CUTS) depend on nothing
+holds the GIL: threads would not help), and its blocks of cuts (graphs/features.py cut_blocks) depend on nothing
 before them. So `graph_workers` processes compute the blocks with the same function as the one-process loop
 (graph_feature_cuts) while the build computes the per-customer views, and the build takes the blocks' frames in
 cut order. Each worker reads the graph's inputs from the raw tables once (the same as graph_inputs gives the
@@ -57,11 +57,9 @@ def _block(cuts: list[str]) -> list[pd.DataFrame]:
 class GraphPool:
     """The graph view's blocks, started at once in `workers` processes; iterate for the frames in cut order."""
 
-    def __init__(self, settings: Settings, cuts: pd.DatetimeIndex, workers: int) -> None:
-        from graphs.features import cut_blocks
-
+    def __init__(self, settings: Settings, cuts: pd.DatetimeIndex, workers: int, spans: list[range]) -> None:
         self.cuts = cuts
-        self.spans = cut_blocks(len(cuts))  # one block per task
+        self.spans = spans  # one block of cut times (graphs/features.py cut_blocks) per task
         self.ahead = 2 * workers
         self.pool = ProcessPoolExecutor(
             max_workers=workers,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -11,18 +12,30 @@ from graphs import social
 from leadscope.schema import ENTITY, TS
 
 HIGH_INTENT = ("pricing_view", "form_submit", "inbound_call")
-# Communities: Leiden from scratch at every WARM_CUTS-th cut (an anchor), and at the cuts between refined from the
-# previous cut's labels (social.communities' `start`, about 3× faster). A block of cuts from one anchor to the
-# next depends on nothing before it, so blocks can run side by side (features/distributed.py) with the same result.
-WARM_CUTS = 4
+# Communities: Leiden from scratch at the first cut of each BLOCK_DAYS period of the calendar (an anchor), and at
+# the cuts after it in the same period refined from the previous cut's labels (social.communities' `start`, about
+# 3× faster). A block of cuts depends on nothing before it, so blocks run side by side (features/graph_pool.py,
+# features/distributed.py) with the same result, and a rebuild keeps a block whose inputs did not change
+# (block_fingerprints). With weekly cuts a block is 4 cuts, plus the newest cut in the newest block.
+BLOCK_DAYS = 28
+BLOCK_EPOCH = pd.Timestamp("1970-01-05", tz="UTC")  # the cut calendar's (features/engineering.py CUT_EPOCH)
+# Bumped whenever graph_feature_cuts computes differently: a build then recomputes every stored block
+GRAPH_VERSION = 2
 # what graph_feature_cuts reads of the customers table (the rest of it need not be loaded)
 GRAPH_CUSTOMER_COLUMNS = (ENTITY, "created_at", "social_followers", "role")
 
 
-def cut_blocks(cuts: int) -> list[range]:
-    """The cut indices in blocks from one anchor to the next: each can be computed apart, side by side, and gives
-    what one loop over every cut gives."""
-    return [range(a, min(a + WARM_CUTS, cuts)) for a in range(0, cuts, WARM_CUTS)]
+def cut_blocks(cuts: pd.DatetimeIndex) -> list[range]:
+    """The cut indices in blocks, one per BLOCK_DAYS period of the calendar: each block is computed apart (side
+    by side, or kept from the previous build) and gives what one loop over every cut gives."""
+    key = _block_keys(cuts)
+    starts = [i for i in range(len(cuts)) if i == 0 or key[i] != key[i - 1]]
+    return [range(a, b) for a, b in zip(starts, [*starts[1:], len(cuts)], strict=True)]
+
+
+def _block_keys(cuts: pd.DatetimeIndex) -> np.ndarray:
+    days = (pd.DatetimeIndex(cuts).tz_convert("UTC") - BLOCK_EPOCH) / pd.Timedelta(days=1)
+    return np.floor(np.asarray(days, dtype=float) / BLOCK_DAYS).astype(np.int64)
 
 
 def graph_features(**inputs: object) -> pd.DataFrame:
@@ -42,49 +55,145 @@ def graph_feature_cuts(
     cuts: pd.DatetimeIndex,
     seed: int = 0,
 ) -> Iterator[pd.DataFrame]:
-    """graph_features one cut at a time, oldest first: each cut is a computation over the graph as of then, its
-    communities refined from the previous cut's unless the cut is an anchor (its index a multiple of WARM_CUTS)."""
-    ids = customers[ENTITY].to_numpy()
-    index = pd.Index(ids)
-    e = edges.assign(ts=_naive(edges["ts"])).sort_values("ts", kind="stable")
-    e = e.assign(s=index.get_indexer(e["src_customer_id"]), d=index.get_indexer(e["dst_customer_id"]))
-    e = e[(e["s"] >= 0) & (e["d"] >= 0)]
-    created = _naive(customers["created_at"]).to_numpy()
-    won = _naive(pd.Series(ids).map(won_at)).to_numpy()
-    churned = _naive(pd.Series(ids).map(churned_at)).to_numpy()
-    tx = transactions.assign(ts=_naive(transactions["ts"]), c=index.get_indexer(transactions[ENTITY]))
-    signed = np.where(tx.get("is_refund", False), -tx["amount"], tx["amount"])
-    hot = events[events["event_type"].isin(HIGH_INTENT)]
-    hot_ts, hot_c = _naive(hot["ts"]).to_numpy(), index.get_indexer(hot[ENTITY])
-    followers_attr = (  # an optional attribute: without it, followers are counted from the follow edges alone
-        pd.to_numeric(customers["social_followers"], errors="coerce").to_numpy(float)
-        if "social_followers" in customers
-        else np.full(len(ids), np.nan)
-    )
+    """graph_features one cut at a time, oldest first: each cut is a computation over the graph of the customers
+    created by then, its communities refined from the previous cut's unless the cut starts a block (cut_blocks).
+    Customers are numbered by (created_at, customer_id), so the graph at a cut is the same whoever joins later:
+    the rows of a cut depend on nothing after it, whatever the table's order."""
+    g = _Inputs(edges, customers, won_at, churned_at, transactions, events)
+    starts = {b.start for b in cut_blocks(cuts)}
     label = None
     for i, cut in enumerate(cuts):
         t = np.datetime64(pd.Timestamp(cut).tz_convert("UTC").tz_localize(None), "ns")
-        now = e[e["ts"].to_numpy() <= t]
-        in_year = (tx["ts"].to_numpy() <= t) & (tx["ts"].to_numpy() > t - np.timedelta64(365, "D"))
-        spend = np.bincount(tx["c"].to_numpy()[in_year], weights=signed[in_year], minlength=len(ids))
+        m = int(np.searchsorted(g.created, t, side="right"))  # created by t: the first m customers
+        now = g.e[(g.e["ts"].to_numpy() <= t) & (g.e["s"].to_numpy() < m) & (g.e["d"].to_numpy() < m)]
+        tx_c = g.tx["c"].to_numpy()
+        in_year = (g.tx_ts <= t) & (g.tx_ts > t - np.timedelta64(365, "D")) & (tx_c < m)
+        spend = np.bincount(tx_c[in_year], weights=g.signed[in_year], minlength=m)
         # optimised at every cut: stale labels would leave newcomers as singletons in some rows and not in
         # others (train/serve skew); Leiden takes ~0.13 s at 20k customers
-        start = label if i % WARM_CUTS else None
-        label = social.communities(len(ids), now["s"].to_numpy(), now["d"].to_numpy(), seed=seed, start=start)
-        keen = np.bincount(hot_c[hot_ts <= t], minlength=len(ids)) > 0
-        f = _at_cut(now, len(ids), won <= t, churned <= t, spend, followers_attr, label, keen)
-        alive = created <= t
-        f["pagerank"] = f["pagerank"] / f["pagerank"][alive].mean()  # 1 = the average customer at t
-        out = pd.DataFrame({k: np.asarray(v, dtype=float)[alive] for k, v in f.items()})
-        out["community_id"] = pd.Series(label[alive]).map("k{}".format).astype("string").to_numpy()
+        start = None
+        if i not in starts and label is not None:  # the newcomers since the previous cut start alone
+            start = np.concatenate([label, label.max(initial=-1) + 1 + np.arange(m - len(label))])
+        label = social.communities(m, now["s"].to_numpy(), now["d"].to_numpy(), seed=seed, start=start)
+        hot = (g.hot_ts <= t) & (g.hot_c < m)
+        keen = np.bincount(g.hot_c[hot], minlength=m) > 0
+        f = _at_cut(now, m, g.won[:m] <= t, g.churned[:m] <= t, spend, g.followers[:m], label, keen)
+        if m:
+            f["pagerank"] = f["pagerank"] / f["pagerank"].mean()  # 1 = the average customer at t
+        out = pd.DataFrame({k: np.asarray(v, dtype=float) for k, v in f.items()})
+        out["community_id"] = pd.Series(label).map("k{}".format).astype("string").to_numpy()
         role = pd.Series(np.where(out["is_kol"] > 0, "opinion_leader", "consumer"), dtype="string")
-        if "role" in customers:  # the CRM's own role (e.g. employee) wins over the derived one
-            crm = pd.Series(customers["role"].astype("string").to_numpy()[alive])
+        if g.role is not None:  # the CRM's own role (e.g. employee) wins over the derived one
+            crm = pd.Series(g.role[:m])
             role = crm.where(crm.notna() & (crm != "consumer"), role)
         out["social_role"] = role.to_numpy()
         out.insert(0, TS, cut)
-        out.insert(0, ENTITY, ids[alive])
+        out.insert(0, ENTITY, g.ids[:m])
         yield out
+
+
+class _Inputs:
+    """graph_feature_cuts' inputs as arrays, customers in (created_at, customer_id) order, every other table's
+    rows pointing to them by number."""
+
+    def __init__(
+        self,
+        edges: pd.DataFrame,
+        customers: pd.DataFrame,
+        won_at: pd.Series,
+        churned_at: pd.Series,
+        transactions: pd.DataFrame,
+        events: pd.DataFrame,
+    ) -> None:
+        cust = _in_order(customers)
+        self.ids = cust[ENTITY].astype(object).to_numpy()
+        self.created = _naive(cust["created_at"]).to_numpy()
+        index = pd.Index(self.ids)
+        e = edges.assign(ts=_naive(edges["ts"])).sort_values("ts", kind="stable")
+        e = e.assign(s=index.get_indexer(e["src_customer_id"]), d=index.get_indexer(e["dst_customer_id"]))
+        self.e = e[(e["s"] >= 0) & (e["d"] >= 0)]
+        self.won = _naive(pd.Series(self.ids).map(won_at)).to_numpy()
+        self.churned = _naive(pd.Series(self.ids).map(churned_at)).to_numpy()
+        self.tx = transactions.assign(c=index.get_indexer(transactions[ENTITY]))
+        self.tx = self.tx[self.tx["c"] >= 0]
+        self.tx_ts = _naive(self.tx["ts"]).to_numpy()
+        self.signed = np.where(self.tx.get("is_refund", False), -self.tx["amount"], self.tx["amount"])
+        hot = events[events["event_type"].isin(HIGH_INTENT)]
+        self.hot_ts, self.hot_c = _naive(hot["ts"]).to_numpy(), index.get_indexer(hot[ENTITY])
+        self.hot_ts, self.hot_c = self.hot_ts[self.hot_c >= 0], self.hot_c[self.hot_c >= 0]
+        self.followers = (  # an optional attribute: without it, followers are counted from the follow edges alone
+            pd.to_numeric(cust["social_followers"], errors="coerce").to_numpy(float)
+            if "social_followers" in cust
+            else np.full(len(self.ids), np.nan)
+        )
+        self.role = cust["role"].astype("string").to_numpy() if "role" in cust else None
+
+
+def _in_order(customers: pd.DataFrame) -> pd.DataFrame:
+    """Customers by (created_at, customer_id): the graph's node numbers, the same in every build and process."""
+    created = _naive(customers["created_at"])
+    order = pd.DataFrame({"t": created.to_numpy(), "id": customers[ENTITY].astype(str).to_numpy()})
+    return customers.iloc[order.sort_values(["t", "id"], kind="stable").index.to_numpy()]
+
+
+def block_fingerprints(
+    *,
+    edges: pd.DataFrame,
+    customers: pd.DataFrame,
+    won_at: pd.Series,
+    churned_at: pd.Series,
+    transactions: pd.DataFrame,
+    events: pd.DataFrame,
+    cuts: pd.DatetimeIndex,
+    seed: int = 0,
+) -> list[str]:
+    """One digest per block of cuts (cut_blocks) of every input row its computation reads: the customers created
+    by its last cut, the edges, conversions, churns and high-intent events up to it, the orders from a year before
+    its first cut. Equal digests, equal rows: a rebuild keeps the blocks whose digest it already has. Each table's
+    rows are hashed once (pandas' stable row hash) and summed in time order, so a block's digest costs two lookups
+    per table."""
+    hot = events[events["event_type"].isin(HIGH_INTENT)]
+    cols = [c for c in GRAPH_CUSTOMER_COLUMNS if c in customers]
+    tx_cols = [c for c in (ENTITY, "ts", "amount", "is_refund") if c in transactions]
+    sums = {
+        "customers": _Sums(customers["created_at"], customers[cols]),
+        "edges": _Sums(edges["ts"], edges[["src_customer_id", "dst_customer_id", "ts", "kind"]]),
+        "won": _Sums(won_at, won_at.rename_axis(ENTITY).reset_index()),
+        "churned": _Sums(churned_at, churned_at.rename_axis(ENTITY).reset_index()),
+        "orders": _Sums(transactions["ts"], transactions[tx_cols]),
+        "events": _Sums(hot["ts"], hot[[ENTITY, "ts", "event_type"]]),
+    }
+    out = []
+    for block in cut_blocks(cuts):
+        first, last = pd.Timestamp(cuts[block.start]), pd.Timestamp(cuts[block.stop - 1])
+        parts = [GRAPH_VERSION, seed, BLOCK_DAYS, [pd.Timestamp(c).isoformat() for c in cuts[block.start : block.stop]]]
+        for name, s in sums.items():
+            parts.append(s.between(first - pd.Timedelta(days=365), last) if name == "orders" else s.upto(last))
+        out.append(hashlib.sha256(repr(parts).encode()).hexdigest())
+    return out
+
+
+class _Sums:
+    """A table's row hashes summed in time order (mod 2**64): the multiset of rows up to any time in two lookups."""
+
+    def __init__(self, times: pd.Series, rows: pd.DataFrame) -> None:
+        t = _naive(times.reset_index(drop=True)).to_numpy().view(np.int64)
+        keep = t != np.iinfo(np.int64).min  # NaT: never happened
+        h = pd.util.hash_pandas_object(rows.reset_index(drop=True), index=False).to_numpy()[keep]
+        order = np.argsort(t[keep], kind="stable")
+        self.t = t[keep][order]
+        self.cum = np.concatenate([np.zeros(1, np.uint64), np.cumsum(h[order], dtype=np.uint64)])
+
+    def _at(self, when: pd.Timestamp) -> int:
+        return int(np.searchsorted(self.t, pd.Timestamp(when).value, side="right"))
+
+    def upto(self, when: pd.Timestamp) -> tuple[int, int]:
+        i = self._at(when)
+        return i, int(self.cum[i])
+
+    def between(self, after: pd.Timestamp, upto: pd.Timestamp) -> tuple[int, int]:
+        lo, hi = self._at(after), self._at(upto)
+        return hi - lo, (int(self.cum[hi]) - int(self.cum[lo])) % 2**64
 
 
 def _at_cut(
@@ -109,13 +218,13 @@ def _at_cut(
     referrer = np.full(n, -1)
     referrer[d[ref]] = s[ref]
     U = social.adjacency(np.concatenate([s, d]), np.concatenate([d, s]), n)
-    csize = np.bincount(label, minlength=label.max() + 1)[label].astype(float)
+    csize = np.bincount(label, minlength=label.max(initial=-1) + 1)[label].astype(float)
     cconv = np.bincount(label, weights=won.astype(float))[label] - won
-    conv_rate = won.mean()
+    conv_rate = won.mean() if n else 0.0
     median_order = np.median(spend[spend > 0]) if (spend > 0).any() else 0.0
     referred_spend = np.bincount(s[ref], weights=spend[d[ref]], minlength=n)
     influence = referred_spend + audience * conv_rate * median_order * social.ATTRIBUTION
-    kol_graph = followers >= max(20.0, float(np.percentile(followers, 99)))
+    kol_graph = followers >= max(20.0, float(np.percentile(followers, 99)) if n else 0.0)
     revenue = np.maximum(spend, 0.0)
     return {
         "followers_count": followers,

@@ -36,6 +36,8 @@ def pagerank(A: sp.csr_matrix, *, tol: float = 1e-10, max_iter: int = 200) -> np
     """PageRank of a directed graph (row → column = endorsement); dangling mass spread uniformly.
     Same fixed point as networkx.pagerank, iterated to a tight tolerance (networkx's default stops early)."""
     n = A.shape[0]
+    if n == 0:  # a cut before anyone existed
+        return np.zeros(0)
     out = np.asarray(A.sum(axis=1)).ravel()
     inv = np.divide(1.0, out, out=np.zeros(n), where=out > 0)
     P = sp.diags(inv) @ A
@@ -71,7 +73,7 @@ def communities(
         found = g.community_leiden(objective_function="modularity", n_iterations=2)
     else:
         found = g.community_leiden(objective_function="modularity", n_iterations=1, initial_membership=list(start))
-    return np.asarray(found.membership)
+    return np.asarray(found.membership, dtype=np.int64)
 
 
 def referral_trees(referrer: np.ndarray, referred: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ import pytest
 
 from features import engineering as fe
 from features.build import GRAPH_VIEW, graph_inputs, read_reference, write_sources
-from graphs.features import WARM_CUTS, graph_features
+from graphs.features import cut_blocks, graph_features
 from leadscope.synth import generate
 from leadscope.tables import read_feature_meta, read_table
 from tests.conftest import small_settings
@@ -71,8 +71,11 @@ def test_a_block_of_cuts_from_a_community_anchor_gives_what_the_whole_loop_gives
     tables = {t: read_table(built.raw_dir, t) for t in ("customers", "transactions", "events")}
     inputs = graph_inputs(built, tables)
     whole = graph_features(**inputs, cuts=cuts)
-    later = whole[whole["event_timestamp"] >= cuts[WARM_CUTS]].reset_index(drop=True)
-    pd.testing.assert_frame_equal(graph_features(**inputs, cuts=cuts[WARM_CUTS:]), later)
+    blocks = cut_blocks(cuts)
+    assert len(blocks) > 3 and all(len(b) <= 5 for b in blocks)  # weekly cuts: 4 a block, the newest one more
+    start = cuts[blocks[2].start]
+    later = whole[whole["event_timestamp"] >= start].reset_index(drop=True)
+    pd.testing.assert_frame_equal(graph_features(**inputs, cuts=cuts[blocks[2].start :]), later)
     # and the refined communities are real ones: most customers share theirs with someone
     newest = whole[whole["event_timestamp"] == cuts[-1]]
     assert newest["community_size"].gt(1).mean() > 0.5

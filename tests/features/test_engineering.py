@@ -122,9 +122,15 @@ def test_profile_keeps_custom_attributes_and_drops_pii(customers) -> None:
     assert pd.api.types.is_string_dtype(out["industry"])
 
 
-def test_cut_times_end_exactly_at_end() -> None:
+def test_cut_times_lie_on_a_fixed_calendar_and_end_exactly_at_end() -> None:
+    """The newest cut is the data's end; the others are Mondays at 00:00 UTC, a week apart, so a later end keeps
+    every earlier cut (broken: a rebuild with one more day of data would recompute every graph block)."""
     cuts = fe.cut_times(start=day(0), end=day(30), cadence_days=7)
-    assert cuts[-1] == day(30) and cuts[0] >= day(0) and (np.diff(cuts.asi8) == 7 * 86_400 * 10**9).all()
+    assert cuts[-1] == day(30) and cuts[0] >= day(0) and cuts[0] - pd.Timedelta(days=7) < day(0)
+    assert (np.diff(cuts[:-1].asi8) == 7 * 86_400 * 10**9).all() and (cuts[:-1].dayofweek == 0).all()
+    later = fe.cut_times(start=day(0), end=day(33), cadence_days=7)
+    assert later[: len(cuts) - 1].equals(cuts[:-1]) and later[-1] == day(33)
+    assert list(fe.cut_times(start=day(0), end=day(0), cadence_days=7)) == [day(0)]
 
 
 def test_unknown_customer_in_events_is_an_error(customers, events) -> None:
