@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import threading
@@ -82,6 +83,8 @@ def child_build(customers: int, engine: str, cpus: int, store_mb: int) -> None:
     from features.build import write_sources
 
     settings = settings_for(customers, engine, cpus, store_mb)
+    # from nothing: the other engine's build would otherwise lend this one its graph blocks (features/build.py)
+    shutil.rmtree(settings.feature_dir, ignore_errors=True)
     marks: list[tuple[str, float]] = []
     t0 = time.perf_counter()
     with RayMemory() as ray_mem:
