@@ -66,7 +66,7 @@ def graph_feature_cuts(
         t = np.datetime64(pd.Timestamp(cut).tz_convert("UTC").tz_localize(None), "ns")
         m = int(np.searchsorted(g.created, t, side="right"))  # created by t: the first m customers
         now = g.e[(g.e["ts"].to_numpy() <= t) & (g.e["s"].to_numpy() < m) & (g.e["d"].to_numpy() < m)]
-        tx_c = g.tx["c"].to_numpy()
+        tx_c = g.tx_c
         in_year = (g.tx_ts <= t) & (g.tx_ts > t - np.timedelta64(365, "D")) & (tx_c < m)
         spend = np.bincount(tx_c[in_year], weights=g.signed[in_year], minlength=m)
         # optimised at every cut: stale labels would leave newcomers as singletons in some rows and not in
@@ -109,15 +109,22 @@ class _Inputs:
         self.ids = cust[ENTITY].astype(object).to_numpy()
         self.created = _naive(cust["created_at"]).to_numpy()
         index = pd.Index(self.ids)
-        e = edges.assign(ts=_naive(edges["ts"])).sort_values("ts", kind="stable")
-        e = e.assign(s=index.get_indexer(e["src_customer_id"]), d=index.get_indexer(e["dst_customer_id"]))
+        # numbers, not the ids' strings: every cut copies the edges up to it
+        e = pd.DataFrame(
+            {
+                "ts": _naive(edges["ts"]).to_numpy(),
+                "s": index.get_indexer(edges["src_customer_id"]),
+                "d": index.get_indexer(edges["dst_customer_id"]),
+                "kind": edges["kind"].astype("category").to_numpy(),
+            }
+        ).sort_values("ts", kind="stable")
         self.e = e[(e["s"] >= 0) & (e["d"] >= 0)]
         self.won = _naive(pd.Series(self.ids).map(won_at)).to_numpy()
         self.churned = _naive(pd.Series(self.ids).map(churned_at)).to_numpy()
-        self.tx = transactions.assign(c=index.get_indexer(transactions[ENTITY]))
-        self.tx = self.tx[self.tx["c"] >= 0]
-        self.tx_ts = _naive(self.tx["ts"]).to_numpy()
-        self.signed = np.where(self.tx.get("is_refund", False), -self.tx["amount"], self.tx["amount"])
+        c = index.get_indexer(transactions[ENTITY])
+        tx = transactions[c >= 0]
+        self.tx_c, self.tx_ts = c[c >= 0], _naive(tx["ts"]).to_numpy()
+        self.signed = np.where(tx.get("is_refund", False), -tx["amount"], tx["amount"])
         hot = events[events["event_type"].isin(HIGH_INTENT)]
         self.hot_ts, self.hot_c = _naive(hot["ts"]).to_numpy(), index.get_indexer(hot[ENTITY])
         self.hot_ts, self.hot_c = self.hot_ts[self.hot_c >= 0], self.hot_c[self.hot_c >= 0]
