@@ -156,8 +156,7 @@ class GraphPlan:
                 continue
             stamps = self.cuts[block.start : block.stop]
             rows = pq.read_table(self.previous, filters=[(TS, ">=", stamps[0]), (TS, "<=", stamps[-1])]).to_pandas()
-            for cut, frame in zip(stamps, _by_cut(rows, stamps), strict=True):
-                yield frame.assign(**{TS: cut}) if frame.empty else frame
+            yield from _by_cut(rows, stamps)
 
     def write(self, staging: Path) -> None:
         (staging / GRAPH_BLOCKS_FILE).write_text(json.dumps(self.digests))
