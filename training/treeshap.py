@@ -26,6 +26,7 @@ import numpy as np
 log = logging.getLogger("leadscope.training")
 
 ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float): |x| <= this is read as 0.0
+CHUNK_CELLS = 1 << 24  # decisions (or table values) per chunk of rows: 128 MB of float64
 MAX_NODES = 10  # a tree's table has 2^splits rows: bigger trees (the value model's 15 leaves) keep LightGBM's walk
 
 
@@ -51,8 +52,17 @@ class Tables:
     bias: float
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        """(n, n_features + 1): per-feature contributions and the bias last, as LightGBM's pred_contrib."""
+        """(n, n_features + 1): per-feature contributions and the bias last, as LightGBM's pred_contrib. Rows go
+        through in chunks of about CHUNK_CELLS decisions and table values: a whole holdout at once held rows ×
+        trees × slots floats (14.9 GiB for the 200,000-customer company's propensity plots)."""
         X = np.asarray(X, dtype=np.float64)
+        trees, slots = self.slot_feature.shape
+        rows = max(1, CHUNK_CELLS // (trees * max(self.nodes, slots, 1)))
+        if len(X) <= rows:
+            return self._contributions(X)
+        return np.concatenate([self._contributions(X[i : i + rows]) for i in range(0, len(X), rows)])
+
+    def _contributions(self, X: np.ndarray) -> np.ndarray:
         n = X.shape[0]
         trees = self.slot_feature.shape[0]
         left = self._decisions(X).reshape(n, trees, self.nodes)
