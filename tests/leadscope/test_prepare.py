@@ -95,7 +95,7 @@ def test_a_step_killed_by_a_signal_is_said_so(tmp_path: Path, capfd: pytest.Capt
 
 def test_the_big_steps_run_one_at_a_time_beside_the_small_ones() -> None:
     """Two big models' memory together was the run's peak (9.4 GiB at 200,000 customers): next-best-action, value
-    and propensity each start beside the online store's load or churn only, propensity beside the load only."""
+    and propensity each start beside the online store's load or churn only."""
     nxt = run_steps._next  # noqa: SLF001
     queue = ["uplift", "online", "churn", "value", "propensity"]
     assert nxt(queue, {}, 2) == "uplift"
@@ -103,7 +103,8 @@ def test_the_big_steps_run_one_at_a_time_beside_the_small_ones() -> None:
     assert nxt(["value", "propensity"], {"uplift": None}, 2) is None
     assert nxt(["value", "propensity", "churn"], {"uplift": None}, 2) == "churn"
     assert nxt(["value", "propensity"], {"churn": None}, 2) == "value"
-    assert nxt(["propensity"], {"churn": None}, 2) is None
+    assert nxt(["propensity"], {"churn": None}, 2) == "propensity"
+    assert nxt(["propensity"], {"value": None}, 2) is None
     assert nxt(["propensity"], {"online": None}, 2) == "propensity"
     assert nxt(["uplift", "propensity"], {"value": None}, 2) is None
     assert nxt(["propensity"], {}, 2) == "propensity"  # alone, whatever its size
