@@ -305,7 +305,9 @@ def write_sources(
             pool.close()
     if plan is not None:
         plan.write(staging)
-    write_feature_meta(staging, FeatureMeta(start=start, end=end, cuts=tuple(cuts), schema=schema))
+    meta = FeatureMeta(start=start, end=end, cuts=tuple(cuts), schema=schema)
+    feature_store.write_newest(settings, staging, meta)
+    write_feature_meta(staging, meta)
     _swap(staging, out)
     return report
 

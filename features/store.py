@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -333,6 +334,44 @@ def newest_rows_sql(columns: list[str]) -> str:
         f"WHERE {quote(TS)} BETWEEN ? AND ? "
         f"QUALIFY row_number() OVER (PARTITION BY {quote(ENTITY)} ORDER BY {quote(TS)} DESC) = 1"
     )
+
+
+NEWEST_FILE = "newest.json"  # the windows the `<view>.newest.parquet` files were selected in (write_newest)
+
+
+def newest_path(folder: Path, view: str) -> Path:
+    return folder / f"{view}.newest.parquet"
+
+
+def write_newest(settings: Settings, folder: Path, meta: FeatureMeta) -> None:
+    """Each view's newest row per customer inside its window (what a materialisation moves), selected once per
+    build into `<view>.newest.parquet` beside the view, with the windows in NEWEST_FILE: batch scoring reads
+    these (serving/offline.py) instead of ranking the window's rows on every call (0.55 s of a 1.9 s batch of
+    200,000 customers)."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    windows = {}
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for view, kinds in meta.schema.items():
+            lo, hi = window(settings, meta, view)
+            sql = f"{newest_rows_sql([ENTITY, TS, *kinds])} ORDER BY {quote(ENTITY)}"  # one id order for every view
+            table = con.execute(sql, [str(folder / f"{view}.parquet"), lo, hi]).to_arrow_table()
+            pq.write_table(table, newest_path(folder, view))
+            windows[view] = [lo.isoformat(), hi.isoformat()]
+    finally:
+        con.close()
+    (folder / NEWEST_FILE).write_text(json.dumps(windows))
+
+
+def newest_written(folder: Path, view: str, lo: datetime, hi: datetime) -> Path | None:
+    """The view's newest-rows file when the build wrote it for this window, else None."""
+    path, record = newest_path(folder, view), folder / NEWEST_FILE
+    if not path.exists() or not record.exists():
+        return None
+    return path if json.loads(record.read_text()).get(view) == [lo.isoformat(), hi.isoformat()] else None
 
 
 def _newest_rows(

@@ -24,6 +24,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features import store as feature_store
 from leadscope.schema import ENTITY
@@ -51,6 +52,9 @@ class OfflineFeatures:
         self.con = duckdb.connect()
         self.con.execute("SET threads TO 2")
         self.ready: dict[tuple[str, tuple[str, ...]], str] = {}  # (view, features) → its table
+        # (view, features) → the build's newest rows of them (write_newest) and the index of their ids
+        self.loaded: dict[tuple[str, tuple[str, ...]], tuple[pa.Table, pd.Index]] = {}
+        self.indexes: list[tuple[pa.ChunkedArray, pd.Index]] = []
         self.lock = threading.Lock()
         self.local = threading.local()
 
@@ -70,11 +74,17 @@ class OfflineFeatures:
             def make(item: tuple[tuple[str, tuple[str, ...]], str]) -> None:
                 (view, feats), name = item
                 cur = self.con.cursor()
+                folder, window = self.settings.feature_dir, self.window(view)
+                cols = ", ".join(_q(c) for c in (ENTITY, *feats))
                 try:
-                    cur.execute(
-                        f'CREATE TABLE "{name}" AS {feature_store.newest_rows_sql([ENTITY, *feats])}',
-                        [str(self.settings.feature_dir / f"{view}.parquet"), *self.window(view)],
-                    )
+                    # the build selected the newest rows once (features/store.py write_newest); else rank them here
+                    if (newest := feature_store.newest_written(folder, view, *window)) is not None:
+                        cur.execute(f'CREATE TABLE "{name}" AS SELECT {cols} FROM read_parquet(?)', [str(newest)])  # noqa: S608
+                    else:
+                        cur.execute(
+                            f'CREATE TABLE "{name}" AS {feature_store.newest_rows_sql([ENTITY, *feats])}',
+                            [str(folder / f"{view}.parquet"), *window],
+                        )
                 finally:
                     cur.close()
 
@@ -84,10 +94,45 @@ class OfflineFeatures:
                 self.ready |= todo
             return {view: self.ready[(view, tuple(feats))] for view, feats in views}
 
+    def _newest(self, views: list[tuple[str, list[str]]]) -> list[tuple[pa.Table, pd.Index]] | None:
+        """Each view's newest rows as the build selected them (features/store.py write_newest), loaded once with
+        an index of their ids; None when the build wrote none for these windows (then DuckDB ranks them)."""
+        with self.lock:
+            out = []
+            for view, feats in views:
+                key = (view, tuple(feats))
+                if key not in self.loaded:
+                    path = feature_store.newest_written(self.settings.feature_dir, view, *self.window(view))
+                    if path is None:
+                        return None
+                    table = pq.read_table(path, columns=[ENTITY, *feats])
+                    self.loaded[key] = (table.select(list(feats)), self._index(table.column(ENTITY)))
+                out.append(self.loaded[key])
+            return out
+
+    def _index(self, ids: pa.ChunkedArray) -> pd.Index:
+        """An index of these ids, shared by the views whose newest rows hold the same ids in the same order
+        (write_newest sorts them): hashing 200,000 ids once, not once per view."""
+        for known, index in self.indexes:
+            if known.equals(ids):
+                return index
+        index = pd.Index(ids.to_pylist())
+        self.indexes.append((ids, index))
+        return index
+
     def frame(self, service: object, ids: list[str]) -> pd.DataFrame:
         """The service's features for `ids`, one row per id in order (NaN/None where the store has no row).
         `service`: a Feast FeatureService, or its views as service_views gives them."""
         views = service if isinstance(service, list) else service_views(service)
+        if (newest := self._newest(views)) is not None:
+            # each view's rows taken by position (an id the view lacks: a null row): no join to run per chunk,
+            # 0.12 s of DuckDB for 51,000 ids against four views of 200,000 rows
+            columns: list[pa.ChunkedArray] = []
+            for table, index in newest:
+                pos = index.get_indexer(ids)
+                columns += table.take(pa.array(pos, mask=pos < 0)).columns
+            names = [f for _, feats in views for f in feats]
+            return pa.Table.from_arrays(columns, names=names).to_pandas()
         tables = self._latest(views)
         cur = getattr(self.local, "cur", None)
         if cur is None:
