@@ -74,17 +74,11 @@ class OfflineFeatures:
             def make(item: tuple[tuple[str, tuple[str, ...]], str]) -> None:
                 (view, feats), name = item
                 cur = self.con.cursor()
-                folder, window = self.settings.feature_dir, self.window(view)
-                cols = ", ".join(_q(c) for c in (ENTITY, *feats))
                 try:
-                    # the build selected the newest rows once (features/store.py write_newest); else rank them here
-                    if (newest := feature_store.newest_written(folder, view, *window)) is not None:
-                        cur.execute(f'CREATE TABLE "{name}" AS SELECT {cols} FROM read_parquet(?)', [str(newest)])  # noqa: S608
-                    else:
-                        cur.execute(
-                            f'CREATE TABLE "{name}" AS {feature_store.newest_rows_sql([ENTITY, *feats])}',
-                            [str(folder / f"{view}.parquet"), *window],
-                        )
+                    cur.execute(
+                        f'CREATE TABLE "{name}" AS {feature_store.newest_rows_sql([ENTITY, *feats])}',
+                        [str(self.settings.feature_dir / f"{view}.parquet"), *self.window(view)],
+                    )
                 finally:
                     cur.close()
 
