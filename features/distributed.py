@@ -9,9 +9,9 @@ local build (features/engineering.py), run by Ray Data over customer partitions.
    cut: the population statistics per cut come from a `groupby(ts).map_groups` over the partition outputs, and
    `add_relative` fills them in a second `map_batches`.
 4. The driver streams the result into the view's parquet files batch by batch (`ViewChunks`).
-5. The graph view is one computation over the whole graph per cut time. A block of cuts (graphs/features.py
-   cut_blocks) depends on nothing before it: the blocks the build does not keep from the previous one run as Ray
-   tasks (`graph_view`) with graphs/features.py's own function, the inputs in the object store once.
+5. The graph view: the blocks of cut times (graphs/features.py cut_blocks) the build does not keep from the
+   previous one run as Ray tasks, one per block and shard of whole connected components (`graph_view`), with
+   graphs/features.py's own functions.
 
 The rows come out in another order than the local build's (partition by partition); the values are the same
 (tests/test_ray.py compares them column by column).
@@ -178,25 +178,52 @@ class Partitioned:
         shutil.rmtree(self.into, ignore_errors=True)
 
 
-def _graph_cuts(inputs: dict[str, object], cuts: list[str]) -> list[pd.DataFrame]:
-    from graphs.features import graph_feature_cuts
+def _shard_block(g: object, cuts: list[str], totals: list[dict[str, float]], seed: int) -> tuple[pd.DataFrame, ...]:
+    """One shard's rows at each cut of a block (graphs/features.py shard_cuts), one object per cut."""
+    from graphs.features import shard_cuts
 
-    return list(graph_feature_cuts(**inputs, cuts=pd.DatetimeIndex(pd.to_datetime(cuts, utc=True))))  # type: ignore[arg-type]
+    at = pd.DatetimeIndex(pd.to_datetime(cuts, utc=True))
+    frames = tuple(shard_cuts(g, totals, at, seed=seed))  # type: ignore[arg-type]
+    return frames if len(frames) != 1 else frames[0]  # type: ignore[return-value]
 
 
 def graph_view(
     settings: Settings, inputs: dict[str, object], cuts: pd.DatetimeIndex, spans: list[range]
 ) -> Iterator[pd.DataFrame]:
-    """The graph view's blocks of cut times (`spans`, graphs/features.py cut_blocks) as Ray tasks, one frame per
-    cut in cut order. Each cut is a computation over the whole graph as of that time; only the communities carry
-    from one cut to the next, and not past a block's start. The blocks therefore run side by side with the same
-    function and give what the local loop gives; the driver takes their frames in order, one block at a time.
-    The inputs go to the object store once."""
+    """The graph view's blocks of cut times (`spans`, graphs/features.py cut_blocks) as Ray tasks, one per block
+    and shard, one frame per cut in cut order.
+
+    A shard is whole connected components of the graph (graph_shards), about a partition's share of the
+    customers, so a task holds its shard's inputs and rows, not the whole graph's. The driver computes the few
+    numbers of each cut that span the whole graph first (cut_totals: conversion rate, median order, the opinion
+    leaders' threshold, the links), and assembles each cut from its shards' rows (PageRank's mean, community
+    names): the rows equal graph_feature_cuts' in one process (tests/test_ray.py). Blocks depend on nothing
+    before them; at most BLOCKS_AHEAD blocks are computed ahead of the one the driver writes, so the object
+    store holds a few blocks' rows whatever the number of cuts."""
+    from graphs.features import GraphInputs, assemble, cut_totals, graph_shards
+
     ray = ensure_ray(settings)
-    task = ray.remote(num_cpus=1, max_retries=1)(_graph_cuts)
-    shared = ray.put(inputs)
-    # one block per task: a task's frames are 4 or 5 cuts, not a quarter of the view (at 200,000 customers the
-    # Ray processes together peaked at 15.3 GB with 4 groups, docs/SCALE.md); Ray spills finished ones to disk
-    pending = [task.remote(shared, [cuts[i].isoformat() for i in span]) for span in spans]
-    for ref in pending:
-        yield from ray.get(ref)
+    task = ray.remote(num_cpus=1, max_retries=1)(_shard_block)
+    g = GraphInputs(**{k: v for k, v in inputs.items() if k != "seed"})  # type: ignore[arg-type]
+    seed = int(inputs.get("seed", 0))  # type: ignore[call-overload]
+    todo = [i for span in spans for i in span]
+    totals = dict(zip(todo, cut_totals(g, cuts[todo]), strict=True))
+    shards = [ray.put(g.take(nodes)) for nodes in graph_shards(g, partitions(settings, len(g.created)))]
+    del g  # in the object store now, shard by shard
+
+    def submit(span: range) -> list[list[object]]:
+        stamps, tot = [cuts[i].isoformat() for i in span], [totals[i] for i in span]
+        refs = [task.options(num_returns=len(span)).remote(shard, stamps, tot, seed) for shard in shards]
+        return [r if len(span) != 1 else [r] for r in refs]
+
+    pending = [submit(span) for span in spans[:BLOCKS_AHEAD]]
+    for k, span in enumerate(spans):
+        if k + BLOCKS_AHEAD < len(spans):
+            pending.append(submit(spans[k + BLOCKS_AHEAD]))
+        block = pending[k]
+        pending[k] = []  # its objects go once the driver has them
+        for j in range(len(span)):
+            yield assemble([ray.get(refs[j]) for refs in block])
+
+
+BLOCKS_AHEAD = 2

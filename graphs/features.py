@@ -20,7 +20,7 @@ HIGH_INTENT = ("pricing_view", "form_submit", "inbound_call")
 BLOCK_DAYS = 28
 BLOCK_EPOCH = pd.Timestamp("1970-01-05", tz="UTC")  # the cut calendar's (features/engineering.py CUT_EPOCH)
 # Bumped whenever graph_feature_cuts computes differently: a build then recomputes every stored block
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 # what graph_feature_cuts reads of the customers table (the rest of it need not be loaded)
 GRAPH_CUSTOMER_COLUMNS = (ENTITY, "created_at", "social_followers", "role")
 
@@ -55,46 +55,149 @@ def graph_feature_cuts(
     cuts: pd.DatetimeIndex,
     seed: int = 0,
 ) -> Iterator[pd.DataFrame]:
-    """graph_features one cut at a time, oldest first: each cut is a computation over the graph of the customers
-    created by then, its communities refined from the previous cut's unless the cut starts a block (cut_blocks).
-    Customers are numbered by (created_at, customer_id), so the graph at a cut is the same whoever joins later:
-    the rows of a cut depend on nothing after it, whatever the table's order."""
-    g = _Inputs(edges, customers, won_at, churned_at, transactions, events)
+    """graph_features one cut at a time, oldest first, in this process: the whole graph as one shard (the Ray
+    build splits it into many, features/distributed.py graph_view, with the same result). Customers are numbered
+    by (created_at, customer_id), so the graph at a cut is the same whoever joins later: the rows of a cut depend
+    on nothing after it, whatever the table's order."""
+    g = GraphInputs(edges, customers, won_at, churned_at, transactions, events)
+    totals = cut_totals(g, cuts)
+    for frame in shard_cuts(g, totals, cuts, seed=seed):
+        yield assemble([frame])
+
+
+# A graph feature is a sum over its customer's connected component, with five exceptions that span the whole
+# graph at the cut; `cut_totals` computes them once, so each component is computed apart (a shard: components
+# packed together, graph_shards) and the shards' rows equal the whole graph's. PageRank's normalisation by the
+# mean is the fifth: shards give the unnormalised weights, `assemble` divides them by the mean over all shards.
+TOTALS = ("customers", "conversion_rate", "median_order", "kol_followers", "pairs")
+KINDS = {"follow": 0, "referral": 1, "interaction": 2}  # an edge's kind as a number; any other kind is 3
+
+
+def cut_totals(g: GraphInputs, cuts: pd.DatetimeIndex) -> list[dict[str, float]]:
+    """The whole graph's numbers each cut's features use: customers created by then, their conversion rate, the
+    median of their positive 365-day spend, the followers count that makes an opinion leader (the 99th
+    percentile, at least 20), and the links (distinct pairs of linked customers: the modularity's edge total)."""
+    s, d, kind = g.e_s, g.e_d, g.e_kind
+    # a pair of customers is linked from its first edge's time, or when its younger end joins if later
+    active = np.maximum(g.e_ts, np.maximum(g.created[s], g.created[d])) if len(s) else g.e_ts
+    ok = s != d
+    key = np.minimum(s, d)[ok].astype(np.int64) * max(len(g.created), 1) + np.maximum(s, d)[ok]
+    if len(key):
+        order = np.lexsort((active[ok], key))
+        first = np.r_[True, key[order][1:] != key[order][:-1]]
+        linked = np.sort(active[ok][order][first])
+    else:
+        linked = np.zeros(0, dtype=g.e_ts.dtype)
+    fol = kind == KINDS["follow"]
+    out = []
+    for cut in cuts:
+        t = _instant(cut)
+        m = int(np.searchsorted(g.created, t, side="right"))
+        on = fol & (g.e_ts <= t) & (s < m) & (d < m)
+        followers = np.bincount(d[on], minlength=m)
+        spend = g.spend(t, m)
+        out.append(
+            {
+                "customers": m,
+                "conversion_rate": float((g.won[:m] <= t).mean()) if m else 0.0,
+                "median_order": float(np.median(spend[spend > 0])) if (spend > 0).any() else 0.0,
+                "kol_followers": max(20.0, float(np.percentile(followers, 99)) if m else 0.0),
+                "pairs": int(np.searchsorted(linked, t, side="right")),
+            }
+        )
+    return out
+
+
+def graph_shards(g: GraphInputs, shards: int) -> list[np.ndarray]:
+    """The customers (their numbers, ascending) in about `shards` groups of whole connected components of the
+    graph at its newest edge (a component at any earlier cut lies inside one of them), packed in order of their
+    first customer; a component bigger than a shard's share is a shard of its own."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(g.created)
+    if n == 0:
+        return []
+    adj = sp.csr_matrix((np.ones(len(g.e_s), np.int8), (g.e_s, g.e_d)), shape=(n, n))
+    _, comp = connected_components(adj, directed=False)
+    # components renumbered by their first customer: comp_first[c] is the smallest customer number in c
+    comp_first = np.full(comp.max() + 1, n)
+    np.minimum.at(comp_first, comp, np.arange(n))
+    rank = np.empty_like(comp_first)
+    rank[np.argsort(comp_first, kind="stable")] = np.arange(len(comp_first))
+    size = np.bincount(rank[comp], minlength=len(comp_first))
+    share = -(-n // max(1, shards))
+    shard_of_comp = np.zeros(len(size), np.int64)
+    k, filled = 0, 0
+    for c, z in enumerate(size):  # components in order of their first customer
+        if filled and filled + z > share:
+            k, filled = k + 1, 0
+        shard_of_comp[c] = k
+        filled += z
+    owner = shard_of_comp[rank[comp]]
+    order = np.argsort(owner, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(owner))[:-1])
+
+
+def shard_cuts(
+    g: GraphInputs, totals: list[dict[str, float]], cuts: pd.DatetimeIndex, *, seed: int = 0
+) -> Iterator[pd.DataFrame]:
+    """The rows of one shard's customers (`g`, a GraphInputs.take) at each cut, unassembled (see assemble): each
+    cut's graph holds the shard's customers created by then, its communities refined from the previous cut's
+    unless the cut starts a block (cut_blocks)."""
     starts = {b.start for b in cut_blocks(cuts)}
     label = None
-    for i, cut in enumerate(cuts):
-        t = np.datetime64(pd.Timestamp(cut).tz_convert("UTC").tz_localize(None), "ns")
+    for i, (cut, total) in enumerate(zip(cuts, totals, strict=True)):
+        t = _instant(cut)
         m = int(np.searchsorted(g.created, t, side="right"))  # created by t: the first m customers
-        now = g.e[(g.e["ts"].to_numpy() <= t) & (g.e["s"].to_numpy() < m) & (g.e["d"].to_numpy() < m)]
-        tx_c = g.tx_c
-        in_year = (g.tx_ts <= t) & (g.tx_ts > t - np.timedelta64(365, "D")) & (tx_c < m)
-        spend = np.bincount(tx_c[in_year], weights=g.signed[in_year], minlength=m)
+        now = (g.e_ts <= t) & (g.e_s < m) & (g.e_d < m)
+        s, d, kind = g.e_s[now], g.e_d[now], g.e_kind[now]
+        spend = g.spend(t, m)
         # optimised at every cut: stale labels would leave newcomers as singletons in some rows and not in
-        # others (train/serve skew); Leiden takes ~0.13 s at 20k customers
+        # others (train/serve skew)
         start = None
         if i not in starts and label is not None:  # the newcomers since the previous cut start alone
-            start = np.concatenate([label, label.max(initial=-1) + 1 + np.arange(m - len(label))])
-        label = social.communities(m, now["s"].to_numpy(), now["d"].to_numpy(), seed=seed, start=start)
+            start = np.concatenate([label, np.arange(len(label), m)])
+        label = social.communities(m, s, d, seed=seed, start=start, pairs=int(total["pairs"]), names=g.number[:m])
         hot = (g.hot_ts <= t) & (g.hot_c < m)
         keen = np.bincount(g.hot_c[hot], minlength=m) > 0
-        f = _at_cut(now, m, g.won[:m] <= t, g.churned[:m] <= t, spend, g.followers[:m], label, keen)
-        if m:
-            f["pagerank"] = f["pagerank"] / f["pagerank"].mean()  # 1 = the average customer at t
+        f = _at_cut(s, d, kind, m, g.won[:m] <= t, g.churned[:m] <= t, spend, g.followers[:m], label, keen, total)
         out = pd.DataFrame({k: np.asarray(v, dtype=float) for k, v in f.items()})
-        out["community_id"] = pd.Series(label).map("k{}".format).astype("string").to_numpy()
+        out["community"] = g.number[label]  # its first customer's number: the same whichever shard holds it
         role = pd.Series(np.where(out["is_kol"] > 0, "opinion_leader", "consumer"), dtype="string")
         if g.role is not None:  # the CRM's own role (e.g. employee) wins over the derived one
             crm = pd.Series(g.role[:m])
             role = crm.where(crm.notna() & (crm != "consumer"), role)
         out["social_role"] = role.to_numpy()
+        out.insert(0, NUMBER, g.number[:m])
         out.insert(0, TS, cut)
         out.insert(0, ENTITY, g.ids[:m])
         yield out
 
 
-class _Inputs:
+NUMBER = "_number"  # a shard row's customer number in the whole graph (assemble orders by it, then drops it)
+
+
+def assemble(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One cut's rows from its shards' (shard_cuts): in customer number order, PageRank divided by its mean over
+    everyone (1 = the average customer at the cut), communities named k0, k1, … in order of their first
+    customer. The same frame whichever way the customers were sharded."""
+    import math
+
+    df = pd.concat(frames, ignore_index=True) if len(frames) != 1 else frames[0]
+    df = df.sort_values(NUMBER, kind="stable").reset_index(drop=True)
+    if len(df):
+        # math.fsum: exactly rounded, so the mean does not depend on the shards' order
+        df["pagerank"] = df["pagerank"] / (math.fsum(df["pagerank"].to_numpy()) / len(df))
+    codes = pd.factorize(df.pop("community"))[0]
+    community = pd.Series(codes).map("k{}".format).astype("string").to_numpy()
+    df.insert(df.columns.get_loc("social_role"), "community_id", community)
+    return df.drop(columns=[NUMBER])
+
+
+class GraphInputs:
     """graph_feature_cuts' inputs as arrays, customers in (created_at, customer_id) order, every other table's
-    rows pointing to them by number."""
+    rows pointing to them by number; `take` gives a shard's (its customers renumbered in the same order)."""
 
     def __init__(
         self,
@@ -108,23 +211,23 @@ class _Inputs:
         cust = _in_order(customers)
         self.ids = cust[ENTITY].astype(object).to_numpy()
         self.created = _naive(cust["created_at"]).to_numpy()
+        self.number = np.arange(len(self.ids))  # in the whole graph
         index = pd.Index(self.ids)
-        # numbers, not the ids' strings: every cut copies the edges up to it
-        e = pd.DataFrame(
-            {
-                "ts": _naive(edges["ts"]).to_numpy(),
-                "s": index.get_indexer(edges["src_customer_id"]),
-                "d": index.get_indexer(edges["dst_customer_id"]),
-                "kind": edges["kind"].astype("category").to_numpy(),
-            }
-        ).sort_values("ts", kind="stable")
-        self.e = e[(e["s"] >= 0) & (e["d"] >= 0)]
+        # numbers, not the ids' strings: every cut copies the edges up to it; in time order (a customer referred
+        # twice has the later referrer)
+        ts = _naive(edges["ts"]).to_numpy()
+        order = np.argsort(ts, kind="stable")
+        s = index.get_indexer(edges["src_customer_id"])[order]
+        d = index.get_indexer(edges["dst_customer_id"])[order]
+        kind = pd.Series(edges["kind"]).astype(object).map(KINDS).fillna(3).to_numpy(np.int8)[order]
+        ok = (s >= 0) & (d >= 0)
+        self.e_ts, self.e_s, self.e_d, self.e_kind = ts[order][ok], s[ok], d[ok], kind[ok]
         self.won = _naive(pd.Series(self.ids).map(won_at)).to_numpy()
         self.churned = _naive(pd.Series(self.ids).map(churned_at)).to_numpy()
         c = index.get_indexer(transactions[ENTITY])
         tx = transactions[c >= 0]
         self.tx_c, self.tx_ts = c[c >= 0], _naive(tx["ts"]).to_numpy()
-        self.signed = np.where(tx.get("is_refund", False), -tx["amount"], tx["amount"])
+        self.signed = np.where(tx.get("is_refund", False), -tx["amount"], tx["amount"]).astype(float)
         hot = events[events["event_type"].isin(HIGH_INTENT)]
         self.hot_ts, self.hot_c = _naive(hot["ts"]).to_numpy(), index.get_indexer(hot[ENTITY])
         self.hot_ts, self.hot_c = self.hot_ts[self.hot_c >= 0], self.hot_c[self.hot_c >= 0]
@@ -134,6 +237,32 @@ class _Inputs:
             else np.full(len(self.ids), np.nan)
         )
         self.role = cust["role"].astype("string").to_numpy() if "role" in cust else None
+
+    def spend(self, t: np.datetime64, m: int) -> np.ndarray:
+        """Each of the first m customers' orders less refunds in the 365 days up to t."""
+        in_year = (self.tx_ts <= t) & (self.tx_ts > t - np.timedelta64(365, "D")) & (self.tx_c < m)
+        return np.bincount(self.tx_c[in_year], weights=self.signed[in_year], minlength=m)
+
+    def take(self, nodes: np.ndarray) -> GraphInputs:
+        """The inputs of these customers (numbers, ascending; whole components: no edge leaves them)."""
+        local = np.full(len(self.created), -1)
+        local[nodes] = np.arange(len(nodes))
+        part = object.__new__(GraphInputs)
+        for name in ("ids", "created", "number", "won", "churned", "followers"):
+            setattr(part, name, getattr(self, name)[nodes])
+        part.role = None if self.role is None else self.role[nodes]
+        keep = local[self.e_s] >= 0
+        part.e_ts, part.e_kind = self.e_ts[keep], self.e_kind[keep]
+        part.e_s, part.e_d = local[self.e_s[keep]], local[self.e_d[keep]]
+        mine = local[self.tx_c] >= 0
+        part.tx_c, part.tx_ts, part.signed = local[self.tx_c[mine]], self.tx_ts[mine], self.signed[mine]
+        mine = local[self.hot_c] >= 0
+        part.hot_c, part.hot_ts = local[self.hot_c[mine]], self.hot_ts[mine]
+        return part
+
+
+def _instant(cut: pd.Timestamp) -> np.datetime64:
+    return np.datetime64(pd.Timestamp(cut).tz_convert("UTC").tz_localize(None), "ns")
 
 
 def _in_order(customers: pd.DataFrame) -> pd.DataFrame:
@@ -204,7 +333,9 @@ class _Sums:
 
 
 def _at_cut(
-    e: pd.DataFrame,
+    s: np.ndarray,
+    d: np.ndarray,
+    kind: np.ndarray,
     n: int,
     won: np.ndarray,
     churned: np.ndarray,
@@ -212,10 +343,10 @@ def _at_cut(
     followers_attr: np.ndarray,
     label: np.ndarray,
     keen: np.ndarray,
+    total: dict[str, float],
 ) -> dict[str, np.ndarray]:
-    kind = e["kind"].to_numpy()
-    s, d = e["s"].to_numpy(), e["d"].to_numpy()
-    fol, ref, inter = kind == "follow", kind == "referral", kind == "interaction"
+    """A shard's features at a cut; `total`: the whole graph's numbers (cut_totals)."""
+    fol, ref, inter = kind == KINDS["follow"], kind == KINDS["referral"], kind == KINDS["interaction"]
     followers = np.bincount(d[fol], minlength=n).astype(float)
     audience = np.fmax(np.nan_to_num(followers_attr, nan=0.0), followers)  # linked account, else in-graph
     # endorsement graph: a follower endorses whom they follow, a referred person their referrer
@@ -225,13 +356,12 @@ def _at_cut(
     referrer = np.full(n, -1)
     referrer[d[ref]] = s[ref]
     U = social.adjacency(np.concatenate([s, d]), np.concatenate([d, s]), n)
-    csize = np.bincount(label, minlength=label.max(initial=-1) + 1)[label].astype(float)
-    cconv = np.bincount(label, weights=won.astype(float))[label] - won
-    conv_rate = won.mean() if n else 0.0
-    median_order = np.median(spend[spend > 0]) if (spend > 0).any() else 0.0
+    linked = (U > 0).astype(float)
+    csize = np.bincount(label, minlength=n)[label].astype(float)
+    cconv = np.bincount(label, weights=won.astype(float), minlength=n)[label] - won
     referred_spend = np.bincount(s[ref], weights=spend[d[ref]], minlength=n)
-    influence = referred_spend + audience * conv_rate * median_order * social.ATTRIBUTION
-    kol_graph = followers >= max(20.0, float(np.percentile(followers, 99)) if n else 0.0)
+    reach = total["conversion_rate"] * total["median_order"] * social.ATTRIBUTION
+    influence = referred_spend + audience * reach
     revenue = np.maximum(spend, 0.0)
     return {
         "followers_count": followers,
@@ -244,7 +374,7 @@ def _at_cut(
         "following_engaged_reach": np.bincount(
             s[fol], weights=keen[d[fol]] * np.log10(1 + audience[d[fol]]), minlength=n
         ),
-        "pagerank": social.pagerank(A),
+        "pagerank": social.pagerank_weights(A),  # divided by the mean over every shard in assemble
         "reach_2hop": followers + F @ followers,
         "referral_count": np.bincount(s[ref], minlength=n),
         "referral_tree_size": size,
@@ -254,10 +384,10 @@ def _at_cut(
         "referrer_converted": np.where(referrer >= 0, won[np.maximum(referrer, 0)], np.nan),
         "community_size": csize,
         "community_conversion_rate": np.divide(cconv, csize - 1, out=np.full(n, np.nan), where=csize > 1),
-        "neighbours": np.asarray((U > 0).sum(axis=1)).ravel(),
-        "neighbour_customer_share": social.neighbour_share(U, won),
-        "neighbour_churned_share": social.neighbour_share(U, churned),
-        "is_kol": (followers_attr >= social.KOL_FOLLOWERS) | kol_graph,
+        "neighbours": np.asarray(linked.sum(axis=1)).ravel(),
+        "neighbour_customer_share": social.neighbour_share(linked, won),
+        "neighbour_churned_share": social.neighbour_share(linked, churned),
+        "is_kol": (followers_attr >= social.KOL_FOLLOWERS) | (followers >= total["kol_followers"]),
         "revenue_value_365d": revenue,
         "influence_value": influence,
         "social_value": revenue + influence,
