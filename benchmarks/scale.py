@@ -11,6 +11,7 @@ The Ray overhead ratio is Ray's time over the local time on the same work. The c
 200,000), seed 7, generated once into /tmp/leadscope-scale/<n>; Ray gets --cpus CPUs and a --object-store-mb
 object store (it spills to disk above).
 Usage: python -m benchmarks.scale [--customers 200000] [--cpus 2] [--label-rows 400000] [--skip-build]
+       [--days 540] [--engines local,ray]
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ from pathlib import Path
 WORK = Path("/tmp/leadscope-scale")
 
 
+DAYS = 540  # the history generated (--days; the generator's default)
+
+
 def settings_for(customers: int, engine: str, cpus: int, store_mb: int):  # noqa: ANN201
     from leadscope.settings import Settings
 
     return Settings(
-        home=WORK / str(customers),
+        home=WORK / (str(customers) if DAYS == 540 else f"{customers}-{DAYS}d"),
         customers=customers,
+        world_days=DAYS,
         seed=7,
         engine=engine,
         ray_cpus=cpus,
@@ -132,7 +137,7 @@ def company(customers: int) -> None:
     """Generated once, in its own process, so that its memory is not this process's peak."""
     if (settings_for(customers, "local", 2, 1024).raw_dir / "customers.parquet").exists():
         return
-    r = run_child(["--customers", str(customers), "--child-generate"])
+    r = run_child(["--customers", str(customers), "--child-generate", "--days", str(DAYS)])
     print(f"generated {customers:,} customers in {r['seconds']:.0f} s, peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
 
 
@@ -172,7 +177,7 @@ def training(customers: int, cpus: int, store_mb: int, label_rows: int) -> dict:
     return out
 
 
-def scoring(customers: int, cpus: int, store_mb: int, scorer: object) -> dict:
+def scoring(customers: int, cpus: int, store_mb: int, scorer: object, engines: list[str]) -> dict:
     from features.store import open_store
     from leadscope.tables import read_table
     from serving.offline import batch_scores
@@ -180,7 +185,7 @@ def scoring(customers: int, cpus: int, store_mb: int, scorer: object) -> dict:
     out = {}
     ids = read_table(settings_for(customers, "local", cpus, store_mb).raw_dir, "customers")["customer_id"]
     ids = ids.astype(str).tolist()
-    for engine in ("local", "ray"):
+    for engine in engines:
         settings = settings_for(customers, engine, cpus, store_mb)
         service = open_store(settings).get_feature_service("propensity_v2")
         models = {"propensity": (scorer, service)}
@@ -199,18 +204,23 @@ def main() -> None:
     ap.add_argument("--object-store-mb", type=int, default=2048)
     ap.add_argument("--label-rows", type=int, default=400_000)
     ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--days", type=int, default=540, help="history generated, days (at least 150 for labels)")
+    ap.add_argument("--engines", default="local,ray", help="local,ray or one of them (10 M: ray alone)")
     ap.add_argument("--child-build", choices=("local", "ray"))
     ap.add_argument("--child-generate", action="store_true")
     args = ap.parse_args()
+    global DAYS
+    DAYS = args.days
+    engines = [e for e in ("ray", "local") if e in args.engines.split(",")]
     if args.child_generate:
         return child_generate(args.customers)
     if args.child_build:
         return child_build(args.customers, args.child_build, args.cpus, args.object_store_mb)
     company(args.customers)
     common = ["--customers", str(args.customers), "--cpus", str(args.cpus)]
-    common += ["--object-store-mb", str(args.object_store_mb)]
+    common += ["--object-store-mb", str(args.object_store_mb), "--days", str(args.days)]
     if not args.skip_build:
-        builds = {e: run_child([*common, "--child-build", e]) for e in ("ray", "local")}
+        builds = {e: run_child([*common, "--child-build", e]) for e in engines}
         for e, r in builds.items():
             print(
                 f"feature build {e:5s}: {r['seconds']:7.1f} s, peak RSS {r['peak_rss_gb']:.2f} GB"
@@ -219,8 +229,9 @@ def main() -> None:
                 f" {r['ray_total_peak_gb']:.2f} GB)"
             )
             print(f"    steps: {r['steps']}")
-        assert builds["ray"]["rows"] == builds["local"]["rows"], (builds["ray"]["rows"], builds["local"]["rows"])
-        print(f"    Ray overhead ratio (Ray / local): {builds['ray']['seconds'] / builds['local']['seconds']:.2f}×")
+        if len(builds) == 2:
+            assert builds["ray"]["rows"] == builds["local"]["rows"], (builds["ray"]["rows"], builds["local"]["rows"])
+            print(f"    Ray overhead ratio (Ray / local): {builds['ray']['seconds'] / builds['local']['seconds']:.2f}×")
     t = training(args.customers, args.cpus, args.object_store_mb, args.label_rows)
     print(
         f"training on one snapshot ({t['label_rows']:,} label rows, {t['train']:,} train, {t['test_positives']:,} "
@@ -229,14 +240,13 @@ def main() -> None:
         f"(best round {t['ray']['best_iteration']}); Δ {t['auc_delta']:+.4f}, prediction correlation "
         f"{t['prediction_corr']}"
     )
-    s = scoring(args.customers, args.cpus, args.object_store_mb, t["scorer"])
+    s = scoring(args.customers, args.cpus, args.object_store_mb, t["scorer"], engines)
     for reasons in ("none", "top3"):
-        lo, ra = s[f"local_{reasons}"], s[f"ray_{reasons}"]
-        print(
-            f"batch scoring, reasons {reasons:4s}: local {lo['rows_per_s']:,} rows/s ({lo['seconds']} s), "
-            f"Ray {ra['rows_per_s']:,} rows/s ({ra['seconds']} s); "
-            f"Ray overhead ratio {ra['seconds'] / lo['seconds']:.2f}×"
-        )
+        got = {e: s[f"{e}_{reasons}"] for e in engines}
+        line = [f"{e} {r['rows_per_s']:,} rows/s ({r['seconds']} s)" for e, r in got.items()]
+        if len(engines) == 2:
+            line.append(f"Ray overhead ratio {s[f'ray_{reasons}']['seconds'] / s[f'local_{reasons}']['seconds']:.2f}×")
+        print(f"batch scoring, reasons {reasons:4s}: " + "; ".join(line), flush=True)
     print(f"this process's peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")
 
 

@@ -19,7 +19,13 @@ from features import store as feature_store
 from features.distributed import READS, Partitioned, ViewChunks
 from features.graph_pool import GraphPool
 from features.names import builtin_feature_columns
-from graphs.features import HIGH_INTENT, block_fingerprints, cut_blocks, graph_feature_cuts
+from graphs.features import (
+    GRAPH_CUSTOMER_COLUMNS,
+    HIGH_INTENT,
+    block_fingerprints,
+    cut_blocks,
+    graph_feature_cuts,
+)
 from leadscope.schema import ENTITY, TS
 from leadscope.settings import Settings
 from leadscope.tables import (
@@ -35,6 +41,7 @@ from leadscope.tables import (
 GRAPH_VIEW = "customer_graph"
 POOL_MIN_ROWS = 1_000_000  # graph-view rows (customers × cut times) from which it runs in worker processes
 REFERENCE_FILE = "reference.json"
+PROFILE_ROWS = 500_000  # customers per chunk of the profile view
 GRAPH_BLOCKS_FILE = "graph_blocks.json"  # the digests of the graph view's blocks (GraphPlan)
 Progress = Callable[[str], None]
 # What a view's step gives: the whole frame (the profile), one frame per cut time (the local build: memory holds
@@ -104,11 +111,13 @@ def _table(settings: Settings, name: str) -> pd.DataFrame:
 
 
 def graph_inputs(settings: Settings, tables: dict[str, pd.DataFrame]) -> dict[str, object]:
-    """graph_features' arguments but the cut times (the events: only the high-intent ones it reads)."""
+    """graph_features' arguments but the cut times (the events: only the high-intent ones it reads). The edges'
+    ids and kinds come as categories: codes, not a Python string per end of every edge."""
     stages = _table(settings, "stages")
     events = tables["events"]
+    ids = ["src_customer_id", "dst_customer_id", "kind"]
     return {
-        "edges": read_table(settings.raw_dir, "edges"),
+        "edges": read_table(settings.raw_dir, "edges", read_dictionary=ids),
         "customers": tables["customers"],
         "won_at": first_stage(stages, "won"),
         "churned_at": first_stage(stages, "churned"),
@@ -116,6 +125,46 @@ def graph_inputs(settings: Settings, tables: dict[str, pd.DataFrame]) -> dict[st
         "events": events[events["event_type"].isin(HIGH_INTENT)][[ENTITY, "ts", "event_type"]],
         "seed": settings.seed,
     }
+
+
+def graph_tables(settings: Settings) -> dict[str, pd.DataFrame]:
+    """What the graph view reads of the raw tables and no more: four columns of the customers, the orders'
+    columns the views read, the high-intent events alone (graph_inputs takes them)."""
+    have = pq.read_schema(table_path(settings.raw_dir, "customers")).names
+    cols = [c for c in GRAPH_CUSTOMER_COLUMNS if c in have]
+    tables = {
+        "customers": read_table(settings.raw_dir, "customers", columns=cols, read_dictionary=[ENTITY]),
+        "transactions": _table(settings, "transactions"),
+    }
+    if has_table(settings.raw_dir, "events"):
+        path = table_path(settings.raw_dir, "events")
+        filters = [("event_type", "in", list(HIGH_INTENT))]
+        tables["events"] = pd.read_parquet(
+            path, columns=[ENTITY, "ts", "event_type"], filters=filters, read_dictionary=[ENTITY, "event_type"]
+        )
+    else:
+        tables["events"] = _table(settings, "events")
+    return tables
+
+
+def profile_chunks(settings: Settings, rows: int = PROFILE_ROWS) -> Iterator[pd.DataFrame]:
+    """The profile view from the customers table, `rows` customers at a time (the table need not fit in memory:
+    at 10 M customers its text alone is about 10 GB in pandas). Each column's kind comes from the file's schema,
+    so every chunk has the same columns and types."""
+    f = pq.ParquetFile(table_path(settings.raw_dir, "customers"))
+    kinds = {
+        field.name: "number"
+        if pa.types.is_boolean(field.type) or pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+        else "text"
+        for field in f.schema_arrow
+    }
+    wanted = [c for c in f.schema_arrow.names if c not in engineering.RESERVED_COLUMNS or c in (ENTITY, "created_at")]
+    empty = True
+    for batch in f.iter_batches(batch_size=rows, columns=wanted):
+        empty = False
+        yield engineering.profile_features(batch.to_pandas(), kinds=kinds)
+    if empty:
+        yield engineering.profile_features(f.schema_arrow.empty_table().select(wanted).to_pandas(), kinds=kinds)
 
 
 @dataclass
@@ -181,7 +230,7 @@ def _steps(
     `pool` the graph view's blocks are computed in local worker processes (features/graph_pool.py). `graph`: the
     graph view's plan (the blocks kept from the previous build) and its inputs (None when the pool reads them)."""
     cust = tables["customers"]
-    steps: dict[str, Callable[[], Chunks]] = {"customer_profile": lambda: engineering.profile_features(cust)}
+    steps: dict[str, Callable[[], Chunks]] = {"customer_profile": lambda: profile_chunks(settings)}
     optional: dict[str, tuple[str, Callable[[], Chunks]]] = {
         "customer_transactions": (
             "transactions",
@@ -244,16 +293,19 @@ def write_sources(
     """Compute every feature view the tables support into a staging folder, then swap it in with the build's
     metadata: a build that fails part-way leaves the previous features untouched. `end`: the newest cut time
     (default the day after the newest record, see data_end)."""
-    tables = {"customers": read_table(settings.raw_dir, "customers")}
-    if taken := sorted(set(tables["customers"].columns) & builtin_feature_columns()):
+    names = pq.read_schema(table_path(settings.raw_dir, "customers")).names
+    if taken := sorted(set(names) & builtin_feature_columns()):
         raise ValueError(
             f"customers: column {taken[0]} is the name of a built-in feature; rename it (e.g. crm_{taken[0]}) and "
             "import again"
         )
     ray = settings.engine == "ray"
-    # on Ray the driver reads the other tables only for the graph view (the whole graph is one computation)
-    wanted = ("transactions", "events") if not ray or has_table(settings.raw_dir, "edges") else ()
-    tables |= {t: _table(settings, t) for t in wanted}
+    if ray:  # the driver reads what the graph view needs and no more; the other views run on Ray's partitions
+        tables = graph_tables(settings) if has_table(settings.raw_dir, "edges") else {}
+        tables.setdefault("customers", read_table(settings.raw_dir, "customers", columns=[ENTITY, "created_at"]))
+    else:
+        tables = {"customers": read_table(settings.raw_dir, "customers")}
+        tables |= {t: _table(settings, t) for t in ("transactions", "events")}
     first = pd.to_datetime(tables["customers"]["created_at"], utc=True).min()
     start = first.floor("D")
     end = (data_end(tables) if not ray else _newest_day(settings, tables["customers"])) if end is None else end

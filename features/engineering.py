@@ -84,17 +84,20 @@ def cut_times(*, start: pd.Timestamp, end: pd.Timestamp, cadence_days: int) -> p
     return grid.append(pd.DatetimeIndex([end]))
 
 
-def profile_features(customers: pd.DataFrame) -> pd.DataFrame:
-    """Customer attributes valid from created_at: every non-PII column, custom ones included."""
+def profile_features(customers: pd.DataFrame, kinds: dict[str, str] | None = None) -> pd.DataFrame:
+    """Customer attributes valid from created_at: every non-PII column, custom ones included. A column is a
+    number (float64) when it holds numbers or flags, text otherwise; `kinds` ("number" or "text" per column, from
+    the file's schema) decides instead for a chunk of the table (features/build.py profile_chunks)."""
     cols = [c for c in customers.columns if c not in RESERVED_COLUMNS]
     out = customers[[ENTITY, *cols]].copy()
     for c in cols:
         s = out[c]
-        is_flag = s.dtype == object and s.dropna().map(type).eq(bool).all() and s.notna().any()
-        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s) or is_flag:
-            out[c] = s.astype("float64")
+        if kinds is not None:
+            number = kinds.get(c) == "number"
         else:
-            out[c] = s.astype("string")
+            is_flag = s.dtype == object and s.dropna().map(type).eq(bool).all() and s.notna().any()
+            number = pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s) or is_flag
+        out[c] = s.astype("float64") if number else s.astype("string")
     out.insert(1, TS, pd.to_datetime(customers["created_at"], utc=True))
     return out
 

@@ -19,33 +19,15 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import pandas as pd
 
-from leadscope.schema import ENTITY
 from leadscope.settings import Settings
 
 _INPUTS: dict[str, object] = {}  # a worker's graph inputs, read once by _load
 
 
 def _load(settings: Settings) -> None:
-    import pyarrow.parquet as pq
+    from features.build import graph_inputs, graph_tables
 
-    from features.build import _table, graph_inputs
-    from graphs.features import GRAPH_CUSTOMER_COLUMNS, HIGH_INTENT
-    from leadscope.tables import has_table, read_table, table_path
-
-    have = pq.read_schema(table_path(settings.raw_dir, "customers")).names
-    tables = {
-        "customers": read_table(
-            settings.raw_dir, "customers", columns=[c for c in GRAPH_CUSTOMER_COLUMNS if c in have]
-        ),
-        "transactions": _table(settings, "transactions"),
-    }
-    if has_table(settings.raw_dir, "events"):  # only the high-intent events are read by the graph view
-        path = table_path(settings.raw_dir, "events")
-        filters = [("event_type", "in", list(HIGH_INTENT))]
-        tables["events"] = pd.read_parquet(path, columns=[ENTITY, "ts", "event_type"], filters=filters)
-    else:
-        tables["events"] = _table(settings, "events")
-    _INPUTS.update(graph_inputs(settings, tables))
+    _INPUTS.update(graph_inputs(settings, graph_tables(settings)))
 
 
 def _block(cuts: list[str]) -> list[pd.DataFrame]:

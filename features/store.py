@@ -343,6 +343,10 @@ def newest_path(folder: Path, view: str) -> Path:
     return folder / f"{view}.newest.parquet"
 
 
+NEWEST_BATCH = 250_000  # rows per batch written to a newest-rows file
+DUCKDB_MEMORY = "4GB"  # what the build's DuckDB queries may hold before spilling to disk
+
+
 def write_newest(settings: Settings, folder: Path, meta: FeatureMeta) -> None:
     """Each view's newest row per customer inside its window (what a materialisation moves), selected once per
     build into `<view>.newest.parquet` beside the view, with the windows in NEWEST_FILE: batch scoring reads
@@ -352,14 +356,18 @@ def write_newest(settings: Settings, folder: Path, meta: FeatureMeta) -> None:
     import pyarrow.parquet as pq
 
     windows = {}
-    con = duckdb.connect()
+    # DuckDB's default memory limit is 80 % of the machine's; the sort spills to disk above this one
+    con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY})
     try:
         con.execute("SET TimeZone = 'UTC'")
         for view, kinds in meta.schema.items():
             lo, hi = window(settings, meta, view)
             sql = f"{newest_rows_sql([ENTITY, TS, *kinds])} ORDER BY {quote(ENTITY)}"  # one id order for every view
-            table = con.execute(sql, [str(folder / f"{view}.parquet"), lo, hi]).to_arrow_table()
-            pq.write_table(table, newest_path(folder, view))
+            # streamed: the newest rows of 10 M customers' detail view are gigabytes
+            reader = con.execute(sql, [str(folder / f"{view}.parquet"), lo, hi]).fetch_record_batch(NEWEST_BATCH)
+            with pq.ParquetWriter(newest_path(folder, view), reader.schema) as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
             windows[view] = [lo.isoformat(), hi.isoformat()]
     finally:
         con.close()

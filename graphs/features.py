@@ -217,19 +217,19 @@ class GraphInputs:
         # twice has the later referrer)
         ts = _naive(edges["ts"]).to_numpy()
         order = np.argsort(ts, kind="stable")
-        s = index.get_indexer(edges["src_customer_id"])[order]
-        d = index.get_indexer(edges["dst_customer_id"])[order]
+        s = _numbers(index, edges["src_customer_id"])[order]
+        d = _numbers(index, edges["dst_customer_id"])[order]
         kind = pd.Series(edges["kind"]).astype(object).map(KINDS).fillna(3).to_numpy(np.int8)[order]
         ok = (s >= 0) & (d >= 0)
         self.e_ts, self.e_s, self.e_d, self.e_kind = ts[order][ok], s[ok], d[ok], kind[ok]
         self.won = _naive(pd.Series(self.ids).map(won_at)).to_numpy()
         self.churned = _naive(pd.Series(self.ids).map(churned_at)).to_numpy()
-        c = index.get_indexer(transactions[ENTITY])
+        c = _numbers(index, transactions[ENTITY])
         tx = transactions[c >= 0]
         self.tx_c, self.tx_ts = c[c >= 0], _naive(tx["ts"]).to_numpy()
         self.signed = np.where(tx.get("is_refund", False), -tx["amount"], tx["amount"]).astype(float)
         hot = events[events["event_type"].isin(HIGH_INTENT)]
-        self.hot_ts, self.hot_c = _naive(hot["ts"]).to_numpy(), index.get_indexer(hot[ENTITY])
+        self.hot_ts, self.hot_c = _naive(hot["ts"]).to_numpy(), _numbers(index, hot[ENTITY])
         self.hot_ts, self.hot_c = self.hot_ts[self.hot_c >= 0], self.hot_c[self.hot_c >= 0]
         self.followers = (  # an optional attribute: without it, followers are counted from the follow edges alone
             pd.to_numeric(cust["social_followers"], errors="coerce").to_numpy(float)
@@ -259,6 +259,16 @@ class GraphInputs:
         mine = local[self.hot_c] >= 0
         part.hot_c, part.hot_ts = local[self.hot_c[mine]], self.hot_ts[mine]
         return part
+
+
+def _numbers(index: pd.Index, ids: pd.Series) -> np.ndarray:
+    """Each id's position in `index` (-1: none); ids given as categories are looked up once per category."""
+    ids = pd.Series(ids)
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        codes = ids.cat.codes.to_numpy()
+        found = np.append(index.get_indexer(ids.cat.categories.astype(str)), -1)
+        return found[codes]  # code -1 (a missing id) takes the appended -1
+    return index.get_indexer(ids)
 
 
 def _instant(cut: pd.Timestamp) -> np.datetime64:
