@@ -86,7 +86,8 @@ def split_view(name: str, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def first_stage(stages: pd.DataFrame, stage: str) -> pd.Series:
     """When each customer first reached a CRM stage."""
     s = stages[stages["stage"] == stage]
-    return s.assign(ts=pd.to_datetime(s["ts"], utc=True)).groupby(ENTITY)["ts"].min()
+    first = s.assign(ts=pd.to_datetime(s["ts"], utc=True)).groupby(ENTITY, observed=True)["ts"].min()
+    return first.set_axis(first.index.astype(object))  # ids read as categories: plain ids again
 
 
 EMPTY = {
@@ -96,10 +97,16 @@ EMPTY = {
 }
 
 
-def _table(settings: Settings, name: str) -> pd.DataFrame:
+def _table(settings: Settings, name: str, stages: tuple[str, ...] = ()) -> pd.DataFrame:
     """An optional table, or an empty one with its required columns when the company has none. Of the event
     tables only the columns the views read, their ids and types as categories: 40 M events of a 1 M-customer
-    company are then codes, not 40 M Python strings per text column."""
+    company are then codes, not 40 M Python strings per text column. `stages`: of the stages table only the rows
+    of these stages (and its ids as categories)."""
+    if stages and has_table(settings.raw_dir, name):
+        path = table_path(settings.raw_dir, name)
+        return pd.read_parquet(
+            path, columns=[ENTITY, "ts", "stage"], filters=[("stage", "in", list(stages))], read_dictionary=[ENTITY]
+        )
     if has_table(settings.raw_dir, name):
         if name not in READS:
             return read_table(settings.raw_dir, name)
@@ -113,7 +120,7 @@ def _table(settings: Settings, name: str) -> pd.DataFrame:
 def graph_inputs(settings: Settings, tables: dict[str, pd.DataFrame]) -> dict[str, object]:
     """graph_features' arguments but the cut times (the events: only the high-intent ones it reads). The edges'
     ids and kinds come as categories: codes, not a Python string per end of every edge."""
-    stages = _table(settings, "stages")
+    stages = _table(settings, "stages", stages=("won", "churned"))
     events = tables["events"]
     ids = ["src_customer_id", "dst_customer_id", "kind"]
     return {
