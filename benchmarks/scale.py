@@ -53,6 +53,8 @@ class RayMemory:
     """Polls the RSS of the Ray processes (workers, raylet, GCS) of this machine every 0.5 s."""
 
     def __init__(self) -> None:
+        self.step = "start"
+        self.own_peak: dict[str, int] = {}  # this process's RSS peak during each step of the build
         self.worker_peak = 0
         self.total_peak = 0
         self._stop = threading.Event()
@@ -62,7 +64,10 @@ class RayMemory:
         import psutil
 
         me = os.getpid()
+        own = psutil.Process(me)
         while not self._stop.wait(0.5):
+            rss = own.memory_info().rss
+            self.own_peak[self.step] = max(self.own_peak.get(self.step, 0), rss)
             total = 0
             for p in psutil.process_iter(["pid", "cmdline", "memory_info"]):
                 cmd = " ".join(p.info["cmdline"] or [])
@@ -93,7 +98,12 @@ def child_build(customers: int, engine: str, cpus: int, store_mb: int) -> None:
     marks: list[tuple[str, float]] = []
     t0 = time.perf_counter()
     with RayMemory() as ray_mem:
-        report = write_sources(settings, lambda step: marks.append((step, time.perf_counter())))
+
+        def progress(step: str) -> None:
+            marks.append((step, time.perf_counter()))
+            ray_mem.step = step
+
+        report = write_sources(settings, progress)
     total = time.perf_counter() - t0
     steps = {}
     for (name, at), (_, nxt) in zip(marks, [*marks[1:], ("end", t0 + total)], strict=True):
@@ -107,6 +117,8 @@ def child_build(customers: int, engine: str, cpus: int, store_mb: int) -> None:
         # the local build's graph workers (features/graph_pool.py): the biggest one
         "child_peak_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2, 2),
         "ray_worker_peak_gb": round(ray_mem.worker_peak / 1024**3, 2),
+        # RSS sampled every 0.5 s, so a peak between two samples is missed (the whole-run peak above is exact)
+        "step_peak_gb": {k: round(v / 1024**3, 2) for k, v in ray_mem.own_peak.items()},
         "ray_total_peak_gb": round(ray_mem.total_peak / 1024**3, 2),
     }
     print("RESULT " + json.dumps(out), flush=True)
@@ -229,6 +241,7 @@ def main() -> None:
                 f" {r['ray_total_peak_gb']:.2f} GB)"
             )
             print(f"    steps: {r['steps']}")
+            print(f"    this process's RSS peak per step (GB): {r['step_peak_gb']}")
         if len(builds) == 2:
             assert builds["ray"]["rows"] == builds["local"]["rows"], (builds["ray"]["rows"], builds["local"]["rows"])
             print(f"    Ray overhead ratio (Ray / local): {builds['ray']['seconds'] / builds['local']['seconds']:.2f}×")

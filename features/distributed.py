@@ -44,11 +44,13 @@ READS = {
     "events": [ENTITY, "ts", "event_type"],
 }
 VIEW_TABLE = {"customer_transactions": "transactions", "customer_engagement": "events"}
-CUSTOMERS_PER_PARTITION = 250_000
+# a partition's task held 3.86 GB at 125,000 customers with 22 cuts (docs/SCALE.md, 2026-12-07)
+CUSTOMERS_PER_PARTITION = 125_000
+DRIVER_BATCH = 250_000  # rows per batch the driver writes
 
 
 def partitions(settings: Settings, customers: int) -> int:
-    """How many customer partitions: ray_partitions, else 4 per CPU and at least one per 250,000 customers."""
+    """How many customer partitions: ray_partitions, else 4 per CPU and at least one per 125,000 customers."""
     if settings.ray_partitions:
         return settings.ray_partitions
     return max(4 * ray_cpus(settings), -(-customers // CUSTOMERS_PER_PARTITION))
@@ -147,7 +149,8 @@ def build_view(settings: Settings, view: str, into: Path, n: int, cuts: pd.Datet
         refs = {pd.Timestamp(r[TS]).isoformat(): json.loads(r["reference"]) for r in rows}
         out.reference = refs[max(refs, key=pd.Timestamp)] if refs else None
         ds = ds.map_batches(_add_relative, fn_kwargs={"refs": refs}, batch_format="pandas")
-    out.batches = (_as_local(b) for b in ds.iter_batches(batch_format="pyarrow", batch_size=None))
+    # batches of a bounded size, whatever a partition's block holds (slices of it: no copy in the object store)
+    out.batches = (_as_local(b) for b in ds.iter_batches(batch_format="pyarrow", batch_size=DRIVER_BATCH))
     return out
 
 
