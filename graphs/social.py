@@ -34,32 +34,12 @@ def undirected(src: np.ndarray, dst: np.ndarray, n: int) -> sp.csr_matrix:
     return A
 
 
-def pagerank(A: sp.csr_matrix, *, tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
-    """PageRank of a directed graph (row → column = endorsement); dangling mass spread uniformly.
-    Same fixed point as networkx.pagerank, iterated to a tight tolerance (networkx's default stops early)."""
-    n = A.shape[0]
-    if n == 0:  # a cut before anyone existed
-        return np.zeros(0)
-    out = np.asarray(A.sum(axis=1)).ravel()
-    inv = np.divide(1.0, out, out=np.zeros(n), where=out > 0)
-    P = sp.diags(inv) @ A
-    PT = P.T.tocsr()
-    x = np.full(n, 1.0 / n)
-    dangling = out == 0
-    for _ in range(max_iter):
-        nxt = DAMPING * (PT @ x + x[dangling].sum() / n) + (1 - DAMPING) / n
-        if np.abs(nxt - x).sum() < tol * n:
-            return nxt
-        x = nxt
-    return x
-
-
 def pagerank_weights(A: sp.csr_matrix, *, iterations: int = PAGERANK_ITERATIONS) -> np.ndarray:
     """PageRank up to a constant factor: y = DAMPING * P^T y + 1, with P the row-normalised adjacency (dangling
     rows zero). PageRank's fixed point is x = c * y, c spreading the teleport and the dangling mass alike, so
-    y / y.sum() is pagerank(A) and a node's y depends on its connected component only: shards of whole components
-    give the whole graph's y (graphs/features.py). A fixed number of iterations (DAMPING**150 < 3e-11 relative)
-    so that the result does not depend on what else the matrix holds."""
+    y / y.sum() is networkx.pagerank of A, and a node's y depends on its connected component only: shards of
+    whole components give the whole graph's y (graphs/features.py). A fixed number of iterations
+    (DAMPING**150 < 3e-11 relative) so that the result does not depend on what else the matrix holds."""
     n = A.shape[0]
     out = np.asarray(A.sum(axis=1)).ravel()
     inv = np.divide(1.0, out, out=np.zeros(n), where=out > 0)

@@ -71,4 +71,3 @@ def test_pagerank_weights_are_pagerank() -> None:
     y = social.pagerank_weights(social.adjacency(src, dst, 60))
     ref = nx.pagerank(g, alpha=social.DAMPING, tol=1e-12)
     np.testing.assert_allclose(y / y.sum(), [ref[i] for i in range(60)], atol=1e-9)
-
