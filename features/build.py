@@ -328,6 +328,7 @@ def write_sources(
         inputs: dict[str, object] | None = graph_inputs(settings, tables)
         plan = GraphPlan.make(settings, inputs, cuts)  # type: ignore[arg-type]
         report.graph_blocks = (sum(plan.kept), len(plan.blocks))
+        release_memory()  # the digests' row hashes are gone: give their pages back before the views start
         if any(plan.kept):
             progress(f"graph view: {sum(plan.kept)} of {len(plan.blocks)} blocks of cut times kept from the last build")
     if ray:
@@ -369,6 +370,18 @@ def write_sources(
     write_feature_meta(staging, meta)
     _swap(staging, out)
     return report
+
+
+def release_memory() -> None:
+    """Freed memory back to the system: Arrow's pool and glibc's arenas keep freed pages otherwise, and a 10 M
+    customer build's driver held 7.4 GB after reading the graph's inputs and hashing them."""
+    import ctypes
+
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def graph_workers(settings: Settings, rows: int) -> int:
