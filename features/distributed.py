@@ -140,15 +140,16 @@ def build_view(settings: Settings, view: str, into: Path, n: int, cuts: pd.Datet
     import ray.data
     from ray.data.context import ShuffleStrategy
 
+    # the sort-based shuffle for the statistics' groupby below: the hash shuffle reserves each of its aggregator
+    # actors' memory from the data's size, clamped to a node's. At 10 M customers on one 2-CPU node two such
+    # actors never both fit, and the groupby waited forever ("Only 0 out of 2 hash-shuffle aggregators are
+    # ready", Ray 2.58). Set before the dataset is made: a dataset keeps the context it was made with.
+    ray.data.DataContext.get_current().shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     kwargs = {"view": view, "into": str(into), "cuts": [c.isoformat() for c in cuts], "schemas": schemas}
     ds = ray.data.from_items([{"partition": b} for b in range(n)], override_num_blocks=n)
     ds = ds.map_batches(_partition_view, fn_kwargs=kwargs, batch_size=1, batch_format="pandas").materialize()
     out = ViewChunks(batches=iter(()), partitions=n)
     if view == "customer_transactions":
-        # the sort-based shuffle: the hash shuffle reserves each of its aggregator actors' memory from the data's
-        # size, clamped to a node's. At 10 M customers on one 2-CPU node two such actors never both fit, and the
-        # groupby waited forever ("Only 0 out of 2 hash-shuffle aggregators are ready", Ray 2.58)
-        ray.data.DataContext.get_current().shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
         inputs = [TS, *lifecycle.REFERENCE_INPUTS.values()]
         rows = ds.select_columns(inputs).groupby(TS).map_groups(_cut_reference, batch_format="pandas").take_all()
         refs = {pd.Timestamp(r[TS]).isoformat(): json.loads(r["reference"]) for r in rows}
