@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
+from leadscope.schema import FALSE, TRUE
+
 KINDS = ("id", "text", "category", "number", "flag", "boolean", "timestamp")
 Kind = Literal["id", "text", "category", "number", "flag", "boolean", "timestamp"]
-TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
-FALSE = frozenset({"false", "f", "no", "n", "0", "0.0"})
 # Timestamps that are not ISO 8601, tried in this order for a whole column; the first that reads every such value
 # wins, so one column never mixes day-first and month-first readings. Excel's serial day numbers are read too.
 DATE_FORMATS = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y")
@@ -145,8 +145,9 @@ def _no(index: pd.Index) -> pd.Series:
 
 
 def parse_boolean(s: pd.Series) -> Parsed:
-    """true/false, 1/0, yes/no, t/f (any case) → pandas boolean; missing stays missing (consent: means no)."""
-    reason = "not a yes/no value (true/false, 1/0, yes/no, t/f)"
+    """true/false, 1/0, yes/no, y/n, t/f, on/off (any case: leadscope/schema.py TRUE, FALSE) → pandas boolean;
+    missing stays missing (consent: means no)."""
+    reason = "not a yes/no value (true/false, 1/0, yes/no, y/n, t/f, on/off)"
     if pd.api.types.is_bool_dtype(s):
         return Parsed(s.astype("boolean"), _no(s.index), "")
     t = _text(s)
@@ -165,7 +166,7 @@ def parse_flag(s: pd.Series) -> Parsed:
     """A required 0/1 outcome: the boolean spellings → int64 0/1; a missing value is refused."""
     b = parse_boolean(s)
     bad = b.bad | b.values.isna()
-    return Parsed(b.values.fillna(False).astype("int64"), bad, "not 0/1 (true/false, 1/0, yes/no, t/f)")
+    return Parsed(b.values.fillna(False).astype("int64"), bad, "not 0/1 (true/false, 1/0, yes/no, y/n, t/f, on/off)")
 
 
 def parse_number(s: pd.Series) -> Parsed:
@@ -198,6 +199,9 @@ def parse_timestamp(s: pd.Series) -> Parsed:
     if pd.api.types.is_datetime64_any_dtype(s):
         ts = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
         return Parsed(ts.astype("datetime64[ns, UTC]"), pd.Series(False, index=s.index), "")
+    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        # a parquet column of numbers has no unit (seconds, milliseconds, days?): refused, never guessed
+        return Parsed(pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]"), s.notna(), NUMBER_NOT_TIME)
     t = _text(s)
     out = _arrow_iso(t)
     if out is None:
@@ -210,6 +214,7 @@ def parse_timestamp(s: pd.Series) -> Parsed:
 
 
 _ZONED = r"(Z|[+-]\d\d:\d\d)$"
+NUMBER_NOT_TIME = "a number, not a timestamp: ISO 8601 expected (e.g. 2026-03-01T09:30:00Z)"
 
 
 def _arrow_iso(t: pd.Series) -> pd.Series | None:

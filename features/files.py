@@ -75,12 +75,72 @@ def _read_parquet(path: Path, limits: Limits) -> pd.DataFrame:
                     f"{limits.max_cell_bytes:,} bytes (LEADSCOPE_IMPORT_MAX_CELL_BYTES)"
                 )
     size = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
-    if size > limits.max_file_bytes:
+    if size > limits.max_file_bytes:  # the encoded size already: a lower bound of what the values take
         raise FileRefused(f"{path.name}: {size:,} bytes uncompressed, over the limit of {limits.max_file_bytes:,}")
+    return _read_parquet_bounded(path, limits)
+
+
+def _read_parquet_bounded(path: Path, limits: Limits) -> pd.DataFrame:
+    """Reads in batches of bounded size and counts what the values take once decoded, refusing the file as soon as
+    that passes the file limit. The metadata's sizes are the encoded ones: a dictionary-encoded column of one long
+    value repeated (a "parquet bomb") is small on disk and in the metadata yet decodes to gigabytes. Text columns
+    are read as dictionaries, so a batch holds each distinct value once; the decoded size is counted from the
+    dictionary's value lengths, and values are decoded only once the whole file is known to fit. Hand-written:
+    pyarrow has no reader-side memory cap for parquet (its memory pools do not refuse, they fail)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001
+        schema = pq.read_schema(path)
+        nested = [f.name for f in schema if pa.types.is_nested(f.type)]
+        if nested:
+            raise FileRefused(f"{path.name}: column {nested[0]} is a list, struct or map: export flat columns")
+        text = [f.name for f in schema if _is_text(f.type) or _is_text(getattr(f.type, "value_type", None))]
+        pf = pq.ParquetFile(path, read_dictionary=text)
+        batches, decoded = [], 0
+        # a batch holds fixed-width values and dictionary indices (at most 16 bytes a cell) and each distinct text
+        # value once: its memory is bounded before its values are counted
+        for batch in pf.iter_batches(batch_size=65_536):
+            for name, col in zip(batch.schema.names, batch.columns, strict=True):
+                if pa.types.is_dictionary(col.type) and _is_text(col.type.value_type):
+                    lengths = pc.binary_length(col.dictionary)
+                    longest = pc.max(lengths).as_py() or 0
+                    if longest > limits.max_cell_bytes:
+                        raise FileRefused(
+                            f"{path.name}: column {name} holds values over the cell limit of "
+                            f"{limits.max_cell_bytes:,} bytes (LEADSCOPE_IMPORT_MAX_CELL_BYTES)"
+                        )
+                    decoded += (pc.sum(pc.take(lengths, col.indices)).as_py() or 0) + 8 * len(col)
+                else:
+                    decoded += col.nbytes
+            if decoded > limits.max_file_bytes:
+                raise FileRefused(
+                    f"{path.name}: its values take more than {limits.max_file_bytes:,} bytes once read "
+                    "(LEADSCOPE_IMPORT_MAX_FILE_BYTES)"
+                )
+            batches.append(batch)
+        table = pa.Table.from_batches(batches) if batches else pf.schema_arrow.empty_table()
+        table = table.cast(pa.schema([_decoded_field(f) for f in table.schema]))
+        return table.to_pandas()
+    except FileRefused:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure means the file is unreadable as a table
         raise FileRefused(f"{path.name}: cannot be read as parquet ({type(exc).__name__})") from None
+
+
+def _is_text(t) -> bool:  # noqa: ANN001 - a pyarrow DataType (or None)
+    import pyarrow as pa
+
+    if t is None:
+        return False
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _decoded_field(f):  # noqa: ANN001, ANN202 - a pyarrow Field → the same field with dictionaries decoded
+    import pyarrow as pa
+
+    return f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f
 
 
 def _read_csv(path: Path, limits: Limits) -> pd.DataFrame:

@@ -18,6 +18,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 }
 TABLES = tuple(t for t in REQUIRED if t != "labels")
 
+# The one yes/no vocabulary (any case, stripped) of every boolean leadscope reads: imported columns (consent_*,
+# is_refund, flags), the API's consent fields and docs/DATA.md. Anything else is refused by name, never guessed.
+TRUE = frozenset({"true", "t", "yes", "y", "on", "1", "1.0"})
+FALSE = frozenset({"false", "f", "no", "n", "off", "0", "0.0"})
 CHANNELS = ("web", "email", "sms", "wechat", "social", "ads", "form", "call", "app", "store")
 EDGE_KINDS = ("follow", "referral", "interaction")
 STAGES = ("lead_created", "mql", "sql", "opportunity", "won", "lost", "churned")

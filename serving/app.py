@@ -101,17 +101,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "key (`Authorization: Bearer <key>` or `X-API-Key`) with the route's scope; /healthz, /readyz and /metrics "
         "are open.",
     )
-    errors.install(app)
-    app.include_router(health.router)
-    app.include_router(scores.router)
-    app.include_router(leads.router)
-    app.include_router(events.router)
-    app.include_router(webhooks.router)
-    app.include_router(conversions.router)
-    app.include_router(audiences.router)
-    app.include_router(nba.router)
-    app.include_router(admin.router)
+    routers = (health, scores, leads, events, webhooks, conversions, audiences, nba, admin)
+    for module in routers:
+        app.include_router(module.router)
     console.install(app)
+    errors.install(app, [*(m.router for m in routers), console.router])
     fast = (("/v1/scores",) if settings.scores_fast_path else ()) + (
         ("/v1/events",) if settings.events_fast_path else ()
     )

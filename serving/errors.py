@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from serving.online import FeatureStoreUnavailable
 
@@ -95,7 +96,19 @@ def features_unavailable_response(exc: FeatureStoreUnavailable) -> JSONResponse:
     )
 
 
-def install(app: FastAPI) -> None:
+def allowed_methods(request: Request, routers: list[APIRouter]) -> list[str]:
+    """Every method some route of this path takes (Starlette's 405 names only the first route's: GET and POST of
+    one path are two routes). Read from the routers the app includes (their public `routes`)."""
+    methods: set[str] = set()
+    scope = {**request.scope, "method": "__none__"}
+    for route in (r for router in routers for r in router.routes):
+        if route.matches(scope)[0] != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    methods.add("OPTIONS")
+    return sorted(methods)
+
+
+def install(app: FastAPI, routers: list[APIRouter]) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errs = exc.errors()
@@ -113,7 +126,12 @@ def install(app: FastAPI) -> None:
         return api_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            allow = {"Allow": ", ".join(allowed_methods(request, routers))}
+            if request.method == "OPTIONS":  # the path exists: OPTIONS says what it takes
+                return Response(status_code=204, headers=allow)
+            return JSONResponse(status_code=405, content=body("method_not_allowed", str(exc.detail)), headers=allow)
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
             # FastAPI's answer to a body json.loads cannot read at all (not UTF-8, a 5,000-digit number)
             return JSONResponse(status_code=422, content=body("invalid_json", "request body is not valid JSON"))

@@ -19,6 +19,7 @@ from features import engineering, live
 from features.build import split_view
 from leadscope.schema import CHANNELS, ENTITY, RESERVED_COLUMNS, TS
 from leadscope.tables import FeatureMeta
+from serving.schemas import IsoTime
 
 MAX_ITEMS = 1_000
 INLINE_ID = "__inline_lead__"
@@ -33,7 +34,7 @@ def _in_range(t: datetime) -> datetime:
     return t
 
 
-Moment = Annotated[datetime, AfterValidator(_in_range)]
+Moment = Annotated[IsoTime, AfterValidator(_in_range)]
 
 
 def _cells(v: dict[str, Attribute]) -> dict[str, Attribute]:

@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from leadscope.schema import SCORED_MODELS
+from leadscope.schema import FALSE, SCORED_MODELS, TRUE
 
 MAX_IDS = 10_000
 MAX_BATCH_IDS = 1_000_000
 CustomerId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
+_NUMERIC_TEXT = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*")
+YES_NO = "true/false, yes/no, y/n, t/f, on/off, 1/0"
+
+
+def _iso_only(v: object) -> object:
+    """pydantic reads a number as Unix seconds (or milliseconds, by its size): a client sending the wrong unit
+    would silently write times decades away. Timestamps are ISO 8601 text only."""
+    if isinstance(v, bool | int | float) or (isinstance(v, str) and _NUMERIC_TEXT.fullmatch(v)):
+        raise ValueError("a number is not a timestamp: send ISO 8601 text, e.g. 2026-12-01T10:00:00Z")
+    return v
+
+
+def _yes_no(v: object) -> object:
+    """The yes/no vocabulary of the import (leadscope/schema.py TRUE, FALSE), any case: one set of spellings for
+    every boolean leadscope reads."""
+    if isinstance(v, bool):
+        return v
+    word = v.strip().lower() if isinstance(v, str) else str(v) if isinstance(v, int) else None
+    if word in TRUE:
+        return True
+    if word in FALSE:
+        return False
+    raise ValueError(f"not a yes/no value ({YES_NO})")
+
+
+# a time in a request body: ISO 8601 text (an offset or Z, or naive = UTC); a number is refused naming the field
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
+YesNo = Annotated[bool, BeforeValidator(_yes_no)]
 
 
 # the scored models of leadscope/schema.py, or a named custom outcome (`leadscope train outcome --name …`): a name

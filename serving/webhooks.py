@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection
 from standardwebhooks.webhooks import Webhook
 
 from leadscope.db import engine_for
+from serving.addresses import refusal
 from serving.history import Change
 from serving.signals.outbox import Policy
 
@@ -86,8 +87,8 @@ class WebhookInputError(ValueError):
 
 def check_url(url: str, *, production: bool) -> str:
     """An endpoint URL: http(s) with a host; in production https only and never a private, loopback, link-local
-    or reserved address (by literal or by what the name resolves to), so a subscriber cannot point leadscope at
-    its own network."""
+    or reserved address, by literal or by every address the name resolves to, in any form (IPv6 forms of IPv4
+    addresses included: serving/addresses.py), so a subscriber cannot point leadscope at its own network."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookInputError("url", "url: must be an http(s) URL with a host")
@@ -100,9 +101,9 @@ def check_url(url: str, *, production: bool) -> str:
     except OSError as exc:
         raise WebhookInputError("url", "url: the host name does not resolve") from exc
     for info in infos:
-        ip = ipaddress.ip_address(info[4][0])
-        if not ip.is_global or ip.is_multicast:
-            raise WebhookInputError("url", "url: points at a private or reserved address")
+        why = refusal(ipaddress.ip_address(info[4][0].split("%")[0]))
+        if why is not None:
+            raise WebhookInputError("url", f"url: {why}")
     return url
 
 

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from leadscope.schema import CLICK_IDS, STAGES
 from leadscope.settings import Settings
+from serving.schemas import IsoTime, YesNo
 from serving.signals import hashing
 from serving.signals.mapping import load as load_mapping
 from serving.signals.outbox import Outbox, Policy
@@ -33,7 +34,7 @@ class ConversionEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
     event_id: Id
     customer_id: Id
-    ts: Annotated[datetime, AfterValidator(_aware)] = Field(description="ISO 8601; naive times are UTC.")
+    ts: Annotated[IsoTime, AfterValidator(_aware)] = Field(description="ISO 8601; naive times are UTC.")
     stage: Literal[STAGES]  # type: ignore[valid-type]
     value: float | None = Field(None, ge=0, le=1e12, description="Deal value; required for won.")
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
@@ -52,8 +53,10 @@ class ConversionEvent(BaseModel):
     fbc: ClickId | None = None
     fbp: ClickId | None = None
     meta_lead_id: Annotated[str, StringConstraints(pattern=r"^\d{1,32}$")] | None = None
-    consent_ads: bool | None = Field(
-        None, description="Ads consent as the CRM knows it now; default: the customers table's (missing: no)."
+    consent_ads: YesNo | None = Field(
+        None,
+        description="Ads consent as the CRM knows it now (true/false, yes/no, y/n, t/f, on/off, 1/0); default: the "
+        "customers table's (missing: no).",
     )
     bd_vid: ClickId | None = None
     ttclid: ClickId | None = None
