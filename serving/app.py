@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -18,15 +17,16 @@ from fastapi import FastAPI
 
 from leadscope.settings import Settings, get_settings, quiet_environment
 from serving import console, errors, scoring
+from serving.applier_process import Child, deliver_forever_thread
 from serving.audiences.store import AudienceStore
 from serving.fastpath import FastPaths
-from serving.live import Live, deliver_forever_thread
+from serving.live import Live
 from serving.middleware import Limits, Observability
 from serving.routers import admin, audiences, conversions, events, health, leads, nba, scores, webhooks
 from serving.security import Guard, document_security
 from serving.signals.ingest import outbox_for
 from serving.signals.outbox import Outbox, Policy
-from serving.state import ServingState
+from serving.state import ServingState, load
 from serving.webhooks import Webhooks
 
 
@@ -47,7 +47,7 @@ def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMana
             Policy(max_attempts=settings.webhooks_max_attempts, backoff_cap=3600.0),
             production=settings.profile == "production",
         )
-        state.live = Live(settings, state, app.state.webhooks, process=settings.live_apply_process)
+        state.live = Live(settings, state, app.state.webhooks, process=settings.live_apply_process, spawn=Child)
         stop = threading.Event()
         # one audience build at a time: it uses the cores the requests need (2 here), so builds queue
         app.state.audience_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audience")
@@ -102,10 +102,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "are open.",
     )
     routers = (health, scores, leads, events, webhooks, conversions, audiences, nba, admin)
+    errors.install(app, [*(m.router for m in routers), console.router])  # first: the console wraps its handlers
     for module in routers:
         app.include_router(module.router)
     console.install(app)
-    errors.install(app, [*(m.router for m in routers), console.router])
     fast = (("/v1/scores",) if settings.scores_fast_path else ()) + (
         ("/v1/events",) if settings.events_fast_path else ()
     )
@@ -123,17 +123,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(Observability)
     document_security(app)
     return app
-
-
-def load(state: ServingState) -> None:
-    """Load the champions and features, then move everything loaded so far (Feast registry, models, libraries),
-    which lives as long as the process, out of the collector's view: full collections stop pausing requests for
-    tens of milliseconds."""
-    try:
-        state.load()
-    finally:
-        gc.collect()
-        gc.freeze()
 
 
 def replay(state: ServingState) -> None:

@@ -31,7 +31,6 @@ from serving.online import FeatureStoreUnavailable
 from serving.routers import events as events_route
 from serving.routers.scores import INLINE_MAX, _batches, _models
 from serving.schemas import ScoreRequest, ScoreResponse
-from serving.security import token_of
 from serving.state import ServingState
 
 EVENTS_MAX = 16  # records: larger requests (bulk loads) take the route, whose checks run in its thread pool
@@ -113,7 +112,7 @@ class FastPaths:
             if work is None:
                 return False
             guard = fastapi_app.state.guard  # last: once it has counted the hit, the request is answered here
-            key = guard.check(token_of(headers), fast.scope) if guard.enabled else None
+            key = guard.authorise(headers, fast.scope) if guard.enabled else None
         except Exception:  # noqa: BLE001 - whatever the route would refuse (deep nesting raises RecursionError)
             return False
         scope["route"] = route

@@ -161,6 +161,12 @@ class KeyCache:
             return None
         return found[0]
 
+    def active(self, key_id: str) -> ApiKey | None:
+        """The key of this id if it is still active (a console session holds the id, never the key)."""
+        self._reread_after(self.ttl)
+        found = self._keys.get(key_id)
+        return found[0] if found is not None else None
+
     def _reread_after(self, age: float) -> bool:
         """Re-read the key table if the copy is older than `age` seconds; whether it did."""
         if time.monotonic() - self._at < age:

@@ -20,126 +20,54 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import logging
-import os
 import threading
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from datetime import datetime
 
 import numpy as np
 import pandas as pd
 from cachetools import LRUCache
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from features import live
 from features.build import read_reference
-from leadscope.schema import ENTITY, TS
+from leadscope.schema import ENTITY
 from leadscope.settings import Settings
 from leadscope.tables import FeatureMeta, read_feature_meta
+from serving.applier import Applier
 from serving.history import Change, Point, ScoreHistory, worth_recording
 from serving.intake import IntakeProcess
+from serving.live_write import protos, sqlite_upsert
+from serving.records import Hint, Intake
 from serving.webhooks import Webhooks
 
 log = logging.getLogger("leadscope.live")
 MOVED = 3  # reasons per change: the features whose impact moved most
 
 
-class Hint:
-    """A number every writer raises after a change and every reader compares: a file read embedded, a Redis GET
-    in production. Only a changed hint sends a reader to the change feed."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.redis = None
-        if settings.profile == "production" and settings.redis_url:
-            import redis
-
-            self.redis = redis.Redis.from_url(settings.redis_url)
-            self.key = "leadscope:live:feed"
-        else:
-            path = settings.resolve(settings.data_dir) / "live.hint"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-
-    def read(self) -> bytes:
-        if self.redis is not None:
-            return self.redis.get(self.key) or b""
-        return os.pread(self.fd, 8, 0)
-
-    def bump(self, seq: int) -> None:
-        if self.redis is not None:
-            self.redis.set(self.key, str(seq))
-        else:
-            os.pwrite(self.fd, int(seq).to_bytes(8, "little"), 0)
-
-
-class Intake:
-    """Group commit of live records: requests hand their checked records to one writer thread and wait; it stores
-    everything handed over meanwhile in one transaction (one fsync), so concurrent requests share a commit and no
-    request blocks the event loop on SQLite. Whichever of two requests with the same id comes first stores it."""
-
-    def __init__(self, log: live.LiveLog, process: IntakeProcess | None = None) -> None:
-        self.log = log
-        self.process = process  # serving/intake.py: where requests store when it runs
-        self.cv = threading.Condition()
-        self.queue: list[tuple[list[live.Record], Future]] = []
-        threading.Thread(target=self._run, name="live-intake", daemon=True).start()
-
-    async def store(self, recs: list[live.Record]) -> list[live.Record]:
-        """The records of `recs` stored now (the others were stored before): through the intake process when it
-        runs, else through the writer thread."""
-        if self.process is not None:
-            stored = await self.process.add(recs)
-            if stored is not None:
-                return stored
-        return await asyncio.wrap_future(self.add(recs))
-
-    def where(self) -> str:
-        return "thread" if self.process is None or self.process.state == "gone" else self.process.state
-
-    def add(self, recs: list[live.Record]) -> Future:
-        """A future of the records of `recs` stored now (the others were stored before)."""
-        fut: Future = Future()
-        with self.cv:
-            self.queue.append((recs, fut))
-            self.cv.notify()
-        return fut
-
-    def _run(self) -> None:
-        while True:
-            with self.cv:
-                while not self.queue:
-                    self.cv.wait()
-                batch, self.queue = self.queue, []
-            try:
-                stored = {id(r) for r in self.log.add([r for recs, _ in batch for r in recs])}
-            except Exception as exc:  # noqa: BLE001 - each request answers 503, nothing of it stored
-                for _, fut in batch:
-                    fut.set_exception(exc)
-                continue
-            for recs, fut in batch:
-                fut.set_result([r for r in recs if id(r) in stored])
-
-
 class Live:
     def __init__(
-        self, settings: Settings, state: object, hooks: Webhooks, *, process: bool = False, origin: str | None = None
+        self,
+        settings: Settings,
+        state: object,
+        hooks: Webhooks,
+        *,
+        process: bool = False,
+        spawn: Callable[[Settings, str], object] | None = None,
+        origin: str | None = None,
     ) -> None:
         self.settings, self.state, self.hooks = settings, state, hooks
         # pushes under this origin are this process's own (it keeps its cache up to date); a child applier
         # shares its server's origin and hands the rows it wrote back
         self.origin = origin or uuid.uuid4().hex
         self.puts: list[tuple] | None = None  # a child applier collects the cache rows it wrote here
-        self.child: Child | None = None
-        if process:
+        self.child = None  # serving/applier_process.py Child: passes in a child process when `spawn` makes one
+        if process and spawn is not None:
             try:
-                self.child = Child(settings, self.origin)
+                self.child = spawn(settings, self.origin)
             except Exception as exc:  # noqa: BLE001 - e.g. a script without a __main__ guard: the thread applies
                 log.warning("live applier process not started (%s); passes run in the server", type(exc).__name__)
         self.log = live.LiveLog(settings.database_url)
@@ -159,10 +87,7 @@ class Live:
         self.margin = 1_000 if self.log.engine.dialect.name == "postgresql" else 0
         self.kept_seq = self.log.newest()  # every record up to here is in `kept` for the customers it holds
         self.follow_lock = threading.Lock()
-        self.cv = threading.Condition()
-        self.todo: dict[str, None] = {}
-        self.waiters: list[Future] = []
-        self.thread: threading.Thread | None = None
+        self.passes = Applier(self._pass, self._pace)
         self.sent = threading.Event()  # set after a pass that stored webhook messages
         self._meta: tuple[int, FeatureMeta] | None = None
         self.schema_path = settings.feature_dir / "schema.json"  # resolved once: each request stats it
@@ -200,16 +125,7 @@ class Live:
 
     def submit(self, ids: list[str]) -> Future:
         """Apply these customers' stored records soon; the future resolves when their features are online."""
-        fut: Future = Future()
-        with self.cv:
-            for i in ids:
-                self.todo[i] = None
-            self.waiters.append(fut)
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._run, name="live-apply", daemon=True)
-                self.thread.start()
-            self.cv.notify()
-        return fut
+        return self.passes.submit(ids)
 
     def replay(self) -> int:
         """Apply every stored record whose features never reached the online store; returns how many customers."""
@@ -250,52 +166,34 @@ class Live:
         if ids and self.state.online is not None:
             self.state.online.forget(ids)
 
-    # --- the applier ----------------------------------------------------------------------------------------------
+    # --- the applier's pass (serving/applier.py runs them) ----------------------------------------------------
 
-    def _run(self) -> None:
-        started, took, backlog = 0.0, 0.0, False
+    def _pace(self, took: float, backlog: bool) -> float:
+        """Seconds from one pass's start to the next's. Under load, passes start at most every
+        live_apply_interval_seconds; and while records keep arriving during passes (a stream, not one CRM call
+        after another), the applier keeps to its share of the time (a pass of 30 ms waits 70 ms after it at 0.3, at
+        most 0.5 s): what arrives meanwhile joins the next pass, so the stream costs a few passes a second and
+        leaves the scoring its core."""
         share = self.settings.live_apply_share
-        while True:
-            # under load, passes start at most every live_apply_interval_seconds; and while records keep arriving
-            # during passes (a stream, not one CRM call after another), the applier keeps to its share of the time
-            # (a pass of 30 ms waits 70 ms after it at 0.3, at most 0.5 s): what arrives meanwhile joins the next
-            # pass, so the stream costs a few passes a second and leaves the scoring its core
-            cycle = max(self.settings.live_apply_interval_seconds, min(took / share, took + 0.5) if backlog else 0)
-            pause = cycle - (time.monotonic() - started)
-            if pause > 0:
-                time.sleep(pause)
-            with self.cv:
-                while not self.todo:
-                    if not self.cv.wait(timeout=60):
-                        self.thread = None
-                        return
-                ids, waiters = list(self.todo), self.waiters
-                self.todo, self.waiters = {}, []
-            started = time.monotonic()
-            try:
-                child = self.child if self.child is not None and self.child.ready.is_set() else None
-                for start in range(0, len(ids), 2_000):
-                    if child is not None:
-                        sent, puts = child.apply(ids[start : start + 2_000])
-                        if sent:
-                            self.sent.set()
-                        for put in puts:  # the child's pass, in this process's cache (its pushes are ours)
-                            if self.state.online is not None and put[0] in self.state.online.services:
-                                self.state.online.put(*put)
-                    else:
-                        self.apply(ids[start : start + 2_000])
-            except Exception as exc:  # noqa: BLE001 - stored records are replayed; requests are told not applied
-                log.warning("live apply failed (records stay stored, replayed later): %s", type(exc).__name__)
-                if self.state.online is not None:
-                    self.state.online.forget(ids)  # whatever the pass wrote before it failed is read afresh
-                for w in waiters:
-                    w.set_exception(exc)
-                continue
-            took = time.monotonic() - started
-            with self.cv:
-                backlog = bool(self.todo)
-            for w in waiters:
-                w.set_result(True)
+        return max(self.settings.live_apply_interval_seconds, min(took / share, took + 0.5) if backlog else 0)
+
+    def _pass(self, ids: list[str]) -> None:
+        try:
+            child = self.child if self.child is not None and self.child.ready.is_set() else None
+            for start in range(0, len(ids), 2_000):
+                if child is not None:
+                    sent, puts = child.apply(ids[start : start + 2_000])
+                    if sent:
+                        self.sent.set()
+                    for put in puts:  # the child's pass, in this process's cache (its pushes are ours)
+                        if self.state.online is not None and put[0] in self.state.online.services:
+                            self.state.online.put(*put)
+                else:
+                    self.apply(ids[start : start + 2_000])
+        except Exception:
+            if self.state.online is not None:
+                self.state.online.forget(ids)  # whatever the pass wrote before it failed is read afresh
+            raise
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -444,76 +342,12 @@ class Live:
             conn.execute("PRAGMA synchronous=NORMAL")
             self._wal = True
         when = at.to_pydatetime()
-        rows = {view: _protos(df) for view, df in frames.items()}
+        rows = {view: protos(df) for view, df in frames.items()}
         if store.config.online_store.type == "sqlite":
-            _sqlite_upsert(store, provider, {self._view(v): r for v, r in rows.items()}, when)
+            sqlite_upsert(store, provider, {self._view(v): r for v, r in rows.items()}, when)
             return
         for view, data in rows.items():
             provider.online_write_batch(store.config, self._view(view), [(k, v, when, when) for k, v in data], None)
-
-
-def _protos(df: pd.DataFrame) -> list[tuple[EntityKeyProto, dict[str, ValueProto]]]:
-    """(entity key, value per feature) per row, the protos Feast's online stores take."""
-    cols = [(c, df[c].to_numpy()) for c in df.columns if c not in (ENTITY, TS)]
-    out = []
-    for j, cid in enumerate(df[ENTITY].tolist()):
-        values = {}
-        for name, arr in cols:
-            v = arr[j]
-            if v is None or v is pd.NA or (isinstance(v, float) and v != v):
-                values[name] = ValueProto()
-            elif isinstance(v, str):
-                values[name] = ValueProto(string_val=v)
-            else:
-                values[name] = ValueProto(double_val=float(v))
-        out.append((EntityKeyProto(join_keys=[ENTITY], entity_values=[ValueProto(string_val=cid)]), values))
-    return out
-
-
-def _sqlite_upsert(store: object, provider: object, views: dict, when: datetime) -> None:
-    """Every view's rows into Feast's SQLite online tables in one transaction, with executemany. Feast 0.67's own
-    SqliteOnlineStore.online_write_batch runs the same upsert statement one row at a time and commits per view (about
-    1 ms per customer, most of a live pass); the rows, their encoding (Feast's serialize_entity_key, the value
-    proto, value_text) and the table names are Feast's, so Feast reads them back unchanged (tests compare every
-    column with a batch rebuild read through Feast)."""
-    from feast.infra.key_encoding_utils import serialize_entity_key
-    from feast.infra.online_stores.helpers import compute_table_id
-    from feast.utils import to_naive_utc
-
-    config = store.config
-    assert not getattr(config.online_store, "vector_enabled", False)
-    assert not getattr(config.online_store, "enable_openai_compatible_store", False)
-    conn = provider.online_store._get_conn(config)  # noqa: SLF001
-    ts = to_naive_utc(when)
-    version = config.entity_key_serialization_version
-    versioning = config.registry.enable_online_feature_view_versioning
-    with conn:
-        for fv, data in views.items():
-            table = compute_table_id(config.project, fv, versioning).replace('"', '""')
-            sql = (
-                f'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-                "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
-                "created_ts = excluded.created_ts"
-            )
-            conn.executemany(
-                sql,
-                [
-                    (
-                        key_bin,
-                        name,
-                        val.SerializeToString(),
-                        val.string_val
-                        if val.HasField("string_val")
-                        else (str(val.double_val) if val.HasField("double_val") else None),
-                        ts,
-                        ts,
-                    )
-                    for key, values in data
-                    for key_bin in (serialize_entity_key(key, entity_key_serialization_version=version),)
-                    for name, val in values.items()
-                ],
-            )
 
 
 def _points(scorer: object, ids: list[str], cols: dict[str, list]) -> tuple[dict, dict, dict]:
@@ -588,107 +422,3 @@ def _moved(before: dict | None, after: dict | None) -> list[dict]:
             }
         )
     return out
-
-
-class Child:
-    """The applier in its own process (live_apply_process): a pass is CPU-bound Python (pandas, Feast's write,
-    TreeSHAP) and would hold the server's interpreter lock while requests wait; in a child it runs on the other
-    core. The child loads its own champions and store, follows new champions and materialisations, and exits when
-    the server's end of the pipe closes (also when the server is killed). Until it is ready, passes run in the
-    server's applier thread."""
-
-    def __init__(self, settings: Settings, origin: str) -> None:
-        import multiprocessing as mp
-
-        self.ready = threading.Event()
-        self.lock = threading.Lock()
-        ctx = mp.get_context("spawn")
-        self.conn, theirs = ctx.Pipe()
-        self.proc = ctx.Process(
-            target=_child_main, args=(settings.model_dump(), theirs, origin), daemon=True, name="live"
-        )
-        self.proc.start()
-        theirs.close()
-        threading.Thread(target=self._wait_ready, name="live-child", daemon=True).start()
-
-    def _wait_ready(self) -> None:
-        try:
-            if self.conn.recv() == ("ready", None):
-                self.ready.set()
-        except (EOFError, OSError):
-            log.warning("live applier process did not start; passes run in the server")
-
-    def apply(self, ids: list[str]) -> tuple[bool, list]:
-        """One pass in the child: (whether it stored webhook messages, the cache rows it wrote: the server puts
-        them in its own cache). Raises what the pass raised."""
-        with self.lock:
-            self.conn.send(ids)
-            kind, value = self.conn.recv()
-        if kind == "error":
-            raise RuntimeError(f"live pass failed in the applier process: {value}")
-        return value
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.conn.close()
-        self.proc.join(timeout=10)
-        if self.proc.is_alive():
-            self.proc.kill()
-
-
-def _child_main(settings_data: dict, conn: object, origin: str) -> None:
-    from leadscope.settings import quiet_environment
-    from serving.app import load
-    from serving.signals.outbox import Policy
-    from serving.state import ServingState
-
-    quiet_environment()
-    with contextlib.suppress(OSError):
-        os.nice(10)  # background work: the server's requests get the cores first, passes take what is left
-    settings = Settings.model_validate(settings_data)
-    state = ServingState(settings)
-    load(state)
-    hooks = Webhooks(
-        settings.database_url,
-        Policy(max_attempts=settings.webhooks_max_attempts, backoff_cap=3600.0),
-        production=settings.profile == "production",
-    )
-    state.live = Live(settings, state, hooks, origin=origin)
-    conn.send(("ready", None))
-    last = time.monotonic()
-    while True:
-        try:
-            if not conn.poll(settings.model_poll_seconds):
-                state.refresh()  # new champions; after a materialisation, unfolded records again
-                last = time.monotonic()
-                continue
-            ids = conn.recv()
-        except (EOFError, OSError):
-            return  # the server is gone
-        try:
-            state.live.sent.clear()
-            state.live.puts = []
-            state.live.apply(ids)
-            conn.send(("ok", (state.live.sent.is_set(), state.live.puts)))
-        except Exception as exc:  # noqa: BLE001 - reported to the server, whose request says not applied
-            conn.send(("error", type(exc).__name__))
-        if time.monotonic() - last > settings.model_poll_seconds:
-            with contextlib.suppress(Exception):
-                state.refresh()
-            last = time.monotonic()
-
-
-def deliver_forever_thread(live_: Live, every_seconds: float, stop: threading.Event) -> None:
-    """Send due webhook messages: right after a pass that stored some, and every `every_seconds`."""
-    import httpx
-
-    with httpx.Client() as client:
-        while not stop.is_set():
-            try:
-                counts = live_.hooks.deliver(client, max_seconds=max(every_seconds, 1.0) * 5)
-                if counts:
-                    log.info("webhooks delivered: %s", counts)
-            except Exception as exc:  # noqa: BLE001 - a failed round is retried at the next one
-                log.warning("webhook delivery round failed: %s", type(exc).__name__)
-            live_.sent.wait(timeout=every_seconds)
-            live_.sent.clear()

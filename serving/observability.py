@@ -48,6 +48,9 @@ FAST_SCORES = Counter(
 FAST_EVENTS = Counter(
     "leadscope_events_fast_path_total", "POST /v1/events answered before FastAPI routing (serving/fastpath.py)."
 )
+LIVE_APPLIER_RESTARTS = Counter(
+    "leadscope_live_applier_restarts_total", "Times the live applier loop failed and was started again."
+)
 
 
 def model_loaded(name: str, version: str, feature_service: str) -> None:

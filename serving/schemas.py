@@ -150,6 +150,10 @@ class Readiness(BaseModel):
         description="Where live records are applied: process (a child process), starting (the child is loading; "
         "the server applies meanwhile) or thread (in the server).",
     )
+    live_applier_restarts: int = Field(
+        0, description="Times the applier loop failed and was started again since the server started."
+    )
+    live_applier_error: str | None = Field(None, description="The applier loop's last failure, if it ever failed.")
     live_intake: str = Field(
         "thread",
         description="Where POST /v1/events stores records: process (the intake process), starting (a thread of "

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
@@ -21,6 +24,19 @@ from serving.keys import ApiKey, KeyCache, KeyStore
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 header_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key, as an alternative header.")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="leadscope"'}
+# The key an in-process call of the console acts as (serving/console/base.py `api`): the console holds a session,
+# never the raw key, and calls the API in the same task, where this variable is set. No header can set it.
+_ACTING: ContextVar[ApiKey | None] = ContextVar("leadscope_acting_key", default=None)
+
+
+@contextmanager
+def acting_as(key: ApiKey) -> Iterator[None]:
+    """Calls of the app made inside this block (in this task) act as `key`: same scopes and rate limit."""
+    reset = _ACTING.set(key)
+    try:
+        yield
+    finally:
+        _ACTING.reset(reset)
 
 
 class Guard:
@@ -43,6 +59,17 @@ class Guard:
             self._rates[key.rate_limit] = parse(key.rate_limit)
         return self._rates[key.rate_limit]
 
+    def authorise(self, headers: Headers, scope: str) -> ApiKey:
+        """The request's key (its header, or the key an in-process console call acts as) if it may call `scope`."""
+        token = token_of(headers)
+        acting = _ACTING.get()
+        if token is None and acting is not None:
+            key = self.keys.active(acting.key_id)  # still active: a revoked key's console calls stop too
+            if key is None:
+                raise ApiError(401, "unauthenticated", "unknown or revoked API key", None, CHALLENGE)
+            return self._within_scope_and_rate(key, scope)
+        return self.check(token, scope)
+
     def check(self, token: str | None, scope: str) -> ApiKey:
         if not token:
             raise ApiError(
@@ -51,6 +78,9 @@ class Guard:
         key = self.keys.verify(token)
         if key is None:
             raise ApiError(401, "unauthenticated", "unknown or revoked API key", None, CHALLENGE)
+        return self._within_scope_and_rate(key, scope)
+
+    def _within_scope_and_rate(self, key: ApiKey, scope: str) -> ApiKey:
         if not key.allows(scope):
             raise ApiError(403, "forbidden", f"this API key lacks the '{scope}' scope")
         item = self.rate(key)
@@ -89,7 +119,7 @@ def require(scope: str) -> object:
         guard: Guard = request.app.state.guard
         if not guard.enabled:
             return None
-        key = guard.check(token_of(request.headers), scope)
+        key = guard.authorise(request.headers, scope)
         request.state.key_id = key.key_id
         return key
 

@@ -3,6 +3,7 @@ alias moves), the online features with their cache (serving/online.py) and the s
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,3 +121,14 @@ class ServingState:
                     await run_in_threadpool(on_change)
             except Exception as exc:  # noqa: BLE001 - a failed reload keeps serving the current champion
                 log.warning("model refresh failed: %s", type(exc).__name__)
+
+
+def load(state: ServingState) -> None:
+    """Load the champions and features, then move everything loaded so far (Feast registry, models, libraries),
+    which lives as long as the process, out of the collector's view: full collections stop pausing requests for
+    tens of milliseconds."""
+    try:
+        state.load()
+    finally:
+        gc.collect()
+        gc.freeze()

@@ -67,9 +67,8 @@ def post(
 
     from features.live import RecordError
     from serving import events
-    from serving.app import load
     from serving.live import Live
-    from serving.state import ServingState
+    from serving.state import ServingState, load
     from serving.webhooks import Webhooks
 
     s = settings()

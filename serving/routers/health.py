@@ -45,6 +45,8 @@ async def readyz(state: State) -> Readiness | JSONResponse:
         feature_store=store_ok,
         live_applier=state.live.applier() if state.live is not None else "thread",
         live_intake=state.live.intake.where() if state.live is not None else "thread",
+        live_applier_restarts=state.live.passes.restarts if state.live is not None else 0,
+        live_applier_error=state.live.passes.last_error if state.live is not None else None,
     )
     return body if body.ready else JSONResponse(status_code=503, content=body.model_dump())
 

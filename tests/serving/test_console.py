@@ -325,10 +325,13 @@ def test_workers_starting_together_share_one_session_secret(tmp_path) -> None:
     with ThreadPoolExecutor(8) as pool:
         found = set(pool.map(lambda _: _local_secret(settings), range(32)))
     assert len(found) == 1 and len(next(iter(found))) >= 40
-    cookie, csrf = Sessions(settings).issue("lsk_a_b")
-    assert Sessions(settings).read(cookie) == {"k": "lsk_a_b", "c": csrf}  # another worker reads it
-    other = Settings(home=tmp_path, console_secret="set-for-all-servers")
-    assert Sessions(other).read(cookie) is None  # a cookie signed under another secret is no session
+    token = Sessions(settings).login_signer.dumps("login-csrf")
+    assert Sessions(settings).login_signer.loads(token) == "login-csrf"  # another worker reads the login form's token
+    cookie, csrf = Sessions(settings).store.open("key1")
+    opened = Sessions(settings).store.read(cookie)  # and the session one worker opened
+    assert opened is not None and (opened.key_id, opened.csrf) == ("key1", csrf)
+    other = Settings(home=tmp_path / "elsewhere")
+    assert Sessions(other).store.read(cookie) is None  # without its database, a cookie is no session
 
 
 def test_unreadable_identifiers_neither_break_the_index_nor_the_search(app, prepared) -> None:

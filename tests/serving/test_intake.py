@@ -13,7 +13,7 @@ import pytest
 
 from features import live
 from serving.intake import Gone, IntakeProcess
-from serving.live import Intake
+from serving.records import Intake
 
 
 def _records(tag: str, n: int) -> list[live.Record]:
