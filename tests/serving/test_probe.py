@@ -242,32 +242,35 @@ def test_an_imported_timestamp_column_of_numbers_is_refused_naming_the_column(tm
 # --- 6. the live applier survives a request that stopped waiting -------------------------------------------------
 
 
-def _unapplied(log: live.LiveLog, ids: set[str]) -> set[str]:
-    return {rid for rid, _ in log.unapplied()} & ids
+def _unapplied(log: live.LiveLog, customers: set[str]) -> set[str]:
+    """Which of these customers have records stored but not applied yet."""
+    return {cid for _, cid in log.unapplied()} & customers
 
 
 def test_records_posted_after_a_cancelled_wait_are_applied(live_company) -> None:
     # broken: a waiter that gave up (LEADSCOPE_EVENTS_APPLY_WAIT_SECONDS reached) killed the `live-apply` thread
-    # with InvalidStateError; records posted meanwhile stayed unapplied until a later post restarted it
+    # with InvalidStateError when its pass ended; records posted during that pass stayed unapplied until a later
+    # post restarted it
     settings = live_company.settings.model_copy(update={"events_apply_wait_seconds": 0.001})
     leads = _open_leads(settings)
     log = live.LiveLog(settings.database_url)
-    posted: set[str] = set()
+    now = datetime.now(UTC)
     with api_client(settings, ("events", "score")) as client:
         state = client.app.state.serving
-        for round_ in range(6):
+        later: set[str] = set()
+        for round_ in range(3):
             tag = f"cancel-{round_}-{uuid.uuid4().hex[:6]}"
-            first = _hot(leads[round_], datetime.now(UTC), tag)[:2]
-            r = client.post("/v1/events", json={"events": first})  # its wait is cancelled after 1 ms
+            # a pass over 300 customers: long enough for the next request to arrive while it runs
+            many = [_hot(cid, now, f"{tag}-{k}")[0] for k, cid in enumerate(leads[100 : 100 + 300])]
+            r = client.post("/v1/events", json={"events": many})  # its wait is cancelled after 1 ms
             assert r.status_code == 202 and r.json()["applied"] is False, r.text
-            later = _hot(leads[10 + round_], datetime.now(UTC), tag + "-later")[:2]
-            r = client.post("/v1/events?wait=false", json={"events": later})
-            assert r.status_code == 202
-            posted |= {rec["id"] for rec in first + later}
-        deadline = time.monotonic() + 10
-        while _unapplied(log, posted):
-            assert time.monotonic() < deadline, f"still unapplied: {sorted(_unapplied(log, posted))[:4]}"
-            time.sleep(0.05)
+            recs = _hot(leads[round_], now, tag + "-later")[:2]
+            assert client.post("/v1/events?wait=false", json={"events": recs}).status_code == 202
+            later.add(leads[round_])
+            deadline = time.monotonic() + 10
+            while _unapplied(log, later):
+                assert time.monotonic() < deadline, f"still unapplied: {sorted(_unapplied(log, later))}"
+                time.sleep(0.05)
         assert state.live.passes.thread is None or state.live.passes.thread.is_alive()
         ready = client.get("/readyz").json()
         assert ready["live_applier_restarts"] == 0 and ready["live_applier_error"] is None, ready
@@ -298,7 +301,7 @@ def test_a_crashed_applier_is_restarted_counted_and_reported(live_company, monke
         recs = _hot(leads[30], datetime.now(UTC), f"crash-{uuid.uuid4().hex[:6]}")[:2]
         assert client.post("/v1/events?wait=false", json={"events": recs}).status_code == 202
         deadline = time.monotonic() + 10
-        while _unapplied(log, {r["id"] for r in recs}):
+        while _unapplied(log, {leads[30]}):
             assert time.monotonic() < deadline, "records not applied after the applier crashed"
             time.sleep(0.05)
         ready = client.get("/readyz").json()
