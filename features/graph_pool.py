@@ -25,7 +25,7 @@ _INPUTS: dict[str, object] = {}  # a worker's graph inputs, read once by _load
 
 
 def _load(settings: Settings) -> None:
-    from features.build import graph_inputs, graph_tables
+    from features.inputs import graph_inputs, graph_tables
 
     _INPUTS.update(graph_inputs(settings, graph_tables(settings)))
 

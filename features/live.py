@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from features import contract, engineering
-from features.build import split_view
+from features.inputs import split_view
 from features.livelog import LiveLog, Record, _parsed, _utc, metadata, pushes, records  # noqa: F401 - re-exported
 from leadscope.schema import ENTITY, RESERVED_COLUMNS, TS
 from leadscope.tables import FeatureMeta, commit_tables, has_table, read_table

@@ -47,8 +47,8 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(2.0, ge=0, description="How long a server trusts its copy of the key table.")
     console_secret: SecretStr | None = Field(
         None,
-        description="Signs console session cookies (set one value for all servers; unset: a random secret kept in "
-        "the data directory).",
+        description="Signs the console login form's CSRF token (set one value for all servers; unset: a random "
+        "secret kept in the data directory).",
     )
     console_session_seconds: int = Field(8 * 3600, ge=60, description="Console sessions expire after this long.")
     console_max_upload_bytes: int = Field(
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
         65_536, ge=64, description="Longest value one imported cell may hold (bytes of text)."
     )
     import_max_file_bytes: int = Field(
-        8 * 1024**3, ge=1024, description="Largest imported file: CSV size, or a parquet file's uncompressed size."
+        8 * 1024**3, ge=1024, description="Largest imported file: a CSV file's size, or what a parquet file's values take once read."
     )
     events_future_seconds: float = Field(
         300.0, ge=0, description="POST /v1/events refuses records timed further than this in the future (clock skew)."

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
+from datetime import UTC, datetime
 
 from serving.observability import LIVE_APPLIER_RESTARTS as RESTARTS
 
@@ -69,7 +70,8 @@ class Applier:
                 return  # idle: the next submit starts a new thread
             except BaseException as exc:  # noqa: BLE001 - whatever escaped a pass's own handling: count, restart
                 self.restarts += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                # the type and time only: /readyz is open, and a message may quote data
+                self.last_error = f"{type(exc).__name__} at {datetime.now(UTC).isoformat(timespec='seconds')}"
                 RESTARTS.inc()
                 log.error("live applier loop failed (%s); started again", type(exc).__name__)
                 time.sleep(0.01)

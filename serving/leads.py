@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from features import engineering, live
-from features.build import split_view
+from features.inputs import split_view
 from leadscope.schema import CHANNELS, ENTITY, RESERVED_COLUMNS, TS
 from leadscope.tables import FeatureMeta
 from serving.schemas import IsoTime

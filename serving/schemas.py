@@ -153,7 +153,9 @@ class Readiness(BaseModel):
     live_applier_restarts: int = Field(
         0, description="Times the applier loop failed and was started again since the server started."
     )
-    live_applier_error: str | None = Field(None, description="The applier loop's last failure, if it ever failed.")
+    live_applier_error: str | None = Field(
+        None, description="The applier loop's last failure (exception type and time), if it ever failed."
+    )
     live_intake: str = Field(
         "thread",
         description="Where POST /v1/events stores records: process (the intake process), starting (a thread of "
