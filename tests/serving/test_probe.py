@@ -179,6 +179,26 @@ def test_public_addresses_in_any_form_stay_allowed() -> None:
         assert check_url(f"https://{host}/hook", production=True)
 
 
+def test_a_subscription_made_before_the_rule_fails_at_send_time_and_in_production_is_refused(tmp_path) -> None:
+    import httpx
+
+    from serving.webhooks import Webhooks
+
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    with pytest.raises(WebhookInputError, match="127.0.0.1"):
+        Webhooks(url, production=True).create("https://[64:ff9b::7f00:1]/h", ["propensity"], "grade_change")
+    endpoint, _ = Webhooks(url, production=False).create("https://[2002:7f00:1::]/h", ["propensity"], "grade_change")
+    sent: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:  # nothing may be sent: the check comes first
+        sent.append(str(request.url))
+        return httpx.Response(200)
+
+    with httpx.Client(transport=httpx.MockTransport(record)) as client:
+        state = Webhooks(url, production=True).test(endpoint.id, client)
+    assert not sent and state["status"] == "failed" and "127.0.0.1" in state["reason"], state
+
+
 # --- 5. a bare number is not a timestamp ------------------------------------------------------------------------
 
 
