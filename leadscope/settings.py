@@ -103,7 +103,9 @@ class Settings(BaseSettings):
         65_536, ge=64, description="Longest value one imported cell may hold (bytes of text)."
     )
     import_max_file_bytes: int = Field(
-        8 * 1024**3, ge=1024, description="Largest imported file: a CSV file's size, or what a parquet file's values take once read."
+        8 * 1024**3,
+        ge=1024,
+        description="Largest imported file: a CSV file's size, or what a parquet file's values take once read.",
     )
     events_future_seconds: float = Field(
         300.0, ge=0, description="POST /v1/events refuses records timed further than this in the future (clock skew)."

@@ -42,10 +42,14 @@ def keys_create(
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (the part after 'lsk_').")]) -> None:
-    """Revoke a key; servers refuse it within key_cache_seconds."""
+    """Revoke a key; servers refuse it within key_cache_seconds, and its console sessions end now."""
+    from serving.console.sessions import SessionStore
+
+    s = settings()
     if not _store().revoke(key_id):
         fail(f"no active key with id {key_id}")
-    console.print(f"revoked key {key_id}")
+    ended = SessionStore(s.database_url, s.console_session_seconds).end_for_key(key_id)
+    console.print(f"revoked key {key_id}" + (f"; {ended} console session(s) ended" if ended else ""))
 
 
 @keys_app.command("list")
