@@ -22,10 +22,11 @@ from serving.audiences.store import AudienceStore
 from serving.fastpath import FastPaths
 from serving.live import Live
 from serving.middleware import Limits, Observability
+from serving.outbox import Policy
 from serving.routers import admin, audiences, conversions, events, health, leads, nba, scores, webhooks
 from serving.security import Guard, document_security
 from serving.signals.ingest import outbox_for
-from serving.signals.outbox import Outbox, Policy
+from serving.signals.outbox import Outbox
 from serving.state import ServingState, load
 from serving.webhooks import Webhooks
 

@@ -63,7 +63,7 @@ class Child:
 
 def _child_main(settings_data: dict, conn: object, origin: str) -> None:
     from leadscope.settings import quiet_environment
-    from serving.signals.outbox import Policy
+    from serving.outbox import Policy
     from serving.state import ServingState, load
 
     quiet_environment()

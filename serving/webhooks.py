@@ -1,8 +1,8 @@
 """Score-change webhooks: subscriptions (URL, models, trigger), messages signed per the Standard Webhooks spec
 (the `standardwebhooks` package: HMAC-SHA256 over id, timestamp and body, `whsec_` secrets shown once) and an
 outbox of deliveries in the service database: a message is stored in the transaction that records the change,
-then sent with a lease, retried with backoff and jitter (serving.signals.outbox.Policy), at least once; the
-receiver deduplicates by the `webhook-id` header. A failed delivery can be replayed; each endpoint keeps its
+then sent with a lease, retried with backoff and jitter (serving/outbox.py, as conversion signals are), at least
+once; the receiver deduplicates by the `webhook-id` header. A failed delivery can be replayed; each endpoint keeps its
 failure state (consecutive failures, last error)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -31,7 +31,6 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    or_,
     select,
     update,
 )
@@ -41,7 +40,7 @@ from standardwebhooks.webhooks import Webhook
 from leadscope.db import engine_for
 from serving.addresses import refusal
 from serving.history import Change
-from serving.signals.outbox import Policy
+from serving.outbox import Leases, Policy
 
 Trigger = Literal["grade_change", "threshold", "delta"]
 metadata = MetaData()
@@ -152,6 +151,7 @@ class Webhooks:
         metadata.create_all(self.engine)
         self.policy = policy or Policy(max_attempts=15, backoff_cap=3600.0)
         self.production = production
+        self.leases = Leases(self.engine, messages, messages.c.id, self.policy)
         self._cache: tuple[float, list[Endpoint]] = (0.0, [])
 
     # --- subscriptions --------------------------------------------------------------------------------------------
@@ -287,31 +287,9 @@ class Webhooks:
     # --- delivery -------------------------------------------------------------------------------------------------
 
     def _claim(self, now: datetime, limit: int, only: list[str] | None) -> tuple[str, list]:
-        token = str(uuid.uuid4())
-        due = and_(
-            messages.c.status == "pending",
-            messages.c.next_attempt_at <= now,
-            or_(messages.c.lease_until.is_(None), messages.c.lease_until < now),
-            *([messages.c.id.in_(only)] if only else []),
-        )
-        with self.engine.begin() as c:
-            ids = [
-                r[0]
-                for r in c.execute(select(messages.c.id).where(due).order_by(messages.c.next_attempt_at).limit(limit))
-            ]
-            if not ids:
-                return token, []
-            c.execute(
-                update(messages)
-                .where(due, messages.c.id.in_(ids))
-                .values(lease_token=token, lease_until=now + timedelta(seconds=self.policy.lease_seconds))
-            )
-            rows = c.execute(
-                select(messages.c.id, messages.c.endpoint_id, messages.c.body, messages.c.attempts).where(
-                    messages.c.lease_token == token
-                )
-            ).all()
-        return token, rows
+        m = messages.c
+        where = [m.id.in_(only)] if only else []
+        return self.leases.claim(now, limit, *where, columns=[m.id, m.endpoint_id, m.body, m.attempts])
 
     def deliver_once(self, client: httpx.Client, limit: int = 200, only: list[str] | None = None) -> dict[str, int]:
         """Send the due messages (claimed with a lease, so several workers share the work); record each outcome
@@ -358,20 +336,14 @@ class Webhooks:
         return "failed", resp.status_code, f"HTTP {resp.status_code}"
 
     def _settle(self, token, msg_id, endpoint_id, attempts, outcome, status, reason, now) -> None:  # noqa: ANN001
-        mine = and_(messages.c.id == msg_id, messages.c.lease_token == token)
-        if outcome == "retry" and attempts >= self.policy.max_attempts:
-            outcome = "failed"
-        if outcome == "sent":
-            values = {"status": "sent", "sent_at": datetime.now(UTC), "reason": None}
-        elif outcome == "failed":
-            values = {"status": "failed", "reason": reason}
-        else:
-            values = {"next_attempt_at": now + timedelta(seconds=self.policy.backoff(attempts)), "reason": reason}
+        mine = and_(messages.c.id == msg_id, self.leases.mine(token))
+        outcome, values = self.policy.settled(outcome, attempts, datetime.now(UTC))  # sent_at: when it was sent
+        values["reason"] = reason if outcome != "sent" else None
         with self.engine.begin() as c:
             c.execute(
                 update(messages)
                 .where(mine)
-                .values(attempts=attempts, last_status=status, lease_token=None, lease_until=None, **values)
+                .values(attempts=attempts, last_status=status, **Leases.released(), **values)
             )
             ep = update(endpoints).where(endpoints.c.id == endpoint_id)
             if outcome == "sent":

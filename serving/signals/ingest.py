@@ -10,10 +10,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from leadscope.schema import CLICK_IDS, STAGES
 from leadscope.settings import Settings
+from serving.outbox import Policy
 from serving.schemas import IsoTime, YesNo
 from serving.signals import hashing
 from serving.signals.mapping import load as load_mapping
-from serving.signals.outbox import Outbox, Policy
+from serving.signals.outbox import Outbox
 
 Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
 Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]

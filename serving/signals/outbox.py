@@ -1,18 +1,15 @@
-"""Accepted conversion events and their deliveries (a transactional outbox): SQLite with WAL and a full fsync per
-commit embedded, PostgreSQL in production. An event is stored with its per-platform delivery rows in one
-transaction before the API answers 202; delivery claims rows with a lease, sends one batch per platform and
+"""Accepted conversion events and their deliveries (a transactional outbox, serving/outbox.py): SQLite with WAL and
+a full fsync per commit embedded, PostgreSQL in production. An event is stored with its per-platform delivery rows in
+one transaction before the API answers 202; delivery claims rows with a lease, sends one batch per platform and
 records each row's outcome, so one event reaches one platform once (the platforms' own dedup keys, event_id /
 orderId, cover a crash between their answer and our commit)."""
 
 from __future__ import annotations
 
 import json
-import random
 import time
-import uuid
 from collections import Counter
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy import (
@@ -26,13 +23,13 @@ from sqlalchemy import (
     Text,
     and_,
     func,
-    or_,
     select,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
 
 from leadscope.db import engine_for, upsert_insert
+from serving.outbox import Leases, Policy
 from serving.signals.mapping import Mapping
 from serving.signals.platforms import EXPORTERS, Event, Exporter
 
@@ -65,22 +62,6 @@ deliveries = Table(
     Column("lease_until", DateTime(timezone=True)),
     Column("sent_at", DateTime(timezone=True)),
 )
-
-
-@dataclass
-class Policy:
-    max_attempts: int = 12
-    backoff_base: float = 2.0
-    backoff_cap: float = 600.0
-    lease_seconds: float = 120.0
-    timeout: float = 10.0
-    max_batch: int | None = None  # below the platform's own limit, e.g. to keep one failure small
-
-    def backoff(self, attempts: int) -> float:
-        """Exponential backoff with "equal jitter" (half fixed, half random): a failing platform is not hammered
-        and retries of many rows spread out. A persisted schedule, so tenacity's in-process retry loop does not fit."""
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** max(attempts - 1, 0))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 def _event_row(e: Event, kind: str, now: datetime) -> dict:
@@ -121,6 +102,7 @@ class Outbox:
         metadata.create_all(self.engine)
         self.mapping = mapping
         self.policy = policy or Policy()
+        self.leases = Leases(self.engine, deliveries, deliveries.c.event_id, self.policy)
         self.exporters: dict[str, Exporter] = {
             name: EXPORTERS[name](cfg) for name, cfg in mapping.platforms.items() if cfg.enabled
         }
@@ -177,32 +159,8 @@ class Outbox:
     # --- delivery -----------------------------------------------------------------------------------------------
 
     def _claim(self, platform: str, limit: int, now: datetime) -> tuple[str, list[tuple[str, dict]]]:
-        token = str(uuid.uuid4())
-        due = and_(
-            deliveries.c.platform == platform,
-            deliveries.c.status == "pending",
-            deliveries.c.next_attempt_at <= now,
-            or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
-        )
-        with self.engine.begin() as c:
-            ids = [
-                r[0]
-                for r in c.execute(
-                    select(deliveries.c.event_id).where(due).order_by(deliveries.c.next_attempt_at).limit(limit)
-                )
-            ]
-            if not ids:
-                return token, []
-            c.execute(
-                update(deliveries)
-                .where(due, deliveries.c.event_id.in_(ids))
-                .values(lease_token=token, lease_until=now + timedelta(seconds=self.policy.lease_seconds))
-            )
-            rows = c.execute(
-                select(deliveries.c.event_id, deliveries.c.row).where(
-                    deliveries.c.platform == platform, deliveries.c.lease_token == token
-                )
-            ).all()
+        cols = [deliveries.c.event_id, deliveries.c.row]
+        token, rows = self.leases.claim(now, limit, deliveries.c.platform == platform, columns=cols)
         return token, [(r[0], json.loads(r[1])) for r in rows]
 
     def batches(self, platform: str, limit: int = 10_000) -> list[dict]:
@@ -252,33 +210,25 @@ class Outbox:
                 results[event_id] = outcome
         sent = [event_id for event_id, (kind, _) in results.items() if kind == "sent"]
         with self.engine.begin() as c:
+            mine = and_(deliveries.c.platform == platform, self.leases.mine(token))
             if sent:  # the common case, one statement for the whole batch
-                mine = and_(deliveries.c.platform == platform, deliveries.c.lease_token == token)
                 c.execute(
                     update(deliveries)
                     .where(mine, deliveries.c.event_id.in_(sent))
-                    .values(status="sent", sent_at=now, reason=None, lease_token=None, lease_until=None)
+                    .values(**self.policy.settled("sent", 0, now)[1], **Leases.released())
                 )
                 counts["sent"] += len(sent)
             for event_id, (kind, reason) in results.items():
                 if kind == "sent":
                     continue
-                key = and_(
-                    deliveries.c.platform == platform,
-                    deliveries.c.event_id == event_id,
-                    deliveries.c.lease_token == token,
-                )
+                key = and_(mine, deliveries.c.event_id == event_id)
                 if kind == "skipped":
-                    values = {"status": "skipped", "reason": reason}
+                    values = {"status": "skipped"}
                 else:
                     attempts = c.execute(select(deliveries.c.attempts).where(key)).scalar_one() + 1
-                    if kind == "failed" or attempts >= self.policy.max_attempts:
-                        kind = "failed"
-                        values = {"status": "failed", "attempts": attempts, "reason": reason}
-                    else:
-                        later = now + timedelta(seconds=self.policy.backoff(attempts))
-                        values = {"attempts": attempts, "next_attempt_at": later, "reason": reason}
-                c.execute(update(deliveries).where(key).values(lease_token=None, lease_until=None, **values))
+                    kind, values = self.policy.settled(kind, attempts, now)
+                    values["attempts"] = attempts
+                c.execute(update(deliveries).where(key).values(reason=reason, **values, **Leases.released()))
                 counts[kind] += 1
         return counts
 
