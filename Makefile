@@ -8,7 +8,7 @@ export DO_NOT_TRACK := true
 export FEAST_USAGE := False
 export PYTHONHASHSEED := 0
 
-.PHONY: run test venv lock lint bench clean browser
+.PHONY: run test test-fast venv lock lint bench clean browser
 
 venv: $(STAMP)
 
@@ -26,6 +26,11 @@ test: $(STAMP) browser
 	$(BIN)/ruff check leadscope features graphs training serving tests benchmarks
 	$(BIN)/ruff format --check -q leadscope features graphs training serving tests benchmarks
 	$(BIN)/python -m pytest --nbmake tests notebooks
+
+# The fast tier: no generated company (pure functions, contract, schemas, security, templates); CI may run it first.
+test-fast: $(STAMP)
+	$(BIN)/ruff check leadscope features graphs training serving tests benchmarks
+	$(BIN)/python -m pytest -m "not company" -q tests
 
 # The console's browser tests drive Debian's chromium (Playwright with executable_path; never `playwright install`).
 browser:

@@ -13,6 +13,7 @@ from serving.live import Live
 from serving.webhooks import Webhooks
 
 log = logging.getLogger("leadscope.live")
+GRACE_SECONDS = 1.0  # how long a closing server waits for the child to end by itself, then for SIGTERM
 
 
 class Child:
@@ -27,6 +28,7 @@ class Child:
 
         self.ready = threading.Event()
         self.lock = threading.Lock()
+        self.closing = False
         ctx = mp.get_context("spawn")
         self.conn, theirs = ctx.Pipe()
         self.proc = ctx.Process(
@@ -40,8 +42,9 @@ class Child:
         try:
             if self.conn.recv() == ("ready", None):
                 self.ready.set()
-        except (EOFError, OSError):
-            log.warning("live applier process did not start; passes run in the server")
+        except (EOFError, OSError, TypeError):  # TypeError: the server closed the pipe meanwhile (stopping)
+            if not self.closing:
+                log.warning("live applier process did not start; passes run in the server")
 
     def apply(self, ids: list[str]) -> tuple[bool, list]:
         """One pass in the child: (whether it stored webhook messages, the cache rows it wrote: the server puts
@@ -54,11 +57,19 @@ class Child:
         return value
 
     def close(self) -> None:
+        """Close the pipe: the child sees its end and exits after the pass it is in (a pass takes well under a
+        second). A child still loading cannot see it: after GRACE_SECONDS it is terminated (it holds nothing that
+        is not stored: records are applied again by replay), so a server stops in seconds, not at a timeout."""
+        self.closing = True
         with contextlib.suppress(Exception):
             self.conn.close()
-        self.proc.join(timeout=10)
+        self.proc.join(timeout=GRACE_SECONDS)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(timeout=GRACE_SECONDS)
         if self.proc.is_alive():
             self.proc.kill()
+            self.proc.join(timeout=GRACE_SECONDS)
 
 
 def _child_main(settings_data: dict, conn: object, origin: str) -> None:

@@ -48,6 +48,7 @@ class IntakeProcess:
         theirs.close()
         self.sock = ours
         self.state = "starting"  # → process (answered "ready") → gone
+        self.closing = False  # set by close(): the end of the connection is then expected, not news
         self.pending: dict[int, asyncio.Future] = {}
         self.next = 0
         self.writer: asyncio.StreamWriter | None = None
@@ -93,7 +94,10 @@ class IntakeProcess:
                 else:
                     fut.set_exception(RuntimeError(f"intake process: {error}"))
         except (asyncio.IncompleteReadError, OSError, pickle.UnpicklingError) as exc:
-            log.warning("live intake process ended (%s); records are stored by the server's thread", type(exc).__name__)
+            if not self.closing:
+                log.warning(
+                    "live intake process ended (%s); records are stored by the server's thread", type(exc).__name__
+                )
         finally:
             self.state = "gone"
             for fut in self.pending.values():
@@ -102,6 +106,7 @@ class IntakeProcess:
             self.pending.clear()
 
     def close(self) -> None:
+        self.closing = True
         with contextlib.suppress(Exception):
             if self.writer is not None:
                 self.writer.close()
@@ -141,7 +146,10 @@ def main(fd: int) -> None:
     while True:
         frames = _frames(buf)
         while not frames:  # block for the next request; then take everything that arrived with it
-            chunk = sock.recv(1 << 20)
+            try:
+                chunk = sock.recv(1 << 20)
+            except OSError:  # the server closed its end with a request unread: it is gone all the same
+                return
             if not chunk:
                 return  # the server is gone
             buf += chunk

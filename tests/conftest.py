@@ -64,6 +64,21 @@ def api_client(settings: Settings, scopes: tuple[str, ...] = ("admin",), *, wait
         yield client
 
 
+# Fixtures that generate a company (and build, train or serve it): a test using one, directly or through another
+# fixture, is marked `company`. Tests that generate one in their own body carry the mark themselves (pytestmark).
+COMPANY_FIXTURES = frozenset(
+    {"prepared", "live_company", "company", "companies", "built", "base", "regional", "inputs", "servers", "redis_url"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test-fast` (-m "not company"): unit tests of pure functions, the contract, schemas, security and
+    templates, no generated company."""
+    for item in items:
+        if COMPANY_FIXTURES & set(getattr(item, "fixturenames", ())) or "notebooks" in item.path.parts:
+            item.add_marker(pytest.mark.company)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _quiet() -> None:
     quiet_environment()
