@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from features import ingest
 from features import store as feature_store
 from tests.conftest import api_client, prepare, small_settings
+
+pytestmark = pytest.mark.company  # generates a company in its tests (make test-fast skips it)
 
 
 def test_twenty_new_columns_become_features_and_an_informative_one_explains_scores(tmp_path) -> None:

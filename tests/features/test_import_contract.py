@@ -260,6 +260,7 @@ def test_each_bad_input_class_alone_is_exit_2_with_one_line_naming_file_row_and_
     assert f"orders.csv: every row was rejected, e.g. row 1, column {column}: {reason}" in text, text
 
 
+@pytest.mark.company
 def test_a_build_that_cannot_reach_the_online_store_puts_the_previous_features_back(tmp_path) -> None:
     # broken: a failed build overwrote the features and the registry, leaving the online store stale
     from tests.conftest import prepare, small_settings

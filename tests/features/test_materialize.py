@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from features import store
 from features.build import build
 from leadscope.tables import read_feature_meta
 from tests.conftest import prepare, small_settings
+
+pytestmark = pytest.mark.company  # generates a company in its tests (make test-fast skips it)
 
 
 def test_incremental_materialisation_moves_only_what_is_new(tmp_path) -> None:

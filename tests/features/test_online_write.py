@@ -6,11 +6,14 @@ from __future__ import annotations
 import sqlite3
 
 import pandas as pd
+import pytest
 
 from features import store
 from features.online_write import OnlineWriter
 from leadscope.tables import read_feature_meta
 from tests.conftest import prepare, small_settings
+
+pytestmark = pytest.mark.company  # generates a company in its tests (make test-fast skips it)
 
 
 def _tables(path) -> dict[str, pd.DataFrame]:  # noqa: ANN001

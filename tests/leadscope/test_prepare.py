@@ -14,6 +14,8 @@ from tests.conftest import Prepared, small_settings
 
 SOME = 25
 
+pytestmark = pytest.mark.company  # generates a company in its tests (make test-fast skips it)
+
 
 def _online(settings: object, ids: list[str]) -> dict:
     from features.store import open_store

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from training import churn, oracle
+
+pytestmark = pytest.mark.company  # generates a company in its tests (make test-fast skips it)
 
 
 def test_churn_auc_is_close_to_the_oracle(prepared) -> None:

@@ -12,6 +12,8 @@ from leadscope.catalogue import CatalogueError
 from leadscope.cli import app
 from training import nba, nba_eval, policy, population, tracking, uplift
 
+pytestmark = pytest.mark.company  # generates a company in its tests (make test-fast skips it)
+
 
 def _write(tmp_path, text: str):
     p = tmp_path / "actions.yaml"

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from benchmarks._load import free_port, start_server
@@ -17,6 +18,8 @@ from tests.conftest import prepare, small_settings
 from training import dataset, pipeline, promotion, propensity, tracking
 
 ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.company  # generates a company in its tests (make test-fast skips it)
 
 
 def _request_loop(url: str, body: dict, headers: dict, stop: threading.Event, seen: list) -> None:

@@ -4,9 +4,12 @@ trains, registers and serves; a horizon the history cannot hold is refused by na
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from leadscope.cli import app
+
+pytestmark = pytest.mark.company  # generates a company in its tests (make test-fast skips it)
 
 
 def test_value_on_nine_months_of_history_trains_scores_and_says_what_it_left_out(tmp_path) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from leadscope.cli import app
+
+pytestmark = pytest.mark.company  # generates a company in its tests (make test-fast skips it)
 
 
 def test_a_static_churn_export_trains_and_scores_through_the_cli(tmp_path) -> None:
