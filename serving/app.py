@@ -81,7 +81,7 @@ def lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMana
         yield
         stop.set()
         state.live.sent.set()
-        state.live.close()
+        await state.live.aclose()
         for t in tasks:
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError):

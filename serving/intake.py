@@ -106,11 +106,28 @@ class IntakeProcess:
             self.pending.clear()
 
     def close(self) -> None:
+        """Outside the event loop (a CLI): close and wait for the process."""
         self.closing = True
         with contextlib.suppress(Exception):
             if self.writer is not None:
                 self.writer.close()
             self.sock.close()
+        self._reap()
+
+    async def aclose(self) -> None:
+        """On the server's event loop: the transport's own socket is closed by the loop (uvloop duplicates the
+        socket it is given, so closing ours alone leaves the process waiting for an end that never comes: a stop
+        took 10 s), then the process is waited for off the loop."""
+        self.closing = True
+        with contextlib.suppress(Exception):
+            if self.writer is not None:
+                self.writer.close()
+                await asyncio.wait_for(self.writer.wait_closed(), timeout=2)
+        with contextlib.suppress(Exception):
+            self.sock.close()
+        await asyncio.to_thread(self._reap)
+
+    def _reap(self) -> None:
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

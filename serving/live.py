@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -153,6 +154,13 @@ class Live:
             self.child.close()
         if self.intake.process is not None:
             self.intake.process.close()
+
+    async def aclose(self) -> None:
+        """The server's stop: the child and the intake process end side by side, off the event loop."""
+        tasks = [asyncio.to_thread(self.child.close)] if self.child is not None else []
+        if self.intake.process is not None:
+            tasks.append(self.intake.process.aclose())
+        await asyncio.gather(*tasks)
 
     def follow(self) -> None:
         """Drop the customers other workers pushed since the last look (one hint read when nothing changed)."""
