@@ -38,11 +38,14 @@ def factory() -> "FastAPI":  # noqa: UP037 - no __future__ annotations: the rout
 
 
 def main(port: int, workers: int = 1) -> None:
+    import os
+
     import uvicorn
 
     from serving.observability import configure_logging
 
-    configure_logging("json", level=30)  # warnings only: the access log would measure the terminal
+    # warnings only unless asked (benchmarks/access_log.py): the access log would measure the terminal
+    configure_logging("json", level=int(os.environ.get("LEADSCOPE_BENCH_LOG_LEVEL", "30")))
     uvicorn.run(
         "benchmarks._server:factory", factory=True, host="127.0.0.1", port=port, workers=workers, log_config=None
     )

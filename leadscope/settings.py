@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(30.0, gt=0, description="504 when no response has started by then.")
     graceful_shutdown_seconds: float = Field(30.0, gt=0, description="How long in-flight requests get on SIGTERM.")
     log_format: Literal["json", "text"] = Field("json", description="Server log lines: JSON or plain text.")
+    access_log: Literal["all", "errors", "off"] = Field(
+        "all",
+        description="Which requests the access log records: all, errors (status 400 and above) or off "
+        "(benchmarks/access_log.py measures what each costs).",
+    )
     signals_mapping: Path | None = Field(None, description="Stage → ad-platform mapping YAML (default: built in).")
     signals_max_attempts: int = Field(12, ge=1, description="Delivery attempts per event and platform.")
     signals_backoff_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles per attempt.")

@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
         timeout=settings.request_timeout_seconds,
     )
-    app.add_middleware(Observability)
+    app.add_middleware(Observability, access=settings.access_log)
     document_security(app)
     return app
 

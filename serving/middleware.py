@@ -38,8 +38,9 @@ async def send_error(send, status: int, code: str, message: str, headers: list |
 
 
 class Observability:
-    def __init__(self, app) -> None:  # noqa: ANN001 - ASGI app
+    def __init__(self, app, access: str = "all") -> None:  # noqa: ANN001 - ASGI app
         self.app = app
+        self.access = access  # LEADSCOPE_ACCESS_LOG: all, errors (status >= 400) or off
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
         if scope["type"] != "http":
@@ -88,7 +89,8 @@ class Observability:
             if status >= 400:
                 obs.ERRORS.labels(path, str(status)).inc()
             level = logging.DEBUG if path in QUIET and status < 400 else logging.INFO
-            if log.isEnabledFor(level):
+            wanted = self.access == "all" or (self.access == "errors" and status >= 400)
+            if wanted and log.isEnabledFor(level):
                 key = scope.get("state", {}).get("key_id")
                 log.log(
                     level,
