@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -174,3 +175,12 @@ def run_phases(phases: list[Callable], work: Path) -> dict[str, tuple[str, float
             raise SystemExit(f"{phase.__name__} failed (exit code {p.exitcode})")
         out[phase.__name__] = q.get()
     return out
+
+
+def interleaved_args(doc: str | None) -> argparse.Namespace:
+    """The arguments of the benchmarks that compare settings in fresh servers, interleaved round by round."""
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--concurrency", type=int, default=8)
+    return ap.parse_args()

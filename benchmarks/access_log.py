@@ -8,11 +8,10 @@ Needs a prepared embedded setup (`make run` once, or `leadscope run --skip-serve
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
-from benchmarks._load import free_port, start_server
+from benchmarks._load import free_port, interleaved_args, start_server
 from benchmarks.load import bodies, run_routes
 from leadscope.settings import Settings
 
@@ -31,11 +30,7 @@ def one(mode: str, payloads: list[bytes], concurrency: int, seconds: float) -> f
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=8.0)
-    ap.add_argument("--concurrency", type=int, default=8)
-    args = ap.parse_args()
+    args = interleaved_args(__doc__)
     payloads = bodies(Settings())
     got: dict[str, list[float]] = {m: [] for m in MODES}
     for r in range(args.rounds):

@@ -9,11 +9,10 @@ difference of the medians with the run-to-run noise (the widest spread of one se
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
-from benchmarks._load import free_port, start_server
+from benchmarks._load import free_port, interleaved_args, start_server
 from benchmarks.load import bodies, run_routes
 from leadscope.settings import Settings
 
@@ -30,11 +29,7 @@ def one(on: bool, payloads: list[bytes], concurrency: int, seconds: float) -> tu
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=8.0)
-    ap.add_argument("--concurrency", type=int, default=8)
-    args = ap.parse_args()
+    args = interleaved_args(__doc__)
     payloads = bodies(Settings())
     got: dict[bool, list[tuple[float, float, float]]] = {True: [], False: []}
     for r in range(args.rounds):

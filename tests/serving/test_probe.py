@@ -29,6 +29,17 @@ from tests.serving.test_events import _hot, _open_leads
 LEADSCOPE = Path(sys.executable).with_name("leadscope")
 
 
+def _import(home: Path, customers: Path, *wrap: str, **env: str) -> subprocess.CompletedProcess:
+    """`leadscope import --customers FILE` as a company would run it: its own process, LEADSCOPE_HOME `home`."""
+    return subprocess.run(
+        [*wrap, str(LEADSCOPE), "import", "--customers", str(customers)],
+        env={"LEADSCOPE_HOME": str(home), "PATH": "/usr/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 # --- 1. a parquet file whose dictionary expands far beyond what its metadata says --------------------------------
 
 
@@ -56,13 +67,7 @@ def test_a_parquet_dictionary_bomb_is_refused_within_bounded_memory(tmp_path) ->
         "import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
         "print(f'PEAK_KIB={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}', file=sys.stderr); sys.exit(rc)"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", wrapper, str(LEADSCOPE), "import", "--customers", str(bomb)],
-        env={"LEADSCOPE_HOME": str(tmp_path), "LEADSCOPE_IMPORT_MAX_FILE_BYTES": "100000000", "PATH": "/usr/bin"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = _import(tmp_path, bomb, sys.executable, "-c", wrapper, LEADSCOPE_IMPORT_MAX_FILE_BYTES="100000000")
     peak_mib = int(re.search(r"PEAK_KIB=(\d+)", res.stderr).group(1)) / 1024
     out = " ".join((res.stdout + res.stderr).split())
     assert res.returncode == 2, out
@@ -75,13 +80,7 @@ def test_a_parquet_dictionary_bomb_is_refused_within_bounded_memory(tmp_path) ->
 def test_a_parquet_file_within_the_bound_still_imports_its_values(tmp_path) -> None:
     ok = tmp_path / "ok.parquet"
     _bomb(ok, rows=50, cell=1_000)
-    res = subprocess.run(
-        [str(LEADSCOPE), "import", "--customers", str(ok)],
-        env={"LEADSCOPE_HOME": str(tmp_path), "LEADSCOPE_IMPORT_MAX_FILE_BYTES": "100000000", "PATH": "/usr/bin"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = _import(tmp_path, ok, LEADSCOPE_IMPORT_MAX_FILE_BYTES="100000000")
     assert res.returncode == 0, res.stdout + res.stderr
     stored = pd.read_parquet(tmp_path / "data" / "raw" / "customers.parquet")
     assert len(stored) == 50 and set(stored["note"]) == {"z" * 1_000}
@@ -249,13 +248,7 @@ def test_an_imported_timestamp_column_of_numbers_is_refused_naming_the_column(tm
     # broken: a parquet created_at of numbers was read as Excel serial days (12345 → 1933-10-18) without a word
     path = tmp_path / "c.parquet"
     pd.DataFrame({"customer_id": ["a", "b"], "created_at": [12_345, 45_000]}).to_parquet(path)
-    res = subprocess.run(
-        [str(LEADSCOPE), "import", "--customers", str(path)],
-        env={"LEADSCOPE_HOME": str(tmp_path), "PATH": "/usr/bin"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = _import(tmp_path, path)
     out = " ".join((res.stdout + res.stderr).split())
     assert res.returncode == 2 and "column created_at" in out and "ISO 8601" in out, out
     assert not (tmp_path / "data" / "raw" / "customers.parquet").exists()
@@ -365,13 +358,7 @@ def test_consent_spellings_are_one_vocabulary_in_the_api_the_import_and_the_docs
     rows = "".join(f"c{i},2026-01-01,{w}\n" for i, w in enumerate(words))
     path = tmp_path / "c.csv"
     path.write_text("customer_id,created_at,consent_ads\n" + rows)
-    res = subprocess.run(
-        [str(LEADSCOPE), "import", "--customers", str(path)],
-        env={"LEADSCOPE_HOME": str(tmp_path), "PATH": "/usr/bin"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = _import(tmp_path, path)
     assert res.returncode == 0, res.stdout + res.stderr
     stored = pd.read_parquet(tmp_path / "data" / "raw" / "customers.parquet").set_index("customer_id")
     assert len(stored) == len(words)
