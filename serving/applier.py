@@ -59,10 +59,6 @@ class Applier:
             self.cv.notify()
         return fut
 
-    def state(self) -> str:
-        alive = self.thread is not None and self.thread.is_alive()
-        return "running" if alive else "idle"
-
     def _supervise(self) -> None:
         while True:
             try:

@@ -149,12 +149,6 @@ class Live:
         for start in range(0, len(ids), 1_000):
             self.apply(ids[start : start + 1_000])
 
-    def close(self) -> None:
-        if self.child is not None:
-            self.child.close()
-        if self.intake.process is not None:
-            self.intake.process.close()
-
     async def aclose(self) -> None:
         """The server's stop: the child and the intake process end side by side, off the event loop."""
         tasks = [asyncio.to_thread(self.child.close)] if self.child is not None else []

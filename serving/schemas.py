@@ -30,7 +30,7 @@ def _yes_no(v: object) -> object:
     every boolean leadscope reads."""
     if isinstance(v, bool):
         return v
-    word = v.strip().lower() if isinstance(v, str) else str(v) if isinstance(v, int) else None
+    word = v.strip().lower() if isinstance(v, str) else str(v) if isinstance(v, int | float) else None
     if word in TRUE:
         return True
     if word in FALSE:

@@ -23,7 +23,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, select, update
+from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, select
 
 from leadscope.db import engine_for
 
@@ -93,7 +93,3 @@ class SessionStore:
     def end_for_key(self, key_id: str) -> int:
         with self.engine.begin() as c:
             return c.execute(delete(table).where(table.c.key_id == key_id)).rowcount
-
-    def expire_all_now(self) -> None:  # for an operator who wants every console user to log in again
-        with self.engine.begin() as c:
-            c.execute(update(table).values(expires_at=datetime.now(UTC)))
